@@ -1,0 +1,205 @@
+//! The backend contract: a small, object-safe set of primitives that every engine
+//! implements. Backends own storage and kernels only; dtype semantics, device limits,
+//! broadcasting rules and every composed op live in the frontend ([`crate::ops`]), so all
+//! engines behave the same.
+//!
+//! Contract for implementers: the frontend only calls a primitive with operands of one
+//! dtype (it casts first), with shapes already checked (binary/select operands broadcast
+//! to each other, matmul operands at least 2-d with matching inner dimensions), and with
+//! axes in range. A primitive that cannot run a dtype returns [`KilnError::Backend`]; it
+//! never panics and never returns a silently wrong value.
+
+pub mod ndarray;
+
+use crate::array::ArrayData;
+use crate::dtype::DType;
+use crate::element::Scalar;
+use crate::error::{KilnError, Result};
+use std::any::Any;
+use std::sync::Arc;
+
+/// Elementwise unary primitives (same dtype out, except the predicates, which give bool,
+/// and `Abs`/`Real`/`Imag` of complex, which give the real dtype).
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Sign,
+    Sqrt,
+    Exp,
+    Expm1,
+    Log,
+    Log1p,
+    Log2,
+    Log10,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Erf,
+    Floor,
+    Ceil,
+    Round,
+    IsNan,
+    IsInf,
+    IsFinite,
+    LogicalNot,
+    Real,
+    Imag,
+    Conj,
+}
+
+/// Elementwise binary primitives on two operands of one dtype (broadcast).
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    FloorDiv,
+    Mod,
+    Pow,
+    Max,
+    Min,
+    Atan2,
+    Hypot,
+    And,
+    Or,
+    Xor,
+}
+
+/// Comparisons (result bool). NaN compares unequal to everything; complex orders
+/// lexicographically, as NumPy does.
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Reductions over a set of axes.
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Prod,
+    Max,
+    Min,
+    All,
+    Any,
+}
+
+/// Index of the extreme value along one axis (first occurrence; NaN wins, as in NumPy).
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ArgOp {
+    ArgMax,
+    ArgMin,
+}
+
+/// Inclusive scans along one axis.
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ScanOp {
+    CumSum,
+    CumProd,
+}
+
+/// One axis of a strided slice: `start..end` by `step` (`step` may be negative, as in
+/// NumPy's `a[::-1]`; bounds are already clamped by the frontend).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SliceSpec {
+    /// First index (inclusive), counted from the start even when `step < 0`.
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+    /// Step; never 0.
+    pub step: isize,
+}
+
+/// Backend-owned tensor storage, opaque to the frontend. Each engine downcasts to its own
+/// type; handing one engine's storage to another is a [`KilnError::Backend`] error.
+#[derive(Clone)]
+pub struct Storage(pub(crate) Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Storage(..)")
+    }
+}
+
+/// The primitives an engine implements. Object-safe: the frontend holds `Arc<dyn Backend>`.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Short name (`ndarray`, `candle`).
+    fn name(&self) -> &'static str;
+    /// The dtype and shape of a storage.
+    fn describe(&self, s: &Storage) -> Result<(DType, Vec<usize>)>;
+    /// Moves host data into engine storage.
+    fn upload(&self, data: ArrayData) -> Result<Storage>;
+    /// Copies storage back to the host.
+    fn download(&self, s: &Storage) -> Result<ArrayData>;
+    /// Elementwise conversion with NumPy's unsafe-casting semantics (the resolver has
+    /// already decided that this cast is wanted).
+    fn cast(&self, s: &Storage, to: DType) -> Result<Storage>;
+    /// Elementwise unary primitive.
+    fn unary(&self, op: UnaryOp, s: &Storage) -> Result<Storage>;
+    /// Elementwise binary primitive; operands have one dtype and broadcast to `shape`.
+    fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage>;
+    /// Elementwise comparison to bool; operands have one dtype and broadcast to `shape`.
+    fn compare(&self, op: CmpOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage>;
+    /// `cond ? a : b` elementwise; `cond` is bool, `a` and `b` share a dtype; all broadcast.
+    fn select(&self, cond: &Storage, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage>;
+    /// Reduction over `axes` (sorted, unique).
+    fn reduce(&self, op: ReduceOp, s: &Storage, axes: &[usize], keepdims: bool) -> Result<Storage>;
+    /// Arg-reduction along `axis`, giving int64 indices with `axis` removed.
+    fn arg_reduce(&self, op: ArgOp, s: &Storage, axis: usize) -> Result<Storage>;
+    /// Inclusive scan along `axis`.
+    fn scan(&self, op: ScanOp, s: &Storage, axis: usize) -> Result<Storage>;
+    /// Batched matrix product of `[..., m, k]` and `[..., k, n]`, batch dims broadcast.
+    fn matmul(&self, a: &Storage, b: &Storage) -> Result<Storage>;
+    /// Reshape (C order).
+    fn reshape(&self, s: &Storage, shape: &[usize]) -> Result<Storage>;
+    /// Axis permutation.
+    fn permute(&self, s: &Storage, axes: &[usize]) -> Result<Storage>;
+    /// Broadcast to a larger shape (materialised).
+    fn broadcast_to(&self, s: &Storage, shape: &[usize]) -> Result<Storage>;
+    /// Strided slice, one spec per axis.
+    fn slice(&self, s: &Storage, specs: &[SliceSpec]) -> Result<Storage>;
+    /// Concatenation along `axis` (same dtype, shapes equal off-axis).
+    fn concat(&self, parts: &[&Storage], axis: usize) -> Result<Storage>;
+    /// Picks `indices` (in range) along `axis`.
+    fn index_select(&self, s: &Storage, indices: &[usize], axis: usize) -> Result<Storage>;
+    /// NumPy `take_along_axis` with int64 `indices` of the same rank, already in range.
+    fn gather(&self, s: &Storage, indices: &Storage, axis: usize) -> Result<Storage>;
+    /// Constant padding.
+    fn pad(&self, s: &Storage, widths: &[(usize, usize)], value: Scalar) -> Result<Storage>;
+    /// Stable ascending sort along `axis` (NaN last).
+    fn sort(&self, s: &Storage, axis: usize) -> Result<Storage>;
+    /// Stable ascending argsort along `axis` (int64).
+    fn argsort(&self, s: &Storage, axis: usize) -> Result<Storage>;
+}
+
+pub(crate) fn backend_err(
+    backend: &str,
+    op: &str,
+    dtype: DType,
+    message: impl Into<String>,
+) -> KilnError {
+    KilnError::Backend {
+        backend: backend.into(),
+        op: op.into(),
+        dtype,
+        message: message.into(),
+    }
+}

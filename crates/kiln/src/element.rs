@@ -1,0 +1,225 @@
+//! The Rust scalar type behind each dtype, and the per-element semantics every kernel
+//! shares (NumPy's casting, wrapping integer arithmetic, NaN-propagating comparisons).
+
+use crate::dtype::DType;
+use half::{bf16, f16};
+use num_complex::Complex;
+
+/// `complex64`'s element.
+pub type C64 = Complex<f32>;
+/// `complex128`'s element.
+pub type C128 = Complex<f64>;
+
+/// A dynamically typed scalar: what a Python scalar or a single element is on the host.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Scalar {
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer (Python `int`).
+    Int(i64),
+    /// An unsigned integer that does not fit `i64`.
+    UInt(u64),
+    /// A real number (Python `float`).
+    Float(f64),
+    /// A complex number (Python `complex`).
+    Complex(C128),
+}
+
+impl Scalar {
+    /// As f64 (real part for complex).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Scalar::Bool(b) => b as u8 as f64,
+            Scalar::Int(i) => i as f64,
+            Scalar::UInt(u) => u as f64,
+            Scalar::Float(f) => f,
+            Scalar::Complex(c) => c.re,
+        }
+    }
+    /// As complex128.
+    pub fn as_c128(self) -> C128 {
+        match self {
+            Scalar::Complex(c) => c,
+            s => C128::new(s.as_f64(), 0.0),
+        }
+    }
+}
+
+macro_rules! scalar_from {
+    ($($t:ty => $v:ident as $u:ty),*) => {$(
+        impl From<$t> for Scalar { fn from(x: $t) -> Scalar { Scalar::$v(x as $u) } }
+    )*};
+}
+scalar_from!(i8 => Int as i64, i16 => Int as i64, i32 => Int as i64, i64 => Int as i64,
+    u8 => Int as i64, u16 => Int as i64, u32 => Int as i64, u64 => UInt as u64,
+    f32 => Float as f64, f64 => Float as f64);
+impl From<bool> for Scalar {
+    fn from(x: bool) -> Scalar {
+        Scalar::Bool(x)
+    }
+}
+impl From<C128> for Scalar {
+    fn from(x: C128) -> Scalar {
+        Scalar::Complex(x)
+    }
+}
+
+/// The element type of one dtype. Implemented for exactly the fifteen scalar types.
+pub trait Element: Copy + Send + Sync + std::fmt::Debug + PartialEq + 'static {
+    /// The dtype whose elements these are.
+    const DTYPE: DType;
+    /// Additive identity.
+    fn zero() -> Self;
+    /// Multiplicative identity.
+    fn one() -> Self;
+    /// This element as a dynamically typed scalar, losslessly.
+    fn to_scalar(self) -> Scalar;
+    /// NumPy `astype(..., casting="unsafe")` from a scalar: floats to ints truncate toward
+    /// zero and saturate (NaN becomes 0; NumPy leaves this undefined, we make it defined),
+    /// ints wrap, complex to real drops the imaginary part, nonzero to bool is `true`.
+    fn from_scalar(s: Scalar) -> Self;
+    /// `a + b` (integers wrap; bool is `or`).
+    fn add(self, o: Self) -> Self;
+    /// `a - b` (integers wrap).
+    fn sub(self, o: Self) -> Self;
+    /// `a * b` (integers wrap; bool is `and`).
+    fn mul(self, o: Self) -> Self;
+    /// NumPy ordering: NaN compares false; complex is ordered lexicographically.
+    fn lt(self, o: Self) -> bool;
+    /// Whether this is NaN (never for exact types).
+    fn is_nan(self) -> bool;
+    /// Whether this is nonzero.
+    fn nonzero(self) -> bool;
+}
+
+macro_rules! int_element {
+    ($($t:ty => $d:ident, $signed:expr);*) => {$(
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            #[inline] fn zero() -> Self { 0 }
+            #[inline] fn one() -> Self { 1 }
+            #[inline] fn to_scalar(self) -> Scalar {
+                if $signed { Scalar::Int(self as i64) } else { Scalar::UInt(self as u64) }
+            }
+            #[inline] fn from_scalar(s: Scalar) -> Self {
+                match s {
+                    Scalar::Bool(b) => b as $t,
+                    Scalar::Int(i) => i as $t,
+                    Scalar::UInt(u) => u as $t,
+                    Scalar::Float(f) => f as $t,
+                    Scalar::Complex(c) => c.re as $t,
+                }
+            }
+            #[inline] fn add(self, o: Self) -> Self { self.wrapping_add(o) }
+            #[inline] fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
+            #[inline] fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
+            #[inline] fn lt(self, o: Self) -> bool { self < o }
+            #[inline] fn is_nan(self) -> bool { false }
+            #[inline] fn nonzero(self) -> bool { self != 0 }
+        }
+    )*};
+}
+int_element!(i8 => Int8, true; i16 => Int16, true; i32 => Int32, true; i64 => Int64, true;
+    u8 => UInt8, false; u16 => UInt16, false; u32 => UInt32, false; u64 => UInt64, false);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn zero() -> Self {
+        false
+    }
+    fn one() -> Self {
+        true
+    }
+    fn to_scalar(self) -> Scalar {
+        Scalar::Bool(self)
+    }
+    fn from_scalar(s: Scalar) -> Self {
+        match s {
+            Scalar::Bool(b) => b,
+            Scalar::Int(i) => i != 0,
+            Scalar::UInt(u) => u != 0,
+            Scalar::Float(f) => f != 0.0,
+            Scalar::Complex(c) => c.re != 0.0 || c.im != 0.0,
+        }
+    }
+    fn add(self, o: Self) -> Self {
+        self | o
+    }
+    fn sub(self, o: Self) -> Self {
+        self ^ o
+    }
+    fn mul(self, o: Self) -> Self {
+        self & o
+    }
+    fn lt(self, o: Self) -> bool {
+        !self & o
+    }
+    fn is_nan(self) -> bool {
+        false
+    }
+    fn nonzero(self) -> bool {
+        self
+    }
+}
+
+macro_rules! float_element {
+    ($($t:ty => $d:ident, $from:expr, $to:expr);*) => {$(
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            #[inline] fn zero() -> Self { <$t as num_traits::Zero>::zero() }
+            #[inline] fn one() -> Self { <$t as num_traits::One>::one() }
+            #[inline] fn to_scalar(self) -> Scalar { Scalar::Float(($to)(self)) }
+            #[inline] fn from_scalar(s: Scalar) -> Self {
+                let f: f64 = match s {
+                    Scalar::Bool(b) => b as u8 as f64,
+                    Scalar::Int(i) => i as f64,
+                    Scalar::UInt(u) => u as f64,
+                    Scalar::Float(f) => f,
+                    Scalar::Complex(c) => c.re,
+                };
+                ($from)(f)
+            }
+            #[inline] fn add(self, o: Self) -> Self { self + o }
+            #[inline] fn sub(self, o: Self) -> Self { self - o }
+            #[inline] fn mul(self, o: Self) -> Self { self * o }
+            #[inline] fn lt(self, o: Self) -> bool { self < o }
+            #[inline] fn is_nan(self) -> bool { self != self }
+            #[inline] fn nonzero(self) -> bool { self != Self::zero() }
+        }
+    )*};
+}
+float_element!(
+    f32 => Float32, |f: f64| f as f32, |x: f32| x as f64;
+    f64 => Float64, |f: f64| f, |x: f64| x;
+    // half converts from f64 with a single rounding (no double rounding through f32).
+    f16 => Float16, f16::from_f64, |x: f16| x.to_f64();
+    bf16 => BFloat16, bf16::from_f64, |x: bf16| x.to_f64()
+);
+
+macro_rules! complex_element {
+    ($($t:ty => $d:ident, $r:ty);*) => {$(
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            #[inline] fn zero() -> Self { Complex::new(0.0, 0.0) }
+            #[inline] fn one() -> Self { Complex::new(1.0, 0.0) }
+            #[inline] fn to_scalar(self) -> Scalar { Scalar::Complex(C128::new(self.re as f64, self.im as f64)) }
+            #[inline] fn from_scalar(s: Scalar) -> Self {
+                let c = s.as_c128();
+                Complex::new(c.re as $r, c.im as $r)
+            }
+            #[inline] fn add(self, o: Self) -> Self { self + o }
+            #[inline] fn sub(self, o: Self) -> Self { self - o }
+            #[inline] fn mul(self, o: Self) -> Self { self * o }
+            #[inline] fn lt(self, o: Self) -> bool { self.re < o.re || (self.re == o.re && self.im < o.im) }
+            #[inline] fn is_nan(self) -> bool { self.re.is_nan() || self.im.is_nan() }
+            #[inline] fn nonzero(self) -> bool { self.re != 0.0 || self.im != 0.0 }
+        }
+    )*};
+}
+complex_element!(C64 => Complex64, f32; C128 => Complex128, f64);
+
+/// Casts one element to another element type with NumPy's unsafe-casting semantics.
+#[inline]
+pub fn cast_elem<A: Element, B: Element>(a: A) -> B {
+    B::from_scalar(a.to_scalar())
+}

@@ -1,0 +1,7 @@
+//! File formats: NumPy's `.npy` and `.npz`.
+
+pub mod npy;
+pub mod npz;
+
+pub use npy::{decode_npy, encode_npy, read_npy, write_npy};
+pub use npz::{read_npz, write_npz};

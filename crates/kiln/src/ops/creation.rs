@@ -1,0 +1,211 @@
+//! Creation ops. The dtype of each new tensor goes through the resolver (`Site::Creation`):
+//! an explicit dtype is honoured or refused; the default (floatx, or the type of the given
+//! Python-style numbers) may be adapted by the policy.
+
+use super::{cfg, resolve_creation};
+use crate::array::ArrayData;
+use crate::device::Device;
+use crate::dtype::promote::{result_type, DTypeLike};
+use crate::dtype::DType;
+use crate::element::Scalar;
+use crate::error::{KilnError, Result};
+use crate::tensor::Tensor;
+
+fn like(s: Scalar) -> DTypeLike {
+    match s {
+        Scalar::Bool(_) => DTypeLike::Strong(DType::Bool),
+        Scalar::Int(_) | Scalar::UInt(_) => DTypeLike::WeakInt,
+        Scalar::Float(_) => DTypeLike::WeakFloat,
+        Scalar::Complex(_) => DTypeLike::WeakComplex,
+    }
+}
+
+pub(crate) fn zeros_on(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+    crate::array::checked_numel(shape, "zeros")?;
+    Tensor::upload(ArrayData::full(shape, Scalar::Int(0), dtype), device)
+}
+
+/// A tensor filled with `value` (`dtype` defaults to the value's Keras dtype: Python int
+/// -> int32, float -> floatx).
+#[track_caller]
+pub fn full(
+    shape: &[usize],
+    value: impl Into<Scalar>,
+    dtype: Option<DType>,
+    device: Option<Device>,
+) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let value = value.into();
+    let default = result_type(&[like(value)], cfg.floatx, cfg.x64)?;
+    let (d, dev) = resolve_creation("full", dtype, default, device.unwrap_or(cfg.device), &cfg)?;
+    crate::array::checked_numel(shape, "full")?;
+    Tensor::upload(ArrayData::full(shape, value, d), dev)
+}
+
+/// Zeros (`dtype` defaults to floatx).
+///
+/// ```
+/// use kiln::{ops, Device, DType};
+/// let z = ops::zeros(&[2, 3], None, None).unwrap();
+/// assert_eq!((z.shape(), z.dtype()), (&[2usize, 3][..], DType::Float32));
+/// // An explicit float64 on a device without it is refused, never changed:
+/// assert!(ops::zeros(&[2], Some(DType::Float64), Some(Device::parse("sim:mps").unwrap())).is_err());
+/// ```
+#[track_caller]
+pub fn zeros(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (d, dev) = resolve_creation(
+        "zeros",
+        dtype,
+        cfg.floatx,
+        device.unwrap_or(cfg.device),
+        &cfg,
+    )?;
+    zeros_on(shape, d, dev)
+}
+
+/// Ones (`dtype` defaults to floatx).
+#[track_caller]
+pub fn ones(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (d, dev) = resolve_creation(
+        "ones",
+        dtype,
+        cfg.floatx,
+        device.unwrap_or(cfg.device),
+        &cfg,
+    )?;
+    crate::array::checked_numel(shape, "ones")?;
+    Tensor::upload(ArrayData::full(shape, Scalar::Int(1), d), dev)
+}
+
+/// Zeros shaped and typed like `x` (on `x`'s device).
+#[track_caller]
+pub fn zeros_like(x: &Tensor, dtype: Option<DType>) -> Result<Tensor> {
+    full_like(x, 0, dtype)
+}
+
+/// Ones shaped and typed like `x`.
+#[track_caller]
+pub fn ones_like(x: &Tensor, dtype: Option<DType>) -> Result<Tensor> {
+    full_like(x, 1, dtype)
+}
+
+/// `value` shaped and typed like `x`.
+#[track_caller]
+pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (d, dev) = resolve_creation("full_like", dtype, x.dtype(), x.device(), &cfg)?;
+    Tensor::upload(ArrayData::full(x.shape(), value.into(), d), dev)
+}
+
+pub(crate) fn arange_on(
+    start: f64,
+    stop: f64,
+    step: f64,
+    dtype: Option<DType>,
+    device: Device,
+) -> Result<Tensor> {
+    let d = dtype.unwrap_or(DType::Float32);
+    let n = ((stop - start) / step).ceil().max(0.0) as usize;
+    let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
+    let host = crate::with_dtype!(d, T => {
+        use crate::array::HostElement;
+        use crate::element::Element;
+        T::wrap(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), v.into_iter().map(|x| T::from_scalar(Scalar::Float(x))).collect()).expect("1-d"))
+    });
+    Tensor::upload(host, device)
+}
+
+/// Evenly spaced values in `[start, stop)`. Without a dtype, Python ints give int32 and
+/// any float gives floatx (Keras).
+///
+/// ```
+/// use kiln::ops;
+/// let r = ops::arange(0, 10, 3, None, None).unwrap();
+/// assert_eq!(r.to_vec::<i32>().unwrap(), vec![0, 3, 6, 9]);
+/// ```
+#[track_caller]
+pub fn arange(
+    start: impl Into<Scalar>,
+    stop: impl Into<Scalar>,
+    step: impl Into<Scalar>,
+    dtype: Option<DType>,
+    device: Option<Device>,
+) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (start, stop, step) = (start.into(), stop.into(), step.into());
+    if step.as_f64() == 0.0 || !step.as_f64().is_finite() {
+        return Err(KilnError::invalid(
+            "arange",
+            "step must be finite and nonzero",
+        ));
+    }
+    let default = result_type(&[like(start), like(stop), like(step)], cfg.floatx, cfg.x64)?;
+    let (d, dev) = resolve_creation("arange", dtype, default, device.unwrap_or(cfg.device), &cfg)?;
+    let n = ((stop.as_f64() - start.as_f64()) / step.as_f64()).ceil();
+    if !(n.is_finite()) || n > 1e12 {
+        return Err(KilnError::invalid(
+            "arange",
+            format!("{n} elements is not a valid size"),
+        ));
+    }
+    if let (Scalar::Int(a), Scalar::Int(s)) = (start, step) {
+        // Exact integer steps (no float accumulation).
+        let v: Vec<i64> = (0..n.max(0.0) as i64).map(|i| a + i * s).collect();
+        let host = ArrayData::from(v);
+        let (conv, _) = crate::precision::report::convert_with_report(&host, d);
+        return Tensor::upload(conv, dev);
+    }
+    arange_on(start.as_f64(), stop.as_f64(), step.as_f64(), Some(d), dev)
+}
+
+/// `num` evenly spaced values from `start` to `stop` (inclusive when `endpoint`), floatx
+/// by default.
+#[track_caller]
+pub fn linspace(
+    start: f64,
+    stop: f64,
+    num: usize,
+    endpoint: bool,
+    dtype: Option<DType>,
+    device: Option<Device>,
+) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (d, dev) = resolve_creation(
+        "linspace",
+        dtype,
+        cfg.floatx,
+        device.unwrap_or(cfg.device),
+        &cfg,
+    )?;
+    let div = if endpoint { num.saturating_sub(1) } else { num } as f64;
+    let step = if div > 0.0 { (stop - start) / div } else { 0.0 };
+    let mut v: Vec<f64> = (0..num).map(|i| start + i as f64 * step).collect();
+    if endpoint && num > 1 {
+        v[num - 1] = stop;
+    }
+    let (conv, _) = crate::precision::report::convert_with_report(&ArrayData::from(v), d);
+    Tensor::upload(conv, dev)
+}
+
+/// Identity-like matrix `n x m` with ones on diagonal `k`.
+#[track_caller]
+pub fn eye(
+    n: usize,
+    m: Option<usize>,
+    k: isize,
+    dtype: Option<DType>,
+    device: Option<Device>,
+) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (d, dev) = resolve_creation("eye", dtype, cfg.floatx, device.unwrap_or(cfg.device), &cfg)?;
+    let m = m.unwrap_or(n);
+    let total = crate::array::checked_numel(&[n, m], "eye")?;
+    let v: Vec<bool> = (0..total)
+        .map(|p| (p % m) as isize - (p / m) as isize == k)
+        .collect();
+    let (conv, _) =
+        crate::precision::report::convert_with_report(&ArrayData::from_shape_vec(&[n, m], v)?, d);
+    Tensor::upload(conv, dev)
+}

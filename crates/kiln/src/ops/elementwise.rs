@@ -1,0 +1,316 @@
+//! Elementwise ops: unary math, binary arithmetic, comparisons, logic, `where`, `clip`,
+//! `cast`.
+
+use super::rules::{self, BinaryRule, UnaryRule};
+use super::{
+    broadcast_shapes, cfg, common_device, operand_tensor, resolve_result, to_compute, Operand,
+};
+use crate::backend::{BinaryOp, CmpOp, UnaryOp};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::precision::{resolve, Request, Site};
+use crate::tensor::Tensor;
+use std::panic::Location;
+
+/// Runs a unary primitive after the dtype rule and the resolver.
+#[track_caller]
+pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let out = rules::unary(op, rule, x.dtype(), &cfg)?;
+    // Predicates and real-part ops read the input in its own dtype.
+    let reads_input = matches!(rule, UnaryRule::Bool | UnaryRule::RealPart);
+    let (dtype, device) = resolve_result(op, out, x.device(), &cfg)?;
+    let input = if reads_input {
+        to_compute(x, x.dtype(), device)?
+    } else {
+        to_compute(x, dtype, device)?
+    };
+    let s = input.backend.unary(prim, &input.storage)?;
+    let t = Tensor::from_storage(s, input.backend.clone(), device)?;
+    if t.dtype() != dtype {
+        return to_compute(&t, dtype, device);
+    }
+    Ok(t)
+}
+
+macro_rules! unary_ops {
+    ($($(#[$m:meta])* $name:ident => $rule:ident, $prim:ident;)*) => {$(
+        $(#[$m])*
+        #[track_caller]
+        pub fn $name(x: &Tensor) -> Result<Tensor> {
+            unary_op(stringify!($name), UnaryRule::$rule, x, UnaryOp::$prim)
+        }
+    )*};
+}
+
+unary_ops! {
+    /// `-x`. Refused for bool (Keras raises).
+    negative => SameNoBool, Neg;
+    /// `|x|`; complex gives its real dtype.
+    abs => RealPart, Abs;
+    /// -1, 0 or 1 (NaN stays NaN; complex: `z/|z|`).
+    sign => SameNoBool, Sign;
+    /// Square root; ints become floats.
+    sqrt => ToFloat, Sqrt;
+    /// `e^x`.
+    exp => ToFloat, Exp;
+    /// `e^x - 1`, accurate near 0.
+    expm1 => ToFloat, Expm1;
+    /// Natural logarithm.
+    log => ToFloat, Log;
+    /// `ln(1 + x)`, accurate near 0.
+    log1p => ToFloat, Log1p;
+    /// Base-2 logarithm.
+    log2 => ToFloat, Log2;
+    /// Base-10 logarithm.
+    ///
+    /// ```
+    /// use kiln::{convert_to_tensor, ArrayData, Device};
+    /// let x = convert_to_tensor(&ArrayData::from(vec![1.0f64, 10.0, 1000.0]), None, &Device::Cpu).unwrap();
+    /// assert_eq!(kiln::ops::log10(&x).unwrap().to_vec::<f32>().unwrap(), vec![0.0, 1.0, 3.0]);
+    /// ```
+    log10 => ToFloat, Log10;
+    /// Sine.
+    sin => ToFloat, Sin;
+    /// Cosine.
+    cos => ToFloat, Cos;
+    /// Tangent.
+    tan => ToFloat, Tan;
+    /// Inverse sine.
+    arcsin => ToFloat, Asin;
+    /// Inverse cosine.
+    arccos => ToFloat, Acos;
+    /// Inverse tangent.
+    arctan => ToFloat, Atan;
+    /// Hyperbolic sine.
+    sinh => ToFloat, Sinh;
+    /// Hyperbolic cosine.
+    cosh => ToFloat, Cosh;
+    /// Hyperbolic tangent.
+    tanh => ToFloat, Tanh;
+    /// Error function (real floats only, as in Keras).
+    erf => RealFloatOnly, Erf;
+    /// Floor (ints become floats, as in Keras; complex refused).
+    floor => ToFloatNoComplex, Floor;
+    /// Ceiling (ints become floats, as in Keras; complex refused).
+    ceil => ToFloatNoComplex, Ceil;
+    /// Round half to even (NumPy's rule).
+    round => SameNoBool, Round;
+    /// NaN test.
+    isnan => Bool, IsNan;
+    /// Infinity test.
+    isinf => Bool, IsInf;
+    /// Finite test.
+    isfinite => Bool, IsFinite;
+    /// Logical not (nonzero is true).
+    logical_not => Bool, LogicalNot;
+    /// Real part (real dtype).
+    real => RealPart, Real;
+    /// Imaginary part (real dtype; zeros for real input).
+    imag => RealPart, Imag;
+    /// Complex conjugate (identity for real input).
+    conj => Same, Conj;
+}
+
+/// `x * x`; bool becomes int32.
+#[track_caller]
+pub fn square(x: &Tensor) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let out = rules::unary("square", UnaryRule::BoolToInt, x.dtype(), &cfg)?;
+    let x = cast_internal(x, out, "square")?;
+    multiply(&x, &x)
+}
+
+/// `1 / x` (ints become floats).
+#[track_caller]
+pub fn reciprocal(x: &Tensor) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let out = rules::unary("reciprocal", UnaryRule::ToFloat, x.dtype(), &cfg)?;
+    let x = cast_internal(x, out, "reciprocal")?;
+    divide(1.0, &x)
+}
+
+/// `1 / sqrt(x)` (float and complex inputs only, as in Keras).
+#[track_caller]
+pub fn rsqrt(x: &Tensor) -> Result<Tensor> {
+    let cfg = cfg()?;
+    rules::unary("rsqrt", UnaryRule::FloatOnly, x.dtype(), &cfg)?;
+    divide(1.0, &sqrt(x)?)
+}
+
+/// An implicit cast inside a composed op: goes through the resolver as a promotion.
+#[track_caller]
+pub(crate) fn cast_internal(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor> {
+    if x.dtype() == dtype {
+        return Ok(x.clone());
+    }
+    let cfg = cfg()?;
+    let (d, dev) = resolve_result(op, dtype, x.device(), &cfg)?;
+    to_compute(x, d, dev)
+}
+
+/// Primitive behind a binary op.
+#[derive(Copy, Clone)]
+pub(crate) enum Prim {
+    Bin(BinaryOp),
+    Cmp(CmpOp),
+}
+
+#[track_caller]
+pub(crate) fn binary_op(
+    op: &str,
+    rule: BinaryRule,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    prim: Prim,
+) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let device = common_device(&[&a, &b], op, &cfg)?;
+    let (compute, _out) = rules::binary(op, rule, a.like(), b.like(), &cfg)?;
+    let (compute, device) = resolve_result(op, compute, device, &cfg)?;
+    let shape = broadcast_shapes(a.shape(), b.shape(), op)?;
+    let ta = operand_tensor(&a, compute, device, op)?;
+    let tb = operand_tensor(&b, compute, device, op)?;
+    let be = ta.backend.clone();
+    let s = match prim {
+        Prim::Bin(p) => be.binary(p, &ta.storage, &tb.storage, &shape)?,
+        Prim::Cmp(p) => be.compare(p, &ta.storage, &tb.storage, &shape)?,
+    };
+    Tensor::from_storage(s, be, device)
+}
+
+macro_rules! binary_ops {
+    ($($(#[$m:meta])* $name:ident => $rule:ident, $prim:expr;)*) => {$(
+        $(#[$m])*
+        #[track_caller]
+        pub fn $name<'a, 'b>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Result<Tensor> {
+            binary_op(stringify!($name), BinaryRule::$rule, a.into(), b.into(), $prim)
+        }
+    )*};
+}
+
+binary_ops! {
+    /// `a + b` with Keras promotion; Rust numbers are weak scalars.
+    ///
+    /// ```
+    /// use kiln::{ops, ArrayData, Device, DType, convert_to_tensor};
+    /// let x = convert_to_tensor(&ArrayData::from(vec![1i8, 2]), None, &Device::Cpu).unwrap();
+    /// assert_eq!(ops::add(&x, 1).unwrap().dtype(), DType::Int8);      // weak int adapts
+    /// assert_eq!(ops::add(&x, 1.5).unwrap().dtype(), DType::Float32); // weak float: floatx
+    /// ```
+    add => Promote, Prim::Bin(BinaryOp::Add);
+    /// `a - b` (bool - bool refused, as in Keras).
+    subtract => PromoteNoBool, Prim::Bin(BinaryOp::Sub);
+    /// `a * b`.
+    multiply => Promote, Prim::Bin(BinaryOp::Mul);
+    /// True division: ints become floats.
+    divide => ToFloat, Prim::Bin(BinaryOp::Div);
+    /// Alias of [`divide`].
+    true_divide => ToFloat, Prim::Bin(BinaryOp::Div);
+    /// Floor division (Python semantics; integer division by zero gives 0 as in NumPy).
+    floor_divide => IntegerDivision, Prim::Bin(BinaryOp::FloorDiv);
+    /// Remainder with the divisor's sign (Python's `%`).
+    r#mod => IntegerDivision, Prim::Bin(BinaryOp::Mod);
+    /// `a ** b` (integers to negative integer powers are refused, as in NumPy).
+    power => PromoteBoolToInt, Prim::Bin(BinaryOp::Pow);
+    /// Elementwise maximum, NaN-propagating.
+    maximum => Promote, Prim::Bin(BinaryOp::Max);
+    /// Elementwise minimum, NaN-propagating.
+    minimum => Promote, Prim::Bin(BinaryOp::Min);
+    /// Quadrant-aware `atan(a / b)`.
+    arctan2 => StrongToFloat, Prim::Bin(BinaryOp::Atan2);
+    /// `sqrt(a^2 + b^2)` without overflow.
+    hypot => ToFloatNoComplex, Prim::Bin(BinaryOp::Hypot);
+    /// `a == b`.
+    equal => Compare, Prim::Cmp(CmpOp::Eq);
+    /// `a != b`.
+    not_equal => Compare, Prim::Cmp(CmpOp::Ne);
+    /// `a < b`.
+    less => Compare, Prim::Cmp(CmpOp::Lt);
+    /// `a <= b`.
+    less_equal => Compare, Prim::Cmp(CmpOp::Le);
+    /// `a > b`.
+    greater => Compare, Prim::Cmp(CmpOp::Gt);
+    /// `a >= b`.
+    greater_equal => Compare, Prim::Cmp(CmpOp::Ge);
+    /// Logical and (nonzero is true).
+    logical_and => Logical, Prim::Bin(BinaryOp::And);
+    /// Logical or.
+    logical_or => Logical, Prim::Bin(BinaryOp::Or);
+    /// Logical xor.
+    logical_xor => Logical, Prim::Bin(BinaryOp::Xor);
+}
+
+/// `cond ? a : b` elementwise, with broadcasting; `a` and `b` promote as in `add`.
+#[track_caller]
+pub fn r#where<'a, 'b>(
+    cond: &Tensor,
+    a: impl Into<Operand<'a>>,
+    b: impl Into<Operand<'b>>,
+) -> Result<Tensor> {
+    let (a, b) = (a.into(), b.into());
+    let cfg = cfg()?;
+    let c = Operand::Tensor(cond);
+    let device = common_device(&[&c, &a, &b], "where", &cfg)?;
+    let (compute, _) = rules::binary("where", BinaryRule::Promote, a.like(), b.like(), &cfg)?;
+    let (compute, device) = resolve_result("where", compute, device, &cfg)?;
+    let shape = broadcast_shapes(
+        &broadcast_shapes(cond.shape(), a.shape(), "where")?,
+        b.shape(),
+        "where",
+    )?;
+    let tc = to_compute(cond, DType::Bool, device)?;
+    let ta = operand_tensor(&a, compute, device, "where")?;
+    let tb = operand_tensor(&b, compute, device, "where")?;
+    let s = ta
+        .backend
+        .select(&tc.storage, &ta.storage, &tb.storage, &shape)?;
+    Tensor::from_storage(s, ta.backend.clone(), device)
+}
+
+/// Limits values to `[lo, hi]`; bool becomes int32 (Keras).
+#[track_caller]
+pub fn clip<'a, 'b>(
+    x: &Tensor,
+    lo: impl Into<Operand<'a>>,
+    hi: impl Into<Operand<'b>>,
+) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let x = if x.dtype() == DType::Bool {
+        cast_internal(x, rules::index_dtype(&cfg), "clip")?
+    } else {
+        x.clone()
+    };
+    minimum(&maximum(&x, lo)?, hi)
+}
+
+/// Explicit cast: honoured, or refused where the device lacks `dtype` (never changed into
+/// another dtype). Values convert with NumPy's `astype` semantics: floats to ints truncate
+/// toward zero (saturating; NaN becomes 0), ints wrap, complex to real drops the imaginary
+/// part.
+///
+/// ```
+/// use kiln::{ops, ArrayData, Device, DType, convert_to_tensor};
+/// let x = convert_to_tensor(&ArrayData::from(vec![1.7f32, -1.7]), None, &Device::Cpu).unwrap();
+/// assert_eq!(ops::cast(&x, DType::Int32).unwrap().to_vec::<i32>().unwrap(), vec![1, -1]);
+/// let mps = Device::parse("sim:mps").unwrap();
+/// let y = x.to_device(mps).unwrap();
+/// assert!(ops::cast(&y, DType::Float64).is_err());
+/// ```
+#[track_caller]
+pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let d = resolve(
+        &Request {
+            op: "cast",
+            site: Site::Cast,
+            dtype,
+            explicit: true,
+            device: x.device(),
+            origin: Location::caller(),
+        },
+        &cfg,
+    )?;
+    d.announce(None);
+    to_compute(x, d.dtype, d.device)
+}

@@ -1,0 +1,272 @@
+//! The ops API: Keras's names and semantics over any engine.
+//!
+//! Every op here is composed from the [`crate::backend::Backend`] primitives. Each one:
+//! 1. works out its result dtype from Keras's rules ([`rules`]);
+//! 2. asks the precision resolver whether that dtype may live on the operands' device
+//!    (`Site::Promotion`), which may adapt it (downcast policy) or refuse it;
+//! 3. casts the operands to the compute dtype and runs the primitives.
+//!
+//! Binary ops take anything that converts to an [`Operand`]: a `&Tensor`, or a Rust
+//! number standing for a weakly-typed Python scalar (`ops::add(&x, 1.0)` keeps `x`'s
+//! dtype, as `x + 1.0` does in Keras).
+
+pub mod creation;
+pub mod elementwise;
+pub mod linalg;
+pub mod nn;
+pub mod random;
+pub mod reduce;
+pub mod rules;
+pub mod shape;
+
+pub use creation::*;
+pub use elementwise::*;
+pub use linalg::*;
+pub use nn::*;
+pub use random::*;
+pub use reduce::*;
+pub use shape::*;
+
+use crate::array::ArrayData;
+use crate::device::Device;
+use crate::dtype::promote::DTypeLike;
+use crate::dtype::DType;
+use crate::element::{Scalar, C128};
+use crate::error::{KilnError, Result};
+use crate::precision::{config, resolve, Config, Request, Site};
+use crate::tensor::Tensor;
+use std::panic::Location;
+
+/// An operand of a binary op: a tensor, or a weakly-typed scalar.
+#[derive(Clone, Debug)]
+pub enum Operand<'a> {
+    /// A tensor.
+    Tensor(&'a Tensor),
+    /// A Python-style scalar: ints and floats are weak (they adapt to the tensor's dtype),
+    /// bool is strong.
+    Scalar(Scalar),
+}
+
+impl<'a> From<&'a Tensor> for Operand<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        Operand::Tensor(t)
+    }
+}
+macro_rules! operand_from {
+    ($($t:ty),*) => {$( impl From<$t> for Operand<'_> { fn from(x: $t) -> Self { Operand::Scalar(Scalar::from(x)) } } )*};
+}
+operand_from!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, C128);
+
+impl Operand<'_> {
+    pub(crate) fn like(&self) -> DTypeLike {
+        match self {
+            Operand::Tensor(t) => DTypeLike::Strong(t.dtype()),
+            Operand::Scalar(Scalar::Bool(_)) => DTypeLike::Strong(DType::Bool),
+            Operand::Scalar(Scalar::Int(_) | Scalar::UInt(_)) => DTypeLike::WeakInt,
+            Operand::Scalar(Scalar::Float(_)) => DTypeLike::WeakFloat,
+            Operand::Scalar(Scalar::Complex(_)) => DTypeLike::WeakComplex,
+        }
+    }
+    fn shape(&self) -> &[usize] {
+        match self {
+            Operand::Tensor(t) => t.shape(),
+            Operand::Scalar(_) => &[],
+        }
+    }
+}
+
+/// NumPy broadcasting of two shapes.
+///
+/// ```
+/// assert_eq!(kiln::ops::broadcast_shapes(&[3, 1, 5], &[4, 5], "add").unwrap(), vec![3, 4, 5]);
+/// assert!(kiln::ops::broadcast_shapes(&[3], &[4], "add").is_err());
+/// ```
+pub fn broadcast_shapes(a: &[usize], b: &[usize], op: &str) -> Result<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let x = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (x, y) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(KilnError::shape(
+                    op,
+                    a,
+                    b,
+                    format!(
+                    "dimension {i} (from the right: {}) is {x} vs {y}; sizes must match or be 1",
+                    n - i
+                ),
+                ))
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// Normalises a possibly negative axis against `ndim`.
+pub fn normalize_axis(axis: isize, ndim: usize, op: &str) -> Result<usize> {
+    let n = ndim as isize;
+    let a = if axis < 0 { axis + n } else { axis };
+    if a < 0 || a >= n.max(1) && !(ndim == 0 && a == 0) {
+        return Err(KilnError::invalid(
+            op,
+            format!(
+                "axis {axis} is out of range for a tensor with {ndim} axes (valid: {} to {})",
+                -n.max(1),
+                n.max(1) - 1
+            ),
+        ));
+    }
+    Ok(a as usize)
+}
+
+/// Normalises a list of axes (`None` means all), sorted and unique.
+pub fn normalize_axes(axes: Option<&[isize]>, ndim: usize, op: &str) -> Result<Vec<usize>> {
+    match axes {
+        None => Ok((0..ndim).collect()),
+        Some(ax) => {
+            let mut v = ax
+                .iter()
+                .map(|a| normalize_axis(*a, ndim, op))
+                .collect::<Result<Vec<_>>>()?;
+            v.sort_unstable();
+            let len = v.len();
+            v.dedup();
+            if v.len() != len {
+                return Err(KilnError::invalid(op, format!("repeated axis in {ax:?}")));
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// The device shared by the tensor operands (the configured device if there are none).
+pub(crate) fn common_device(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Result<Device> {
+    let mut dev: Option<Device> = None;
+    for o in ops {
+        if let Operand::Tensor(t) = o {
+            match dev {
+                None => dev = Some(t.device()),
+                Some(d) if d != t.device() => {
+                    return Err(KilnError::DeviceMismatch {
+                        op: op.into(),
+                        lhs: d,
+                        rhs: t.device(),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(dev.unwrap_or(cfg.device))
+}
+
+/// Asks the resolver about an op's result dtype on `device` (implicit: promotion).
+#[track_caller]
+pub(crate) fn resolve_result(
+    op: &str,
+    dtype: DType,
+    device: Device,
+    cfg: &Config,
+) -> Result<(DType, Device)> {
+    let d = resolve(
+        &Request {
+            op,
+            site: Site::Promotion,
+            dtype,
+            explicit: false,
+            device,
+            origin: Location::caller(),
+        },
+        cfg,
+    )?;
+    d.announce(None);
+    Ok((d.dtype, d.device))
+}
+
+/// Asks the resolver about an explicit or default dtype for a creation op.
+#[track_caller]
+pub(crate) fn resolve_creation(
+    op: &str,
+    dtype: Option<DType>,
+    default: DType,
+    device: Device,
+    cfg: &Config,
+) -> Result<(DType, Device)> {
+    let d = resolve(
+        &Request {
+            op,
+            site: Site::Creation,
+            dtype: dtype.unwrap_or(default),
+            explicit: dtype.is_some(),
+            device,
+            origin: Location::caller(),
+        },
+        cfg,
+    )?;
+    d.announce(None);
+    Ok((d.dtype, d.device))
+}
+
+/// Casts a tensor to `dtype` on `device` for internal use (the resolver already decided).
+pub(crate) fn to_compute(t: &Tensor, dtype: DType, device: Device) -> Result<Tensor> {
+    let t = if t.device() != device {
+        Tensor::upload(t.to_host()?, device)?
+    } else {
+        t.clone()
+    };
+    if t.dtype() == dtype {
+        return Ok(t);
+    }
+    let s = t.backend.cast(&t.storage, dtype)?;
+    Tensor::from_storage(s, t.backend.clone(), device)
+}
+
+/// Materialises an operand as a tensor of `dtype` on `device`. A weak integer scalar must
+/// fit an integer `dtype` (JAX raises OverflowError; kiln never wraps silently).
+pub(crate) fn operand_tensor(
+    o: &Operand<'_>,
+    dtype: DType,
+    device: Device,
+    op: &str,
+) -> Result<Tensor> {
+    match o {
+        Operand::Tensor(t) => to_compute(t, dtype, device),
+        Operand::Scalar(s) => {
+            let host = ArrayData::scalar(*s, dtype);
+            if dtype.is_integer() {
+                let back = host.to_scalars()[0];
+                let fits = match (s, back) {
+                    (Scalar::Int(a), Scalar::Int(b)) => *a == b,
+                    (Scalar::Int(a), Scalar::UInt(b)) => *a >= 0 && *a as u64 == b,
+                    (Scalar::UInt(a), Scalar::UInt(b)) => *a == b,
+                    (Scalar::UInt(a), Scalar::Int(b)) => b >= 0 && *a == b as u64,
+                    _ => true,
+                };
+                if !fits {
+                    return Err(KilnError::invalid(
+                        op,
+                        format!("the Python int {s:?} does not fit {dtype} (the other operand's dtype); cast the tensor to a wider dtype first"),
+                    ));
+                }
+            }
+            Tensor::upload(host, device)
+        }
+    }
+}
+
+pub(crate) fn cfg() -> Result<Config> {
+    config::current()
+}

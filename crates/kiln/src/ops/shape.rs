@@ -1,0 +1,619 @@
+//! Shape and indexing ops: reshape, transpose, slicing, joining, gathering, sorting and
+//! the triangle/diagonal family.
+
+use super::elementwise::{cast_internal, equal, r#where};
+use super::rules::{self, UnaryRule};
+use super::{
+    broadcast_shapes, cfg, common_device, normalize_axes, normalize_axis, resolve_result,
+    to_compute, Operand,
+};
+use crate::array::ArrayData;
+use crate::backend::SliceSpec;
+use crate::dtype::promote::{result_type, DTypeLike};
+use crate::dtype::DType;
+use crate::element::Scalar;
+use crate::error::{KilnError, Result};
+use crate::tensor::Tensor;
+
+fn wrap(x: &Tensor, s: crate::backend::Storage) -> Result<Tensor> {
+    Tensor::from_storage(s, x.backend.clone(), x.device())
+}
+
+/// Reshape in C order; one entry may be `-1` (inferred).
+///
+/// ```
+/// use kiln::{ops, ArrayData, Device, convert_to_tensor};
+/// let x = convert_to_tensor(&ArrayData::from(vec![1.0f32; 6]), None, &Device::Cpu).unwrap();
+/// assert_eq!(ops::reshape(&x, &[2, -1]).unwrap().shape(), &[2, 3]);
+/// assert!(ops::reshape(&x, &[4, -1]).is_err());
+/// ```
+pub fn reshape(x: &Tensor, shape: &[isize]) -> Result<Tensor> {
+    let n = x.size();
+    let known: usize = shape
+        .iter()
+        .filter(|d| **d >= 0)
+        .map(|d| *d as usize)
+        .product();
+    let infer = shape.iter().filter(|d| **d == -1).count();
+    if infer > 1 || shape.iter().any(|d| *d < -1) {
+        return Err(KilnError::invalid(
+            "reshape",
+            format!("{shape:?}: at most one -1 and no other negative sizes"),
+        ));
+    }
+    let new: Vec<usize> = shape
+        .iter()
+        .map(|d| {
+            if *d == -1 {
+                n.checked_div(known).unwrap_or(0)
+            } else {
+                *d as usize
+            }
+        })
+        .collect();
+    if new.iter().product::<usize>() != n {
+        return Err(KilnError::shape(
+            "reshape",
+            x.shape(),
+            &new,
+            format!("cannot reshape {n} elements into {shape:?}"),
+        ));
+    }
+    if new == x.shape() {
+        return Ok(x.clone());
+    }
+    wrap(x, x.backend.reshape(&x.storage, &new)?)
+}
+
+/// Permutes axes (`None` reverses them).
+pub fn transpose(x: &Tensor, axes: Option<&[usize]>) -> Result<Tensor> {
+    let n = x.ndim();
+    let perm: Vec<usize> = match axes {
+        None => (0..n).rev().collect(),
+        Some(a) => a.to_vec(),
+    };
+    let mut seen = perm.clone();
+    seen.sort_unstable();
+    if seen != (0..n).collect::<Vec<_>>() {
+        return Err(KilnError::invalid(
+            "transpose",
+            format!("{perm:?} is not a permutation of the {n} axes"),
+        ));
+    }
+    wrap(x, x.backend.permute(&x.storage, &perm)?)
+}
+
+/// Inserts a size-1 axis at `axis`.
+pub fn expand_dims(x: &Tensor, axis: isize) -> Result<Tensor> {
+    let a = normalize_axis(axis, x.ndim() + 1, "expand_dims")?;
+    let mut s: Vec<isize> = x.shape().iter().map(|d| *d as isize).collect();
+    s.insert(a, 1);
+    reshape(x, &s)
+}
+
+/// Removes size-1 axes (all of them, or the one given, which must have size 1).
+pub fn squeeze(x: &Tensor, axis: Option<isize>) -> Result<Tensor> {
+    let keep: Vec<isize> = match axis {
+        None => x
+            .shape()
+            .iter()
+            .filter(|d| **d != 1)
+            .map(|d| *d as isize)
+            .collect(),
+        Some(a) => {
+            let a = normalize_axis(a, x.ndim(), "squeeze")?;
+            if x.shape()[a] != 1 {
+                return Err(KilnError::invalid(
+                    "squeeze",
+                    format!("axis {a} has size {}, not 1", x.shape()[a]),
+                ));
+            }
+            x.shape()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != a)
+                .map(|(_, d)| *d as isize)
+                .collect()
+        }
+    };
+    reshape(x, &keep)
+}
+
+/// Broadcasts to `shape` (NumPy rules; the result has exactly `shape`).
+pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let b = broadcast_shapes(x.shape(), shape, "broadcast_to")?;
+    if b != shape {
+        return Err(KilnError::shape(
+            "broadcast_to",
+            x.shape(),
+            shape,
+            "the target shape must contain the input's",
+        ));
+    }
+    if x.shape() == shape {
+        return Ok(x.clone());
+    }
+    wrap(x, x.backend.broadcast_to(&x.storage, shape)?)
+}
+
+/// One axis of a strided slice, with Python's `start:stop:step` semantics.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SliceArg {
+    /// Start (negative counts from the end; `None` = the natural start for `step`).
+    pub start: Option<isize>,
+    /// Stop, exclusive (as `start`).
+    pub stop: Option<isize>,
+    /// Step, nonzero.
+    pub step: isize,
+}
+
+impl SliceArg {
+    /// `:` — the whole axis.
+    pub fn all() -> SliceArg {
+        SliceArg {
+            start: None,
+            stop: None,
+            step: 1,
+        }
+    }
+    /// `start:stop`.
+    pub fn range(start: isize, stop: isize) -> SliceArg {
+        SliceArg {
+            start: Some(start),
+            stop: Some(stop),
+            step: 1,
+        }
+    }
+    /// `start:stop:step` with optional bounds.
+    pub fn new(start: Option<isize>, stop: Option<isize>, step: isize) -> SliceArg {
+        SliceArg { start, stop, step }
+    }
+
+    fn spec(&self, len: usize) -> Result<SliceSpec> {
+        if self.step == 0 {
+            return Err(KilnError::invalid("slice", "slice step cannot be zero"));
+        }
+        let n = len as isize;
+        let norm = |v: isize| if v < 0 { v + n } else { v };
+        if self.step > 0 {
+            let s = self.start.map(norm).unwrap_or(0).clamp(0, n);
+            let e = self.stop.map(norm).unwrap_or(n).clamp(0, n);
+            Ok(SliceSpec {
+                start: s as usize,
+                end: e.max(s) as usize,
+                step: self.step,
+            })
+        } else {
+            let s = self.start.map(norm).unwrap_or(n - 1).clamp(-1, n - 1);
+            let e = self.stop.map(norm).unwrap_or(-1).clamp(-1, n - 1);
+            // ndarray walks [e+1, s+1) backwards from its last element.
+            let (lo, hi) = ((e + 1) as usize, (s + 1).max(e + 1) as usize);
+            Ok(SliceSpec {
+                start: lo,
+                end: hi,
+                step: self.step,
+            })
+        }
+    }
+}
+
+/// Strided slicing: `x[a:b:c, ...]`; axes beyond `args` are taken whole.
+///
+/// ```
+/// use kiln::{ops, ops::SliceArg, ArrayData, Device, convert_to_tensor};
+/// let x = convert_to_tensor(&ArrayData::from((0..10).collect::<Vec<i32>>()), None, &Device::Cpu).unwrap();
+/// let y = ops::strided_slice(&x, &[SliceArg::new(Some(7), Some(2), -2)]).unwrap();
+/// assert_eq!(y.to_vec::<i32>().unwrap(), vec![7, 5, 3]);
+/// ```
+pub fn strided_slice(x: &Tensor, args: &[SliceArg]) -> Result<Tensor> {
+    if args.len() > x.ndim() {
+        return Err(KilnError::invalid(
+            "slice",
+            format!("{} slices for a tensor with {} axes", args.len(), x.ndim()),
+        ));
+    }
+    let specs = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| args.get(i).copied().unwrap_or(SliceArg::all()).spec(*n))
+        .collect::<Result<Vec<_>>>()?;
+    wrap(x, x.backend.slice(&x.storage, &specs)?)
+}
+
+/// Reverses the order of elements along `axis` (all axes when `None`).
+pub fn flip(x: &Tensor, axis: Option<&[isize]>) -> Result<Tensor> {
+    let axes = normalize_axes(axis, x.ndim(), "flip")?;
+    let args: Vec<SliceArg> = (0..x.ndim())
+        .map(|i| {
+            if axes.contains(&i) {
+                SliceArg::new(None, None, -1)
+            } else {
+                SliceArg::all()
+            }
+        })
+        .collect();
+    strided_slice(x, &args)
+}
+
+/// Joins tensors along an existing axis; dtypes promote as in `add`.
+#[track_caller]
+pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
+    let first = xs
+        .first()
+        .ok_or_else(|| KilnError::invalid("concatenate", "needs at least one tensor"))?;
+    let cfg = cfg()?;
+    let ops: Vec<Operand<'_>> = xs.iter().map(|t| Operand::Tensor(t)).collect();
+    let device = common_device(&ops.iter().collect::<Vec<_>>(), "concatenate", &cfg)?;
+    let likes: Vec<DTypeLike> = xs.iter().map(|t| DTypeLike::Strong(t.dtype())).collect();
+    let dtype = result_type(&likes, cfg.floatx, cfg.x64)?;
+    let (dtype, device) = resolve_result("concatenate", dtype, device, &cfg)?;
+    let ax = normalize_axis(axis, first.ndim(), "concatenate")?;
+    for t in xs {
+        let same = t.ndim() == first.ndim()
+            && (0..t.ndim()).all(|i| i == ax || t.shape()[i] == first.shape()[i]);
+        if !same {
+            return Err(KilnError::shape(
+                "concatenate",
+                first.shape(),
+                t.shape(),
+                format!("shapes must match except on axis {ax}"),
+            ));
+        }
+    }
+    let cast: Vec<Tensor> = xs
+        .iter()
+        .map(|t| to_compute(t, dtype, device))
+        .collect::<Result<_>>()?;
+    let refs: Vec<&crate::backend::Storage> = cast.iter().map(|t| &t.storage).collect();
+    wrap(&cast[0], cast[0].backend.concat(&refs, ax)?)
+}
+
+/// Joins tensors of one shape along a new axis.
+#[track_caller]
+pub fn stack(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
+    let first = xs
+        .first()
+        .ok_or_else(|| KilnError::invalid("stack", "needs at least one tensor"))?;
+    if let Some(t) = xs.iter().find(|t| t.shape() != first.shape()) {
+        return Err(KilnError::shape(
+            "stack",
+            first.shape(),
+            t.shape(),
+            "all tensors must have the same shape",
+        ));
+    }
+    let ex: Vec<Tensor> = xs
+        .iter()
+        .map(|t| expand_dims(t, axis))
+        .collect::<Result<_>>()?;
+    concatenate(&ex.iter().collect::<Vec<_>>(), axis)
+}
+
+/// How to split a tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Into this many equal parts (the axis length must divide evenly).
+    Sections(usize),
+    /// At these indices along the axis.
+    Indices(Vec<usize>),
+}
+
+/// Splits along `axis`.
+pub fn split(x: &Tensor, how: Split, axis: isize) -> Result<Vec<Tensor>> {
+    let ax = normalize_axis(axis, x.ndim(), "split")?;
+    let n = x.shape()[ax];
+    let bounds: Vec<usize> = match how {
+        Split::Sections(0) => {
+            return Err(KilnError::invalid(
+                "split",
+                "number of sections must be positive",
+            ))
+        }
+        Split::Sections(k) if n % k != 0 => {
+            return Err(KilnError::invalid(
+                "split",
+                format!("axis {ax} of length {n} does not split into {k} equal parts"),
+            ))
+        }
+        Split::Sections(k) => (1..k).map(|i| i * n / k).collect(),
+        Split::Indices(v) => v,
+    };
+    let mut edges = vec![0];
+    edges.extend(bounds.iter().map(|b| (*b).min(n)));
+    edges.push(n);
+    edges
+        .windows(2)
+        .map(|w| {
+            let mut args = vec![SliceArg::all(); x.ndim()];
+            args[ax] = SliceArg::range(w[0] as isize, w[1].max(w[0]) as isize);
+            strided_slice(x, &args)
+        })
+        .collect()
+}
+
+/// Picks `indices` along `axis` (backend primitive; indices already in range).
+fn select(x: &Tensor, indices: &[usize], axis: usize) -> Result<Tensor> {
+    wrap(x, x.backend.index_select(&x.storage, indices, axis)?)
+}
+
+/// Repeats the whole tensor `reps` times along each axis.
+pub fn tile(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
+    let mut t = x.clone();
+    if reps.len() > t.ndim() {
+        let mut s = vec![1isize; reps.len() - t.ndim()];
+        s.extend(t.shape().iter().map(|d| *d as isize));
+        t = reshape(&t, &s)?;
+    }
+    let off = t.ndim() - reps.len();
+    for (i, r) in reps.iter().enumerate() {
+        let ax = off + i;
+        let n = t.shape()[ax];
+        let idx: Vec<usize> = (0..*r).flat_map(|_| 0..n).collect();
+        t = select(&t, &idx, ax)?;
+    }
+    Ok(t)
+}
+
+/// Repeats each element `repeats` times along `axis` (flattened when `None`).
+pub fn repeat(x: &Tensor, repeats: usize, axis: Option<isize>) -> Result<Tensor> {
+    let (t, ax) = match axis {
+        None => (reshape(x, &[-1])?, 0),
+        Some(a) => (x.clone(), normalize_axis(a, x.ndim(), "repeat")?),
+    };
+    let idx: Vec<usize> = (0..t.shape()[ax])
+        .flat_map(|i| std::iter::repeat(i).take(repeats))
+        .collect();
+    select(&t, &idx, ax)
+}
+
+/// Constant padding: `widths[i] = (before, after)` for each axis.
+pub fn pad(x: &Tensor, widths: &[(usize, usize)], value: impl Into<Scalar>) -> Result<Tensor> {
+    if widths.len() != x.ndim() {
+        return Err(KilnError::invalid(
+            "pad",
+            format!("{} pad widths for {} axes", widths.len(), x.ndim()),
+        ));
+    }
+    wrap(x, x.backend.pad(&x.storage, widths, value.into())?)
+}
+
+fn host_indices(indices: &Tensor, len: usize, op: &str) -> Result<Vec<usize>> {
+    if !indices.dtype().is_integer() {
+        return Err(KilnError::not_allowed(
+            op,
+            &[indices.dtype()],
+            "indices must have an integer dtype",
+        ));
+    }
+    let v = indices.to_host()?.to_scalars();
+    v.into_iter()
+        .map(|s| {
+            let i = match s {
+                Scalar::Int(i) => i as i128,
+                Scalar::UInt(u) => u as i128,
+                _ => 0,
+            };
+            let j = if i < 0 { i + len as i128 } else { i };
+            if j < 0 || j >= len as i128 {
+                Err(KilnError::invalid(
+                    op,
+                    format!("index {i} is out of bounds for an axis of size {len}"),
+                ))
+            } else {
+                Ok(j as usize)
+            }
+        })
+        .collect()
+}
+
+/// NumPy `take`: elements at `indices` along `axis` (flattened when `None`); negative
+/// indices count from the end; out-of-range indices are an error.
+pub fn take(x: &Tensor, indices: &Tensor, axis: Option<isize>) -> Result<Tensor> {
+    let (t, ax) = match axis {
+        None => (reshape(x, &[-1])?, 0),
+        Some(a) => (x.clone(), normalize_axis(a, x.ndim(), "take")?),
+    };
+    let idx = host_indices(indices, t.shape()[ax], "take")?;
+    let r = select(&t, &idx, ax)?;
+    let mut shape: Vec<isize> = t.shape()[..ax].iter().map(|d| *d as isize).collect();
+    shape.extend(indices.shape().iter().map(|d| *d as isize));
+    shape.extend(t.shape()[ax + 1..].iter().map(|d| *d as isize));
+    reshape(&r, &shape)
+}
+
+/// NumPy `take_along_axis`.
+pub fn take_along_axis(x: &Tensor, indices: &Tensor, axis: isize) -> Result<Tensor> {
+    let ax = normalize_axis(axis, x.ndim(), "take_along_axis")?;
+    if indices.ndim() != x.ndim() {
+        return Err(KilnError::shape(
+            "take_along_axis",
+            x.shape(),
+            indices.shape(),
+            "indices must have the same number of axes",
+        ));
+    }
+    for i in 0..x.ndim() {
+        if i != ax
+            && indices.shape()[i] != x.shape()[i]
+            && indices.shape()[i] != 1
+            && x.shape()[i] != 1
+        {
+            return Err(KilnError::shape(
+                "take_along_axis",
+                x.shape(),
+                indices.shape(),
+                format!("axis {i} does not broadcast"),
+            ));
+        }
+    }
+    let idx: Vec<i64> = host_indices(indices, x.shape()[ax], "take_along_axis")?
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
+    // Broadcast the non-axis dims of indices up to x's.
+    let mut ishape = indices.shape().to_vec();
+    for (i, d) in ishape.iter_mut().enumerate() {
+        if i != ax {
+            *d = (*d).max(x.shape()[i]);
+        }
+    }
+    let host = ArrayData::from_shape_vec(indices.shape(), idx)?;
+    let it = Tensor::upload(host, x.device())?;
+    let it = broadcast_to(&it, &ishape)?;
+    wrap(x, x.backend.gather(&x.storage, &it.storage, ax)?)
+}
+
+/// Sorts along `axis` (ascending, NaN last, stable).
+pub fn sort(x: &Tensor, axis: isize) -> Result<Tensor> {
+    if x.ndim() == 0 {
+        return Ok(x.clone());
+    }
+    let ax = normalize_axis(axis, x.ndim(), "sort")?;
+    wrap(x, x.backend.sort(&x.storage, ax)?)
+}
+
+/// Indices that sort along `axis` (index dtype, stable).
+#[track_caller]
+pub fn argsort(x: &Tensor, axis: isize) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let out = rules::unary("argsort", UnaryRule::Index, x.dtype(), &cfg)?;
+    let x = if x.ndim() == 0 {
+        reshape(x, &[1])?
+    } else {
+        x.clone()
+    };
+    let ax = normalize_axis(axis, x.ndim(), "argsort")?;
+    let t = wrap(&x, x.backend.argsort(&x.storage, ax)?)?;
+    cast_internal(&t, out, "argsort")
+}
+
+/// One-hot encoding along a new last axis (`dtype` defaults to floatx); indices outside
+/// `[0, num_classes)` give all-zero rows (as in Keras).
+#[track_caller]
+pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Result<Tensor> {
+    if !indices.dtype().is_integer() {
+        return Err(KilnError::not_allowed(
+            "one_hot",
+            &[indices.dtype()],
+            "indices must have an integer dtype",
+        ));
+    }
+    let cfg = cfg()?;
+    let classes = super::creation::arange_on(
+        0.0,
+        num_classes as f64,
+        1.0,
+        Some(indices.dtype()),
+        indices.device(),
+    )?;
+    let hit = equal(&expand_dims(indices, -1)?, &classes)?;
+    let (d, _) = super::resolve_creation("one_hot", dtype, cfg.floatx, indices.device(), &cfg)?;
+    cast_internal(&hit, d, "one_hot")
+}
+
+fn tri_mask(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
+    if x.ndim() < 2 {
+        return Err(KilnError::invalid(
+            if upper { "triu" } else { "tril" },
+            "needs at least 2 axes",
+        ));
+    }
+    let (m, n) = (x.shape()[x.ndim() - 2], x.shape()[x.ndim() - 1]);
+    let v: Vec<bool> = (0..m * n)
+        .map(|p| {
+            let (i, j) = ((p / n) as isize, (p % n) as isize);
+            if upper {
+                j - i >= k
+            } else {
+                j - i <= k
+            }
+        })
+        .collect();
+    Tensor::upload(ArrayData::from_shape_vec(&[m, n], v)?, x.device())
+}
+
+fn zero_for(x: &Tensor) -> Scalar {
+    if x.dtype() == DType::Bool {
+        Scalar::Bool(false)
+    } else {
+        Scalar::Int(0)
+    }
+}
+
+/// Upper triangle (elements below diagonal `k` zeroed).
+pub fn triu(x: &Tensor, k: isize) -> Result<Tensor> {
+    r#where(&tri_mask(x, k, true)?, x, Operand::Scalar(zero_for(x)))
+}
+
+/// Lower triangle (elements above diagonal `k` zeroed).
+pub fn tril(x: &Tensor, k: isize) -> Result<Tensor> {
+    r#where(&tri_mask(x, k, false)?, x, Operand::Scalar(zero_for(x)))
+}
+
+/// Diagonal `k` of a matrix, or a matrix with a vector on diagonal `k`.
+pub fn diag(x: &Tensor, k: isize) -> Result<Tensor> {
+    match x.ndim() {
+        1 => {
+            let n = x.shape()[0];
+            let m = n + k.unsigned_abs();
+            let zero = super::creation::zeros_on(&[1], x.dtype(), x.device())?;
+            let ext = concatenate(&[x, &zero], 0)?;
+            let idx: Vec<usize> = (0..m * m)
+                .map(|p| {
+                    let (i, j) = ((p / m) as isize, (p % m) as isize);
+                    let d = if k >= 0 { i } else { j };
+                    if j - i == k {
+                        d as usize
+                    } else {
+                        n
+                    }
+                })
+                .collect();
+            reshape(&select(&ext, &idx, 0)?, &[m as isize, m as isize])
+        }
+        2 => {
+            let (m, n) = (x.shape()[0] as isize, x.shape()[1] as isize);
+            let flat = reshape(x, &[-1])?;
+            let idx: Vec<usize> = (0..m)
+                .filter_map(|i| {
+                    let j = i + k;
+                    (j >= 0 && j < n).then_some((i * n + j) as usize)
+                })
+                .collect();
+            select(&flat, &idx, 0)
+        }
+        d => Err(KilnError::invalid(
+            "diag",
+            format!("input must be 1-d or 2-d, got {d}-d"),
+        )),
+    }
+}
+
+/// Sum along a diagonal of the last two axes (`axis1 = 0`, `axis2 = 1` in NumPy terms for
+/// matrices); dtype as `sum`.
+#[track_caller]
+pub fn trace(x: &Tensor, offset: isize) -> Result<Tensor> {
+    if x.ndim() < 2 {
+        return Err(KilnError::invalid("trace", "needs at least 2 axes"));
+    }
+    // NumPy's default axes are the first two; move them last.
+    let mut perm: Vec<usize> = (2..x.ndim()).collect();
+    perm.extend([0, 1]);
+    let t = transpose(x, Some(&perm))?;
+    let (m, n) = (x.shape()[0] as isize, x.shape()[1] as isize);
+    let mut s: Vec<isize> = t.shape()[..t.ndim() - 2]
+        .iter()
+        .map(|d| *d as isize)
+        .collect();
+    s.push(m * n);
+    let flat = reshape(&t, &s)?;
+    let idx: Vec<usize> = (0..m)
+        .filter_map(|i| {
+            let j = i + offset;
+            (j >= 0 && j < n).then_some((i * n + j) as usize)
+        })
+        .collect();
+    let d = select(&flat, &idx, flat.ndim() - 1)?;
+    super::reduce::sum(&d, Some(&[-1]), false)
+}

@@ -1,0 +1,384 @@
+//! Configuration: which device, which precision policy, `floatx`, x64 mode, warning mode.
+//!
+//! # Precedence (highest first)
+//! 1. the innermost [`Scope`] entered on this thread (`Scope::new().device(..).enter()`);
+//! 2. values set in code with [`set_global`];
+//! 3. environment variables `KILN_DEVICE`, `KILN_PRECISION`, `KILN_FLOATX`, `KILN_X64`,
+//!    `KILN_WARNINGS`;
+//! 4. the config file: `$KILN_CONFIG` if set, else `$KILN_HOME/kiln.json`, else
+//!    `~/.kiln/kiln.json` (keys `device`, `precision`, `floatx`, `x64`, `warnings`);
+//! 5. defaults: `cpu`, `downcast`, `float32`, x64 off, warnings once.
+//!
+//! Environment and file are read once, on first use; a malformed value is an error
+//! returned from the first call that needs the configuration, never a silent default.
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::sync::RwLock;
+
+/// What happens when a dtype is not supported by the device it is headed for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Anything unsupported, implicit or explicit, is an error (for CI).
+    Error,
+    /// The default: an implicit dtype becomes the nearest supported one of the same kind,
+    /// with one warning per cause and a loss report; an explicit request is honoured or
+    /// refused, never changed.
+    Downcast,
+    /// Keep the dtype and place the tensor on the CPU engine; counted and warned once per
+    /// cause.
+    CpuFallback,
+}
+
+impl Policy {
+    /// Parses `error`, `downcast`, `cpu-fallback`.
+    pub fn parse(s: &str) -> Result<Policy> {
+        match s.trim() {
+            "error" => Ok(Policy::Error),
+            "downcast" => Ok(Policy::Downcast),
+            "cpu-fallback" | "cpu_fallback" => Ok(Policy::CpuFallback),
+            other => Err(KilnError::Config {
+                source_name: "precision policy".into(),
+                message: format!("{other:?} is not a policy; use error, downcast or cpu-fallback"),
+            }),
+        }
+    }
+    /// The name as parsed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Error => "error",
+            Policy::Downcast => "downcast",
+            Policy::CpuFallback => "cpu-fallback",
+        }
+    }
+}
+
+/// How often a warning with the same cause is logged.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarnMode {
+    /// Once per distinct cause per process (the default).
+    Once,
+    /// Every time.
+    Always,
+    /// Never logged (still counted and capturable).
+    Off,
+}
+
+impl WarnMode {
+    fn parse(s: &str) -> Result<WarnMode> {
+        match s.trim() {
+            "once" => Ok(WarnMode::Once),
+            "always" => Ok(WarnMode::Always),
+            "off" | "none" => Ok(WarnMode::Off),
+            other => Err(KilnError::Config {
+                source_name: "warnings".into(),
+                message: format!("{other:?} is not a warning mode; use once, always or off"),
+            }),
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Copy, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Default device for new tensors.
+    pub device: Device,
+    /// What happens to unsupported dtypes.
+    pub policy: Policy,
+    /// The default float dtype (Keras `floatx`).
+    pub floatx: DType,
+    /// x64 mode: off (Keras default) narrows implicit 64-bit dtypes to 32-bit.
+    pub x64: bool,
+    /// Warning repetition.
+    pub warnings: WarnMode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            device: Device::Cpu,
+            policy: Policy::Downcast,
+            floatx: DType::Float32,
+            x64: false,
+            warnings: WarnMode::Once,
+        }
+    }
+}
+
+/// Partial settings: what a scope, the environment or a file sets.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overrides {
+    device: Option<String>,
+    precision: Option<String>,
+    floatx: Option<String>,
+    x64: Option<bool>,
+    warnings: Option<String>,
+}
+
+fn parse_floatx(s: &str, src: &str) -> Result<DType> {
+    let d = DType::parse(s.trim()).map_err(|_| KilnError::Config {
+        source_name: src.into(),
+        message: format!("floatx {s:?} is not a dtype name"),
+    })?;
+    if !d.is_float() {
+        return Err(KilnError::Config {
+            source_name: src.into(),
+            message: format!("floatx must be bfloat16, float16, float32 or float64, not {d}"),
+        });
+    }
+    Ok(d)
+}
+
+fn parse_bool(s: &str, src: &str) -> Result<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" | "" => Ok(false),
+        other => Err(KilnError::Config {
+            source_name: src.into(),
+            message: format!("{other:?} is not a boolean; use 1/0, true/false or on/off"),
+        }),
+    }
+}
+
+impl Overrides {
+    fn apply(&self, mut c: Config, src: &str) -> Result<Config> {
+        let wrap = |e: KilnError| KilnError::Config {
+            source_name: src.into(),
+            message: e.to_string(),
+        };
+        if let Some(d) = &self.device {
+            c.device = Device::parse(d).map_err(wrap)?;
+        }
+        if let Some(p) = &self.precision {
+            c.policy = Policy::parse(p).map_err(wrap)?;
+        }
+        if let Some(f) = &self.floatx {
+            c.floatx = parse_floatx(f, src)?;
+        }
+        if let Some(x) = self.x64 {
+            c.x64 = x;
+        }
+        if let Some(w) = &self.warnings {
+            c.warnings = WarnMode::parse(w).map_err(wrap)?;
+        }
+        Ok(c)
+    }
+}
+
+/// Where the config file is looked for.
+pub fn config_file_path() -> Option<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("KILN_CONFIG") {
+        return Some(p.into());
+    }
+    if let Ok(h) = std::env::var("KILN_HOME") {
+        return Some(std::path::Path::new(&h).join("kiln.json"));
+    }
+    std::env::var("HOME")
+        .ok()
+        .map(|h| std::path::Path::new(&h).join(".kiln").join("kiln.json"))
+}
+
+/// Builds the configuration from defaults, the config file and the environment, without
+/// touching the global state. Used at first use, and by tests of the precedence rules.
+pub fn from_environment() -> Result<Config> {
+    let mut c = Config::default();
+    if let Some(path) = config_file_path() {
+        if path.exists() {
+            let src = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| KilnError::Config {
+                source_name: src.clone(),
+                message: e.to_string(),
+            })?;
+            let o: Overrides = serde_json::from_str(&text).map_err(|e| KilnError::Config {
+                source_name: src.clone(),
+                message: format!("{e}; expected a JSON object with keys device, precision, floatx, x64, warnings"),
+            })?;
+            c = o.apply(c, &src)?;
+        }
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let env = Overrides {
+        device: var("KILN_DEVICE"),
+        precision: var("KILN_PRECISION"),
+        floatx: var("KILN_FLOATX"),
+        warnings: var("KILN_WARNINGS"),
+        x64: var("KILN_X64")
+            .map(|x| parse_bool(&x, "KILN_X64"))
+            .transpose()?,
+    };
+    let c = Overrides {
+        x64: None,
+        ..env.clone()
+    }
+    .apply(c, "environment")?;
+    Ok(Config {
+        x64: env.x64.unwrap_or(c.x64),
+        ..c
+    })
+}
+
+static GLOBAL: RwLock<Option<Config>> = RwLock::new(None);
+
+thread_local! {
+    static SCOPES: RefCell<Vec<ScopeSettings>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Copy, Clone, Debug, Default)]
+struct ScopeSettings {
+    device: Option<Device>,
+    policy: Option<Policy>,
+    floatx: Option<DType>,
+    x64: Option<bool>,
+    warnings: Option<WarnMode>,
+}
+
+/// The global configuration (code settings over environment over file over defaults).
+pub fn global() -> Result<Config> {
+    if let Some(c) = *GLOBAL.read().unwrap_or_else(|e| e.into_inner()) {
+        return Ok(c);
+    }
+    let c = from_environment()?;
+    let mut g = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+    Ok(*g.get_or_insert(c))
+}
+
+/// Replaces the global configuration (overrides environment and file).
+pub fn set_global(c: Config) {
+    *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
+}
+
+/// The configuration in force on this thread: the global one with every entered scope
+/// applied, innermost last.
+pub fn current() -> Result<Config> {
+    let mut c = global()?;
+    SCOPES.with(|s| {
+        for o in s.borrow().iter() {
+            c.device = o.device.unwrap_or(c.device);
+            c.policy = o.policy.unwrap_or(c.policy);
+            c.floatx = o.floatx.unwrap_or(c.floatx);
+            c.x64 = o.x64.unwrap_or(c.x64);
+            c.warnings = o.warnings.unwrap_or(c.warnings);
+        }
+    });
+    Ok(c)
+}
+
+/// A scoped override, like Keras's `device_scope`. Build it, then [`Scope::enter`]; the
+/// settings hold on this thread until the returned guard is dropped.
+///
+/// ```
+/// use kiln::precision::{Scope, Policy};
+/// use kiln::Device;
+/// {
+///     let _g = Scope::new().device(Device::parse("sim:mps").unwrap()).policy(Policy::Error).enter();
+///     assert_eq!(kiln::precision::config::current().unwrap().policy, Policy::Error);
+/// }
+/// assert_ne!(kiln::precision::config::current().unwrap().device.to_string(), "sim:mps");
+/// ```
+#[derive(Copy, Clone, Debug, Default)]
+#[must_use = "a scope does nothing until entered"]
+pub struct Scope(ScopeSettings);
+
+impl Scope {
+    /// An empty scope.
+    pub fn new() -> Scope {
+        Scope::default()
+    }
+    /// Sets the device.
+    pub fn device(mut self, d: Device) -> Scope {
+        self.0.device = Some(d);
+        self
+    }
+    /// Sets the policy.
+    pub fn policy(mut self, p: Policy) -> Scope {
+        self.0.policy = Some(p);
+        self
+    }
+    /// Sets floatx (must be a float dtype).
+    pub fn floatx(mut self, f: DType) -> Scope {
+        self.0.floatx = Some(f);
+        self
+    }
+    /// Sets x64 mode.
+    pub fn x64(mut self, on: bool) -> Scope {
+        self.0.x64 = Some(on);
+        self
+    }
+    /// Sets the warning mode.
+    pub fn warnings(mut self, w: WarnMode) -> Scope {
+        self.0.warnings = Some(w);
+        self
+    }
+    /// Enters the scope on this thread.
+    pub fn enter(self) -> ScopeGuard {
+        SCOPES.with(|s| s.borrow_mut().push(self.0));
+        ScopeGuard { _private: () }
+    }
+}
+
+/// Leaves its scope when dropped.
+#[derive(Debug)]
+pub struct ScopeGuard {
+    _private: (),
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        SCOPES.with(|s| {
+            s.borrow_mut().pop();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_reject_bad_values() {
+        let o = Overrides {
+            precision: Some("sometimes".into()),
+            ..Default::default()
+        };
+        assert!(o.apply(Config::default(), "test").is_err());
+        let o = Overrides {
+            floatx: Some("int32".into()),
+            ..Default::default()
+        };
+        assert!(o.apply(Config::default(), "test").is_err());
+        assert!(parse_bool("maybe", "KILN_X64").is_err());
+        assert!(parse_bool("1", "KILN_X64").unwrap());
+    }
+
+    #[test]
+    fn file_overrides_parse_and_unknown_keys_fail() {
+        let o: Overrides = serde_json::from_str(r#"{"device":"sim:tpu","x64":true}"#).unwrap();
+        let c = o.apply(Config::default(), "f").unwrap();
+        assert_eq!(c.device.to_string(), "sim:tpu");
+        assert!(c.x64);
+        assert!(serde_json::from_str::<Overrides>(r#"{"devise":"cpu"}"#).is_err());
+    }
+
+    #[test]
+    fn scopes_nest_and_unwind() {
+        let base = current().unwrap();
+        {
+            let _a = Scope::new().policy(Policy::Error).enter();
+            {
+                let _b = Scope::new().policy(Policy::CpuFallback).x64(true).enter();
+                let c = current().unwrap();
+                assert_eq!(c.policy, Policy::CpuFallback);
+                assert!(c.x64);
+            }
+            assert_eq!(current().unwrap().policy, Policy::Error);
+            assert_eq!(current().unwrap().x64, base.x64);
+        }
+        assert_eq!(current().unwrap(), base);
+    }
+}

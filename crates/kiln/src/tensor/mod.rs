@@ -1,0 +1,207 @@
+//! The [`Tensor`]: a handle to backend storage with its dtype, shape and device, plus the
+//! conversion boundary ([`convert_to_tensor`]) where host data meets a device.
+
+use crate::array::{ArrayData, HostElement};
+use crate::backend::{Backend, Storage};
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::precision::report::{convert_with_report, ConversionReport};
+use crate::precision::{config, resolve, Action, Request, Site};
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, OnceLock};
+
+/// An n-dimensional array on a device. Cheap to clone (storage is shared and immutable).
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) storage: Storage,
+    pub(crate) dtype: DType,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) device: Device,
+    pub(crate) backend: Arc<dyn Backend>,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor(shape={:?}, dtype={}, device={})",
+            self.shape, self.dtype, self.device
+        )
+    }
+}
+
+/// The engine that computes tensors on `device`.
+pub fn engine_for(device: Device) -> Result<Arc<dyn Backend>> {
+    static NDARRAY: OnceLock<Arc<dyn Backend>> = OnceLock::new();
+    if device.runs_on_host() {
+        return Ok(NDARRAY
+            .get_or_init(|| Arc::new(crate::backend::ndarray::NdarrayBackend))
+            .clone());
+    }
+    Err(KilnError::Device {
+        device: device.to_string(),
+        message: "this build has no engine for it (the candle backend with the `cuda`/`metal` features is planned); \
+                  use cpu, or a simulated profile such as sim:mps to test that device's dtype limits"
+            .into(),
+    })
+}
+
+impl Tensor {
+    pub(crate) fn from_storage(
+        storage: Storage,
+        backend: Arc<dyn Backend>,
+        device: Device,
+    ) -> Result<Tensor> {
+        let (dtype, shape) = backend.describe(&storage)?;
+        Ok(Tensor {
+            storage,
+            dtype,
+            shape,
+            device,
+            backend,
+        })
+    }
+
+    /// Uploads host data that the resolver has already decided on (no dtype change here).
+    pub(crate) fn upload(data: ArrayData, device: Device) -> Result<Tensor> {
+        let backend = engine_for(device)?;
+        let storage = backend.upload(data)?;
+        Tensor::from_storage(storage, backend, device)
+    }
+
+    /// The element dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    /// Number of axes.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+    /// Number of elements.
+    pub fn size(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// The device holding the tensor.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    /// The engine computing it.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Copies the tensor to host memory.
+    pub fn to_host(&self) -> Result<ArrayData> {
+        self.backend.download(&self.storage)
+    }
+
+    /// The elements in C order as `T`, which must be the tensor's element type.
+    pub fn to_vec<T: HostElement>(&self) -> Result<Vec<T>> {
+        self.to_host()?.to_vec::<T>()
+    }
+
+    /// The elements as f64 (real part of complex). For printing and tests.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        Ok(self.to_host()?.to_f64_vec())
+    }
+
+    /// Moves the tensor to another device through the conversion boundary (the resolver
+    /// decides its dtype there, as for host data).
+    #[track_caller]
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device {
+            return Ok(self.clone());
+        }
+        convert_to_tensor(&self.to_host()?, None, &device)
+    }
+}
+
+/// Converts host data to a tensor on `device`: the conversion boundary.
+///
+/// * `dtype: None` (implicit): in x64-off mode (the default, Keras's semantics) 64-bit data
+///   becomes 32-bit on every device; with x64 on it is kept where the device has it and
+///   otherwise adapted by the policy (default `downcast`: nearest supported dtype, one
+///   warning per cause, a loss report).
+/// * `dtype: Some(d)` (explicit): honoured, or refused with an error that names the device,
+///   the dtype, the caller's file and line, and the ways out. Never silently changed.
+///
+/// ```
+/// use kiln::{convert_to_tensor, ArrayData, Device, DType};
+/// let x = ArrayData::from_shape_vec(&[1, 3], vec![1.0f64, 10.0, 100.0]).unwrap();
+/// let mps = Device::parse("sim:mps").unwrap();
+/// let t = convert_to_tensor(&x, None, &mps).unwrap();
+/// assert_eq!(t.dtype(), DType::Float32);
+/// let err = convert_to_tensor(&x, Some(DType::Float64), &mps).unwrap_err();
+/// assert!(err.to_string().contains("sim:mps"));
+/// ```
+#[track_caller]
+pub fn convert_to_tensor(
+    data: &ArrayData,
+    dtype: Option<DType>,
+    device: &Device,
+) -> Result<Tensor> {
+    convert_to_tensor_with_report(data, dtype, device).map(|(t, _)| t)
+}
+
+/// [`convert_to_tensor`], also returning the loss report when the dtype changed.
+#[track_caller]
+pub fn convert_to_tensor_with_report(
+    data: &ArrayData,
+    dtype: Option<DType>,
+    device: &Device,
+) -> Result<(Tensor, Option<ConversionReport>)> {
+    let cfg = config::current()?;
+    let origin = Location::caller();
+    let src = data.dtype();
+    let req = Request {
+        op: "convert_to_tensor",
+        site: Site::Conversion,
+        dtype: dtype.unwrap_or(src),
+        explicit: dtype.is_some(),
+        device: *device,
+        origin,
+    };
+    let decision = resolve(&req, &cfg)?;
+    let (host, report) = if decision.dtype == src {
+        (data.clone(), None)
+    } else {
+        let (converted, report) = convert_with_report(data, decision.dtype);
+        if decision.dtype.is_integer() && report.integers_changed > 0 {
+            let example = data
+                .to_scalars()
+                .into_iter()
+                .zip(converted.to_scalars())
+                .find(|(a, b)| {
+                    crate::element::Scalar::Float(a.as_f64())
+                        != crate::element::Scalar::Float(b.as_f64())
+                })
+                .map(|(a, _)| format!("{a:?}"))
+                .unwrap_or_default();
+            return Err(KilnError::OutOfRange {
+                op: "convert_to_tensor".into(),
+                to: decision.dtype,
+                device: *device,
+                count: report.integers_changed,
+                example,
+                origin,
+                fix: match decision.action {
+                    Action::Keep => format!("the explicit {} cannot hold these values; pick a wider dtype", decision.dtype),
+                    _ => format!(
+                        "{} integers narrowed to {} would change; turn x64 on (KILN_X64=1) on a device with {src}, \
+                         cast to a float dtype first, or use the cpu-fallback policy",
+                        src, decision.dtype
+                    ),
+                },
+            });
+        }
+        (converted, Some(report))
+    };
+    decision.announce(report.as_ref());
+    Ok((Tensor::upload(host, decision.device)?, report))
+}
