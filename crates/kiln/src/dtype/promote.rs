@@ -1,4 +1,7 @@
-//! Keras 3's type-promotion lattice (`keras/src/backend/common/dtypes.py`), as data.
+//! Keras 3's type-promotion lattice (`keras/src/backend/common/dtypes.py`), as data. Its
+//! edges are JAX's (`jax/_src/dtypes.py`, `_type_promotion_lattice`): weak `float` sits
+//! below weak `complex`, so `int8 + 1j` is a weak complex that resolves to complex128 in
+//! x64 mode, as JAX does.
 //!
 //! The lattice is the same on every backend and device: it is the frontend's, and backends
 //! never promote. Weak types are Python's scalar types (`int`, `float`, `complex`): a weak
@@ -74,12 +77,12 @@ fn successors(n: Node) -> &'static [Node] {
         D(UInt16) => &[D(Int32), D(UInt32)],
         D(UInt32) => &[D(Int64), D(UInt64)],
         D(UInt64) => &[F],
-        I => &[D(UInt8), D(Int8), C],
+        I => &[D(UInt8), D(Int8)],
         D(Int8) => &[D(Int16)],
         D(Int16) => &[D(Int32)],
         D(Int32) => &[D(Int64)],
         D(Int64) => &[F],
-        F => &[D(BFloat16), D(Float16)],
+        F => &[D(BFloat16), D(Float16), C],
         D(BFloat16) => &[D(Float32)],
         D(Float16) => &[D(Float32)],
         D(Float32) => &[D(Float64), D(Complex64)],

@@ -26,8 +26,22 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             "operands must have at least one axis (Keras raises); use multiply for scalars",
         ));
     }
-    let device = common_device(&[&oa, &ob], "matmul", &cfg)?;
     let dtype = rules::matmul(oa.like(), ob.like(), &cfg)?;
+    matmul_in(a, b, dtype)
+}
+
+/// `matmul` computing in `dtype` (from the caller's dtype rule).
+#[track_caller]
+fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tensor> {
+    let cfg = cfg()?;
+    let (oa, ob) = (Operand::Tensor(a), Operand::Tensor(b));
+    if a.ndim() == 0 || b.ndim() == 0 {
+        return Err(KilnError::invalid(
+            "matmul",
+            "operands must have at least one axis (Keras raises); use multiply for scalars",
+        ));
+    }
+    let device = common_device(&[&oa, &ob], "matmul", &cfg)?;
     let (dtype, device) = resolve_result("matmul", dtype, device, &cfg)?;
     let mut a2 = to_compute(a, dtype, device)?;
     let mut b2 = to_compute(b, dtype, device)?;
@@ -73,11 +87,11 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn dot<'a, 'b>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Result<Tensor> {
     let (a, b) = (a.into(), b.into());
     let cfg = cfg()?;
-    rules::dot(a.like(), b.like(), &cfg)?;
+    let dtype = rules::dot(a.like(), b.like(), &cfg)?;
     match (&a, &b) {
         (Operand::Tensor(x), Operand::Tensor(y)) if x.ndim() > 0 && y.ndim() > 0 => {
             if x.ndim() <= 2 && y.ndim() <= 2 {
-                matmul(x, y)
+                matmul_in(x, y, dtype)
             } else {
                 let yb = if y.ndim() == 1 {
                     0
@@ -157,7 +171,9 @@ pub fn tensordot(a: &Tensor, b: &Tensor, axes: Axes) -> Result<Tensor> {
     let pb: Vec<usize> = ax_b.iter().chain(&free_b).copied().collect();
     let a2 = reshape(&transpose(a, Some(&pa))?, &[ma as isize, k as isize])?;
     let b2 = reshape(&transpose(b, Some(&pb))?, &[k as isize, nb as isize])?;
-    let c = matmul(&a2, &b2)?;
+    let cfg = cfg()?;
+    let dtype = crate::dtype::promote::promote_types(a.dtype(), b.dtype(), cfg.floatx, cfg.x64)?;
+    let c = matmul_in(&a2, &b2, dtype)?;
     let shape: Vec<isize> = free_a
         .iter()
         .map(|i| a.shape()[*i] as isize)
@@ -361,7 +377,9 @@ fn contract_pair(
     );
     let a3 = reshape(&transpose(a, Some(&pa))?, &[nb, m, k])?;
     let b3 = reshape(&transpose(b, Some(&pb))?, &[nb, k, n])?;
-    let c = matmul(&a3, &b3)?;
+    let cfg = cfg()?;
+    let dtype = crate::dtype::promote::promote_types(a.dtype(), b.dtype(), cfg.floatx, cfg.x64)?;
+    let c = matmul_in(&a3, &b3, dtype)?;
     let shape: Vec<isize> = batch
         .iter()
         .map(|ch| a.shape()[pos(sa, ch)] as isize)

@@ -16,6 +16,7 @@ pub mod linalg;
 pub mod nn;
 pub mod random;
 pub mod reduce;
+pub mod registry;
 pub mod rules;
 pub mod shape;
 

@@ -191,8 +191,9 @@ pub fn logsumexp(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<T
     let cfg = cfg()?;
     let out = rules::unary("logsumexp", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let x = cast_internal(x, out, "logsumexp")?;
+    // Complex values have no order to shift by.
     let m = if x.dtype().is_complex() {
-        super::creation::zeros_like(&x, None)?
+        sum(&super::creation::zeros_like(&x, None)?, axis, true)?
     } else {
         max(&x, axis, true)?
     };

@@ -218,8 +218,5 @@ pub fn dot(a: DTypeLike, b: DTypeLike, cfg: &Config) -> Result<DType> {
             "dot of an 8/16-bit integer tensor with a Python int is refused by Keras/JAX; cast the tensor to int32",
         ));
     }
-    if !matches!(a, DTypeLike::Strong(_)) || !matches!(b, DTypeLike::Strong(_)) {
-        return result_type(&[a, b], cfg.floatx, cfg.x64);
-    }
-    matmul(a, b, cfg)
+    result_type(&[a, b], cfg.floatx, cfg.x64)
 }

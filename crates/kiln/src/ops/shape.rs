@@ -617,3 +617,37 @@ pub fn trace(x: &Tensor, offset: isize) -> Result<Tensor> {
     let d = select(&flat, &idx, flat.ndim() - 1)?;
     super::reduce::sum(&d, Some(&[-1]), false)
 }
+
+/// Indices of the nonzero elements, one index tensor per axis (C order), index dtype.
+///
+/// ```
+/// use kiln::{ops, ArrayData, Device, convert_to_tensor};
+/// let x = convert_to_tensor(&ArrayData::from_shape_vec(&[2, 2], vec![0, 3, 4, 0]).unwrap(), None, &Device::Cpu).unwrap();
+/// let nz = ops::nonzero(&x).unwrap();
+/// assert_eq!(nz[0].to_vec::<i32>().unwrap(), vec![0, 1]);
+/// assert_eq!(nz[1].to_vec::<i32>().unwrap(), vec![1, 0]);
+/// ```
+#[track_caller]
+pub fn nonzero(x: &Tensor) -> Result<Vec<Tensor>> {
+    let cfg = cfg()?;
+    let out = rules::unary("nonzero", UnaryRule::Index, x.dtype(), &cfg)?;
+    let mask = super::elementwise::not_equal(x, Operand::Scalar(zero_for(x)))?
+        .to_host()?
+        .to_vec::<bool>()?;
+    let shape = x.shape().to_vec();
+    let flat: Vec<usize> = mask
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| **m)
+        .map(|(i, _)| i)
+        .collect();
+    (0..shape.len().max(1))
+        .map(|ax| {
+            let stride: usize = shape.iter().skip(ax + 1).product();
+            let dim = shape.get(ax).copied().unwrap_or(1);
+            let v: Vec<i64> = flat.iter().map(|p| ((p / stride) % dim) as i64).collect();
+            let t = Tensor::upload(ArrayData::from(v), x.device())?;
+            cast_internal(&t, out, "nonzero")
+        })
+        .collect()
+}

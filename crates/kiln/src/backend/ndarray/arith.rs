@@ -81,6 +81,7 @@ impl Arith for bool {
             | UnaryOp::Floor
             | UnaryOp::Ceil
             | UnaryOp::Round => |x| x,
+            UnaryOp::Imag => |_| false,
             _ => return None,
         })
     }
@@ -253,6 +254,11 @@ macro_rules! complex_arith {
                     BinaryOp::Pow => |a: $t, b: $t| if b == <$t>::new(0.0, 0.0) { <$t>::new(1.0, 0.0) } else if a == <$t>::new(0.0, 0.0) { <$t>::new(0.0, 0.0) } else { a.powc(b) },
                     BinaryOp::Max => |a, b| <$t as Arith>::nan_max(a, b),
                     BinaryOp::Min => |a, b| <$t as Arith>::nan_min(a, b),
+                    // JAX's complex atan2(y, x) = -i log((x + iy) / sqrt(x^2 + y^2)).
+                    BinaryOp::Atan2 => |y: $t, x: $t| {
+                        let i = <$t>::new(0.0, 1.0);
+                        -i * ((x + i * y) / (x * x + y * y).sqrt()).ln()
+                    },
                     _ => return None,
                 })
             }
