@@ -25,6 +25,18 @@ pub enum Scalar {
     Complex(C128),
 }
 
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Bool(b) => write!(f, "{b}"),
+            Scalar::Int(i) => write!(f, "{i}"),
+            Scalar::UInt(u) => write!(f, "{u}"),
+            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Complex(c) => write!(f, "{}{:+}j", c.re, c.im),
+        }
+    }
+}
+
 impl Scalar {
     /// As f64 (real part for complex).
     pub fn as_f64(self) -> f64 {

@@ -181,7 +181,7 @@ pub fn convert_to_tensor_with_report(
                     crate::element::Scalar::Float(a.as_f64())
                         != crate::element::Scalar::Float(b.as_f64())
                 })
-                .map(|(a, _)| format!("{a:?}"))
+                .map(|(a, _)| a.to_string())
                 .unwrap_or_default();
             return Err(KilnError::OutOfRange {
                 op: "convert_to_tensor".into(),

@@ -52,7 +52,7 @@ macro_rules! int_arith {
                     BinaryOp::FloorDiv => |a: $t, b: $t| {
                         if b == 0 { return 0; }
                         let q = a.wrapping_div(b);
-                        if $signed && (a % b != 0) && ((a < (0 as $t)) != (b < (0 as $t))) { q.wrapping_sub(1) } else { q }
+                        if $signed && (a.wrapping_rem(b) != 0) && ((a < (0 as $t)) != (b < (0 as $t))) { q.wrapping_sub(1) } else { q }
                     },
                     BinaryOp::Mod => |a: $t, b: $t| {
                         if b == 0 { return 0; }

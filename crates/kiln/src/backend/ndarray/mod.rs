@@ -219,10 +219,13 @@ fn reduce_row<T: Arith>(op: ReduceOp, r: &[T]) -> Result<Scalar> {
     Ok(match op {
         ReduceOp::Sum => {
             // Half types accumulate in f32, as NumPy's float16 loops do.
+            // Real floats of up to 32 bits accumulate in f64 (memory-bound either way, and
+            // it keeps e.g. the mean of large int32 values exact where a float32 running
+            // sum cancels); half types do so too, as NumPy's float16 loops use float32.
             match T::DTYPE {
-                DType::Float16 | DType::BFloat16 => {
-                    let v: Vec<f32> = r.iter().map(|x| cast_elem::<T, f32>(*x)).collect();
-                    Scalar::Float(pairwise(&v) as f64)
+                DType::Float16 | DType::BFloat16 | DType::Float32 => {
+                    let v: Vec<f64> = r.iter().map(|x| cast_elem::<T, f64>(*x)).collect();
+                    Scalar::Float(pairwise(&v))
                 }
                 _ => pairwise(r).to_scalar(),
             }
