@@ -14,12 +14,16 @@ use kiln::{convert_to_tensor, DType, Device};
 /// between libm implementations by a few ulps.
 fn ulps(op: &str, dtype: DType) -> f64 {
     let base = match op {
-        "sum" | "prod" | "mean" | "std" | "var" | "cumsum" | "cumprod" | "trace" | "logsumexp" | "softmax"
-        | "log_softmax" | "matmul" | "dot" => 64.0,
+        "sum" | "prod" | "mean" | "std" | "var" | "cumsum" | "cumprod" | "trace" | "logsumexp"
+        | "softmax" | "log_softmax" | "matmul" | "dot" => 64.0,
         "power" | "tan" | "gelu" | "softplus" | "silu" | "sigmoid" | "elu" => 8.0,
         _ => 4.0,
     };
-    if dtype.is_complex() { base * 4.0 } else { base }
+    if dtype.is_complex() {
+        base * 4.0
+    } else {
+        base
+    }
 }
 
 #[test]
@@ -43,7 +47,13 @@ fn every_op_matches_numpy() {
         } else {
             call_binary(op, Operand::Tensor(&ins[0]), Operand::Tensor(&ins[1]))
         };
-        let tag = format!("{op}({}) x64={x64}", ins.iter().map(|t| t.dtype().name()).collect::<Vec<_>>().join(", "));
+        let tag = format!(
+            "{op}({}) x64={x64}",
+            ins.iter()
+                .map(|t| t.dtype().name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let got = match got {
             Ok(t) => t,
             Err(e) => {
@@ -52,7 +62,13 @@ fn every_op_matches_numpy() {
             }
         };
         if got.dtype() != want.dtype() || got.shape() != want.shape() {
-            failures.push(format!("{tag}: got {} {:?}, want {} {:?}", got.dtype(), got.shape(), want.dtype(), want.shape()));
+            failures.push(format!(
+                "{tag}: got {} {:?}, want {} {:?}",
+                got.dtype(),
+                got.shape(),
+                want.dtype(),
+                want.shape()
+            ));
             continue;
         }
         // NumPy's SIMD complex loops fuse multiply-adds (and use their own hypot), so
@@ -70,7 +86,8 @@ fn every_op_matches_numpy() {
             let ok = if approx {
                 close(*gr, *wr, tol) && close(*gi, *wi, tol)
             } else {
-                (gr == wr || (gr.is_nan() && wr.is_nan())) && (gi == wi || (gi.is_nan() && wi.is_nan()))
+                (gr == wr || (gr.is_nan() && wr.is_nan()))
+                    && (gi == wi || (gi.is_nan() && wi.is_nan()))
             };
             if !ok {
                 failures.push(format!("{tag}[{i}]: got ({gr}, {gi}), numpy ({wr}, {wi})"));
@@ -78,5 +95,11 @@ fn every_op_matches_numpy() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -141,9 +141,8 @@ pub fn rsqrt(x: &Tensor) -> Result<Tensor> {
 /// An implicit cast inside a composed op: goes through the resolver as a promotion.
 #[track_caller]
 pub(crate) fn cast_internal(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor> {
-    if x.dtype() == dtype {
-        return Ok(x.clone());
-    }
+    // No shortcut when the dtype already matches: an engine-internal intermediate (int64
+    // indices on sim:tpu, say) must still pass the resolver before it is returned.
     let cfg = cfg()?;
     let (d, dev) = resolve_result(op, dtype, x.device(), &cfg)?;
     to_compute(x, d, dev)

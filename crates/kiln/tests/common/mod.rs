@@ -9,7 +9,8 @@ use serde_json::Value;
 
 pub fn load_cases(name: &str) -> Vec<Value> {
     let p = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(p).expect("oracle file")).expect("json");
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("oracle file")).expect("json");
     v["cases"].as_array().expect("cases").clone()
 }
 
@@ -25,15 +26,36 @@ pub fn num(v: &Value) -> f64 {
 /// Decodes `{"dtype", "shape", "data"}` into host data of exactly that dtype.
 pub fn decode(v: &Value) -> ArrayData {
     let dtype = DType::parse(v["dtype"].as_str().unwrap()).unwrap();
-    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
     let data = v["data"].as_array().unwrap();
     macro_rules! ints {
         ($t:ty) => {
-            ArrayData::from_shape_vec(&shape, data.iter().map(|x| x.as_i64().map(|i| i as $t).unwrap_or_else(|| x.as_u64().unwrap() as $t)).collect::<Vec<$t>>()).unwrap()
+            ArrayData::from_shape_vec(
+                &shape,
+                data.iter()
+                    .map(|x| {
+                        x.as_i64()
+                            .map(|i| i as $t)
+                            .unwrap_or_else(|| x.as_u64().unwrap() as $t)
+                    })
+                    .collect::<Vec<$t>>(),
+            )
+            .unwrap()
         };
     }
     match dtype {
-        DType::Bool => ArrayData::from_shape_vec(&shape, data.iter().map(|x| x.as_bool().unwrap()).collect::<Vec<_>>()).unwrap(),
+        DType::Bool => ArrayData::from_shape_vec(
+            &shape,
+            data.iter()
+                .map(|x| x.as_bool().unwrap())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
         DType::Int8 => ints!(i8),
         DType::Int16 => ints!(i16),
         DType::Int32 => ints!(i32),
@@ -42,18 +64,54 @@ pub fn decode(v: &Value) -> ArrayData {
         DType::UInt16 => ints!(u16),
         DType::UInt32 => ints!(u32),
         DType::UInt64 => ints!(u64),
-        DType::BFloat16 => ArrayData::from_shape_vec(&shape, data.iter().map(|x| bf16::from_f64(num(x))).collect::<Vec<_>>()).unwrap(),
-        DType::Float16 => ArrayData::from_shape_vec(&shape, data.iter().map(|x| f16::from_f64(num(x))).collect::<Vec<_>>()).unwrap(),
-        DType::Float32 => ArrayData::from_shape_vec(&shape, data.iter().map(|x| num(x) as f32).collect::<Vec<_>>()).unwrap(),
-        DType::Float64 => ArrayData::from_shape_vec(&shape, data.iter().map(num).collect::<Vec<_>>()).unwrap(),
-        DType::Complex64 => ArrayData::from_shape_vec(&shape, data.iter().map(|x| C64::new(num(&x[0]) as f32, num(&x[1]) as f32)).collect::<Vec<_>>()).unwrap(),
-        DType::Complex128 => ArrayData::from_shape_vec(&shape, data.iter().map(|x| C128::new(num(&x[0]), num(&x[1]))).collect::<Vec<_>>()).unwrap(),
+        DType::BFloat16 => ArrayData::from_shape_vec(
+            &shape,
+            data.iter()
+                .map(|x| bf16::from_f64(num(x)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+        DType::Float16 => ArrayData::from_shape_vec(
+            &shape,
+            data.iter()
+                .map(|x| f16::from_f64(num(x)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+        DType::Float32 => ArrayData::from_shape_vec(
+            &shape,
+            data.iter().map(|x| num(x) as f32).collect::<Vec<_>>(),
+        )
+        .unwrap(),
+        DType::Float64 => {
+            ArrayData::from_shape_vec(&shape, data.iter().map(num).collect::<Vec<_>>()).unwrap()
+        }
+        DType::Complex64 => ArrayData::from_shape_vec(
+            &shape,
+            data.iter()
+                .map(|x| C64::new(num(&x[0]) as f32, num(&x[1]) as f32))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+        DType::Complex128 => ArrayData::from_shape_vec(
+            &shape,
+            data.iter()
+                .map(|x| C128::new(num(&x[0]), num(&x[1])))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
     }
 }
 
 /// (re, im) of every element, as f64 (im = 0 for real types).
 pub fn parts(a: &ArrayData) -> Vec<(f64, f64)> {
-    a.to_scalars().into_iter().map(|s| { let c = s.as_c128(); (c.re, c.im) }).collect()
+    a.to_scalars()
+        .into_iter()
+        .map(|s| {
+            let c = s.as_c128();
+            (c.re, c.im)
+        })
+        .collect()
 }
 
 /// Whether `got` matches `want` within `tol` (relative, with `tol` as absolute floor);
