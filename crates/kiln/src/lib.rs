@@ -28,6 +28,7 @@ pub mod device;
 pub mod dtype;
 pub mod element;
 pub mod error;
+mod hostmem;
 pub mod io;
 pub mod ops;
 pub mod precision;

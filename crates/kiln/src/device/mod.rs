@@ -101,7 +101,7 @@ impl Device {
         match kind.as_str() {
             "cpu" if rest.is_none() => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda(ordinal(rest)?)),
-            "metal" | "mps" if rest.as_deref().map_or(true, |r| r.parse::<usize>().is_ok()) => {
+            "metal" | "mps" if rest.as_deref().is_none_or(|r| r.parse::<usize>().is_ok()) => {
                 Ok(Device::Metal(ordinal(rest)?))
             }
             "sim" => {

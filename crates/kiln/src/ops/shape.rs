@@ -310,7 +310,7 @@ pub fn split(x: &Tensor, how: Split, axis: isize) -> Result<Vec<Tensor>> {
                 "number of sections must be positive",
             ))
         }
-        Split::Sections(k) if n % k != 0 => {
+        Split::Sections(k) if !n.is_multiple_of(k) => {
             return Err(KilnError::invalid(
                 "split",
                 format!("axis {ax} of length {n} does not split into {k} equal parts"),
@@ -362,7 +362,7 @@ pub fn repeat(x: &Tensor, repeats: usize, axis: Option<isize>) -> Result<Tensor>
         Some(a) => (x.clone(), normalize_axis(a, x.ndim(), "repeat")?),
     };
     let idx: Vec<usize> = (0..t.shape()[ax])
-        .flat_map(|i| std::iter::repeat(i).take(repeats))
+        .flat_map(|i| std::iter::repeat_n(i, repeats))
         .collect();
     select(&t, &idx, ax)
 }

@@ -3,6 +3,7 @@
 //! matmul (half types accumulate in float32 through it).
 
 mod arith;
+mod fast;
 
 use self::arith::Arith;
 use super::{
@@ -64,6 +65,19 @@ fn map<T: Copy + Send + Sync, U: Send + Sync>(
 }
 
 fn zip2<T: Copy + Send + Sync, U: Send + Sync>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    shape: &[usize],
+    f: impl Fn(T, T) -> U + Sync + Send,
+) -> Result<ArrayD<U>> {
+    if let Some(out) = fast::binary(a, b, shape, &f) {
+        return Ok(out);
+    }
+    zip2_general(a, b, shape, f)
+}
+
+/// The reference path: ndarray's broadcasting `Zip`, any layout.
+fn zip2_general<T: Copy + Send + Sync, U: Send + Sync>(
     a: &ArrayD<T>,
     b: &ArrayD<T>,
     shape: &[usize],
@@ -412,18 +426,24 @@ type GemmFn<T> = unsafe fn(
 /// Batched GEMM through matrixmultiply for f32/f64.
 fn gemm_batched<T: Element>(a: &ArrayD<T>, b: &ArrayD<T>, gemm: GemmFn<T>) -> Result<ArrayD<T>> {
     let (out_shape, ab, bb) = batch_views(a, b)?;
-    let nd = out_shape.len();
     let (m, k, n) = (
         a.shape()[a.ndim() - 2],
         a.shape()[a.ndim() - 1],
         b.shape()[b.ndim() - 1],
     );
-    let mut out = ArrayD::<T>::from_elem(IxDyn(&out_shape), T::zero());
-    for ((av, bv), mut ov) in ab.iter().zip(bb.iter()).zip(out.outer_iter_batches(nd)) {
+    let total: usize = out_shape.iter().product();
+    // No zero fill: with beta = 0 matrixmultiply writes every element of C without reading it.
+    let mut out: Vec<T> = crate::hostmem::alloc_uninit(total);
+    let base = out.spare_capacity_mut().as_mut_ptr() as *mut T;
+    for (i, (av, bv)) in ab.iter().zip(bb.iter()).enumerate() {
         let (ars, bs) = (av.strides(), bv.strides());
-        let os = ov.strides().to_vec();
-        // SAFETY: pointers and strides come from live ndarray views whose shapes are
-        // (m,k), (k,n) and (m,n); matrixmultiply reads/writes only inside those bounds.
+        if m * n == 0 {
+            break;
+        }
+        // SAFETY: A and B pointers/strides come from live ndarray views of shapes (m,k) and
+        // (k,n); C is batch i of a fresh row-major [batch, m, n] buffer of `total` elements,
+        // so [i*m*n, (i+1)*m*n) is in bounds. matrixmultiply accesses only those bounds and,
+        // with beta = 0, writes C without reading it (zeros when k == 0).
         unsafe {
             gemm(
                 m,
@@ -437,13 +457,15 @@ fn gemm_batched<T: Element>(a: &ArrayD<T>, b: &ArrayD<T>, gemm: GemmFn<T>) -> Re
                 bs[0],
                 bs[1],
                 T::zero(),
-                ov.as_mut_ptr(),
-                os[0],
-                os[1],
+                base.add(i * m * n),
+                n as isize,
+                1,
             );
         }
     }
-    Ok(out)
+    // SAFETY: every batch wrote its m*n block (or total is 0).
+    unsafe { out.set_len(total) };
+    Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches the buffer"))
 }
 
 trait BatchIter<T> {
@@ -589,6 +611,11 @@ impl Backend for NdarrayBackend {
         }
         if let Some(r) = complex_to_real(op, d) {
             return Ok(wrap(r));
+        }
+        if let (UnaryOp::Exp, ArrayData::F32(a)) = (op, d) {
+            if let Some(out) = fast::unary(a, fast::exp_f32) {
+                return Ok(wrap(ArrayData::F32(out)));
+            }
         }
         Ok(wrap(arith_dispatch!(d, a, T => unary_typed::<T>(op, a)?)))
     }
@@ -761,3 +788,75 @@ impl Backend for NdarrayBackend {
 // Keep the half and complex imports used by macros visible to the compiler.
 #[allow(dead_code)]
 fn _types(_: f16, _: bf16, _: C64, _: C128) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arr(shape: &[usize], seed: u64) -> ArrayD<f32> {
+        let n: usize = shape.iter().product();
+        ArrayD::from_shape_vec(
+            IxDyn(shape),
+            (0..n)
+                .map(|i| ((i as u64 * 2654435761 + seed) % 1000) as f32 * 0.01 - 5.0)
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        // A target shape, and an operand shape that broadcasts to it (some axes set to 1,
+        // some leading axes dropped).
+        (
+            prop::collection::vec(1usize..5, 0..4),
+            any::<u32>(),
+            0usize..4,
+        )
+            .prop_map(|(out, mask, drop)| {
+                let b: Vec<usize> = out
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| if mask >> i & 1 == 1 { 1 } else { *d })
+                    .collect();
+                let drop = drop.min(b.len());
+                (out, b[drop..].to_vec())
+            })
+    }
+
+    proptest! {
+        /// The fast paths agree with ndarray's general broadcasting Zip, for every layout.
+        #[test]
+        fn fast_binary_equals_general_zip((out, bshape) in shapes(), swap in any::<bool>()) {
+            let a = arr(&out, 1);
+            let b = arr(&bshape, 2);
+            let (x, y) = if swap { (&b, &a) } else { (&a, &b) };
+            let f = |p: f32, q: f32| p * 3.0 - q;
+            let want = zip2_general(x, y, &out, f).unwrap();
+            let got = zip2(x, y, &out, f).unwrap();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn the_fast_path_is_taken_for_rows_and_scalars() {
+        let a = arr(&[300, 7], 1);
+        assert!(fast::binary(&a, &arr(&[7], 2), &[300, 7], |p: f32, q: f32| p + q).is_some());
+        assert!(fast::binary(&arr(&[], 3), &a, &[300, 7], |p: f32, q: f32| p + q).is_some());
+        assert!(fast::binary(&a, &arr(&[300, 1], 2), &[300, 7], |p: f32, q: f32| p + q).is_none());
+    }
+
+    #[test]
+    fn batched_matmul_broadcasts_and_handles_empty_contractions() {
+        let a = arr(&[2, 1, 3, 4], 1);
+        let b = arr(&[5, 4, 2], 2);
+        let c = gemm_batched(&a, &b, matrixmultiply::sgemm).unwrap();
+        assert_eq!(c.shape(), &[2, 5, 3, 2]);
+        let g = matmul_generic(&a, &b).unwrap();
+        for (x, y) in c.iter().zip(g.iter()) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()));
+        }
+        let e = gemm_batched(&arr(&[3, 0], 1), &arr(&[0, 2], 2), matrixmultiply::sgemm).unwrap();
+        assert_eq!(e, ArrayD::<f32>::zeros(IxDyn(&[3, 2])));
+    }
+}
