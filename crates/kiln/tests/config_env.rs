@@ -9,34 +9,73 @@ use kiln::{Config, DType, Device};
 fn precedence_file_env_code_scope() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kiln.json");
-    std::fs::write(&file, r#"{"device": "sim:tpu", "precision": "error", "floatx": "float16", "x64": true}"#).unwrap();
-    for k in ["KILN_DEVICE", "KILN_PRECISION", "KILN_FLOATX", "KILN_X64", "KILN_WARNINGS"] {
+    std::fs::write(
+        &file,
+        r#"{"device": "sim:tpu", "precision": "error", "floatx": "float16", "x64": true}"#,
+    )
+    .unwrap();
+    for k in [
+        "KILN_DEVICE",
+        "KILN_PRECISION",
+        "KILN_FLOATX",
+        "KILN_X64",
+        "KILN_WARNINGS",
+    ] {
         std::env::remove_var(k);
     }
     std::env::set_var("KILN_CONFIG", &file);
     let c = from_environment().unwrap();
-    assert_eq!((c.device, c.policy, c.floatx, c.x64), (Device::parse("sim:tpu").unwrap(), Policy::Error, DType::Float16, true));
+    assert_eq!(
+        (c.device, c.policy, c.floatx, c.x64),
+        (
+            Device::parse("sim:tpu").unwrap(),
+            Policy::Error,
+            DType::Float16,
+            true
+        )
+    );
     // The environment overrides the file.
     std::env::set_var("KILN_DEVICE", "sim:mps");
     std::env::set_var("KILN_X64", "0");
     let c = from_environment().unwrap();
-    assert_eq!((c.device.to_string().as_str(), c.policy, c.x64), ("sim:mps", Policy::Error, false));
+    assert_eq!(
+        (c.device.to_string().as_str(), c.policy, c.x64),
+        ("sim:mps", Policy::Error, false)
+    );
     // Malformed values are errors naming their source, never silent defaults.
     std::env::set_var("KILN_PRECISION", "lenient");
-    assert!(from_environment().unwrap_err().to_string().contains("environment"));
+    assert!(from_environment()
+        .unwrap_err()
+        .to_string()
+        .contains("environment"));
     std::env::remove_var("KILN_PRECISION");
     std::fs::write(&file, r#"{"device": "sim:tpu", "typo": 1}"#).unwrap();
-    assert!(from_environment().unwrap_err().to_string().contains("kiln.json"));
+    assert!(from_environment()
+        .unwrap_err()
+        .to_string()
+        .contains("kiln.json"));
     std::env::remove_var("KILN_CONFIG");
     std::env::remove_var("KILN_DEVICE");
     std::env::remove_var("KILN_X64");
     // Code overrides the environment; a scope overrides code.
-    set_global(Config { device: Device::parse("sim:webgpu").unwrap(), ..Config::default() });
+    set_global(Config {
+        device: Device::parse("sim:webgpu").unwrap(),
+        ..Config::default()
+    });
     assert_eq!(current().unwrap().device.to_string(), "sim:webgpu");
     {
         let _g = Scope::new().device(Device::Cpu).enter();
         assert_eq!(current().unwrap().device, Device::Cpu);
-        assert_eq!(kiln::ops::zeros(&[1], None, None).unwrap().device(), Device::Cpu);
+        assert_eq!(
+            kiln::ops::zeros(&[1], None, None).unwrap().device(),
+            Device::Cpu
+        );
     }
-    assert_eq!(kiln::ops::zeros(&[1], None, None).unwrap().device().to_string(), "sim:webgpu");
+    assert_eq!(
+        kiln::ops::zeros(&[1], None, None)
+            .unwrap()
+            .device()
+            .to_string(),
+        "sim:webgpu"
+    );
 }

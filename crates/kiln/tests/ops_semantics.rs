@@ -7,7 +7,12 @@ use kiln::{convert_to_tensor, ArrayData, DType, Device, Tensor};
 use proptest::prelude::*;
 
 fn t<T: kiln::array::HostElement>(shape: &[usize], v: Vec<T>) -> Tensor {
-    convert_to_tensor(&ArrayData::from_shape_vec(shape, v).unwrap(), None, &Device::Cpu).unwrap()
+    convert_to_tensor(
+        &ArrayData::from_shape_vec(shape, v).unwrap(),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn f32s(x: &Tensor) -> Vec<f32> {
@@ -21,22 +26,43 @@ fn i32s(x: &Tensor) -> Vec<i32> {
 #[test]
 fn creation() {
     // np.arange(5, 0, -2) -> [5, 3, 1]; np.arange(0.0, 1.0, 0.25) -> [0, .25, .5, .75]
-    assert_eq!(i32s(&ops::arange(5, 0, -2, None, None).unwrap()), vec![5, 3, 1]);
+    assert_eq!(
+        i32s(&ops::arange(5, 0, -2, None, None).unwrap()),
+        vec![5, 3, 1]
+    );
     let r = ops::arange(0.0, 1.0, 0.25, None, None).unwrap();
-    assert_eq!((r.dtype(), f32s(&r)), (DType::Float32, vec![0.0, 0.25, 0.5, 0.75]));
+    assert_eq!(
+        (r.dtype(), f32s(&r)),
+        (DType::Float32, vec![0.0, 0.25, 0.5, 0.75])
+    );
     assert!(ops::arange(0, 1, 0, None, None).is_err());
     // np.linspace(0, 1, 5) and endpoint=False
-    assert_eq!(f32s(&ops::linspace(0.0, 1.0, 5, true, None, None).unwrap()), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
-    assert_eq!(f32s(&ops::linspace(0.0, 1.0, 4, false, None, None).unwrap()), vec![0.0, 0.25, 0.5, 0.75]);
+    assert_eq!(
+        f32s(&ops::linspace(0.0, 1.0, 5, true, None, None).unwrap()),
+        vec![0.0, 0.25, 0.5, 0.75, 1.0]
+    );
+    assert_eq!(
+        f32s(&ops::linspace(0.0, 1.0, 4, false, None, None).unwrap()),
+        vec![0.0, 0.25, 0.5, 0.75]
+    );
     // np.eye(2, 3, k=1)
-    assert_eq!(f32s(&ops::eye(2, Some(3), 1, None, None).unwrap()), vec![0., 1., 0., 0., 0., 1.]);
+    assert_eq!(
+        f32s(&ops::eye(2, Some(3), 1, None, None).unwrap()),
+        vec![0., 1., 0., 0., 0., 1.]
+    );
     let f = ops::full(&[2], 7, None, None).unwrap();
     assert_eq!((f.dtype(), i32s(&f)), (DType::Int32, vec![7, 7]));
     let o = ops::ones_like(&f, Some(DType::Float16)).unwrap();
     assert_eq!(o.dtype(), DType::Float16);
     let tpu = Device::parse("sim:tpu").unwrap();
-    assert!(ops::zeros(&[1], Some(DType::Int64), Some(tpu)).is_err(), "explicit int64 on a TPU is refused");
-    assert!(ops::zeros(&[usize::MAX, 2], None, None).is_err(), "overflowing shapes are an error, not a panic");
+    assert!(
+        ops::zeros(&[1], Some(DType::Int64), Some(tpu)).is_err(),
+        "explicit int64 on a TPU is refused"
+    );
+    assert!(
+        ops::zeros(&[usize::MAX, 2], None, None).is_err(),
+        "overflowing shapes are an error, not a panic"
+    );
 }
 
 #[test]
@@ -44,17 +70,29 @@ fn random_streams_are_seeded_device_independent_and_distributed() {
     let devs = ["cpu", "sim:mps", "sim:tpu", "sim:webgpu"].map(|d| Device::parse(d).unwrap());
     let base = f32s(&ops::random_normal(&[1000], 0.0, 1.0, None, 42, Some(devs[0])).unwrap());
     for d in &devs[1..] {
-        assert_eq!(f32s(&ops::random_normal(&[1000], 0.0, 1.0, None, 42, Some(*d)).unwrap()), base);
+        assert_eq!(
+            f32s(&ops::random_normal(&[1000], 0.0, 1.0, None, 42, Some(*d)).unwrap()),
+            base
+        );
     }
-    assert_ne!(f32s(&ops::random_normal(&[1000], 0.0, 1.0, None, 43, None).unwrap()), base);
+    assert_ne!(
+        f32s(&ops::random_normal(&[1000], 0.0, 1.0, None, 43, None).unwrap()),
+        base
+    );
     let n = 200_000;
     let x = ops::random_normal(&[n], 2.0, 3.0, Some(DType::Float64), 7, None).unwrap();
     let m = ops::mean(&x, None, false).unwrap().to_f64_vec().unwrap()[0];
     let s = ops::std(&x, None, false).unwrap().to_f64_vec().unwrap()[0];
     // Standard errors: 3/sqrt(n) = 0.0067 for the mean; about 0.0047 for the std.
-    assert!((m - 2.0).abs() < 0.03 && (s - 3.0).abs() < 0.03, "mean {m}, std {s}");
+    assert!(
+        (m - 2.0).abs() < 0.03 && (s - 3.0).abs() < 0.03,
+        "mean {m}, std {s}"
+    );
     let u = ops::random_uniform(&[n], -1.0, 3.0, None, 9, None).unwrap();
-    let (lo, hi) = (ops::min(&u, None, false).unwrap(), ops::max(&u, None, false).unwrap());
+    let (lo, hi) = (
+        ops::min(&u, None, false).unwrap(),
+        ops::max(&u, None, false).unwrap(),
+    );
     assert!(f32s(&lo)[0] >= -1.0 && f32s(&hi)[0] < 3.0);
     let um = ops::mean(&u, None, false).unwrap().to_f64_vec().unwrap()[0];
     assert!((um - 1.0).abs() < 0.02, "{um}");
@@ -65,24 +103,45 @@ fn random_streams_are_seeded_device_independent_and_distributed() {
 #[test]
 fn reshape_transpose_slice_flip_split() {
     let x = t(&[2, 3], (0..6).collect::<Vec<i32>>());
-    assert_eq!(i32s(&ops::transpose(&x, None).unwrap()), vec![0, 3, 1, 4, 2, 5]);
+    assert_eq!(
+        i32s(&ops::transpose(&x, None).unwrap()),
+        vec![0, 3, 1, 4, 2, 5]
+    );
     assert!(ops::transpose(&x, Some(&[0, 0])).is_err());
     // x[:, ::-2] -> [[2, 0], [5, 3]]
     let s = ops::strided_slice(&x, &[SliceArg::all(), SliceArg::new(None, None, -2)]).unwrap();
     assert_eq!((s.shape(), i32s(&s)), (&[2usize, 2][..], vec![2, 0, 5, 3]));
     // x[-1:, 1:100] -> [[4, 5]]
-    let s = ops::strided_slice(&x, &[SliceArg::new(Some(-1), None, 1), SliceArg::range(1, 100)]).unwrap();
+    let s = ops::strided_slice(
+        &x,
+        &[SliceArg::new(Some(-1), None, 1), SliceArg::range(1, 100)],
+    )
+    .unwrap();
     assert_eq!(i32s(&s), vec![4, 5]);
     assert!(ops::strided_slice(&x, &[SliceArg::new(None, None, 0)]).is_err());
-    assert_eq!(i32s(&ops::flip(&x, Some(&[1])).unwrap()), vec![2, 1, 0, 5, 4, 3]);
+    assert_eq!(
+        i32s(&ops::flip(&x, Some(&[1])).unwrap()),
+        vec![2, 1, 0, 5, 4, 3]
+    );
     let parts = ops::split(&x, Split::Indices(vec![1, 2]), 1).unwrap();
-    assert_eq!(parts.iter().map(|p| i32s(p)).collect::<Vec<_>>(), vec![vec![0, 3], vec![1, 4], vec![2, 5]]);
+    assert_eq!(
+        parts.iter().map(|p| i32s(p)).collect::<Vec<_>>(),
+        vec![vec![0, 3], vec![1, 4], vec![2, 5]]
+    );
     assert!(ops::split(&x, Split::Sections(2), 1).is_err());
     assert_eq!(ops::expand_dims(&x, -1).unwrap().shape(), &[2, 3, 1]);
     assert!(ops::squeeze(&x, Some(0)).is_err());
-    assert_eq!(ops::squeeze(&ops::reshape(&x, &[1, 6, 1]).unwrap(), None).unwrap().shape(), &[6]);
+    assert_eq!(
+        ops::squeeze(&ops::reshape(&x, &[1, 6, 1]).unwrap(), None)
+            .unwrap()
+            .shape(),
+        &[6]
+    );
     assert!(ops::broadcast_to(&x, &[3, 3]).is_err());
-    assert_eq!(ops::broadcast_to(&x, &[4, 2, 3]).unwrap().shape(), &[4, 2, 3]);
+    assert_eq!(
+        ops::broadcast_to(&x, &[4, 2, 3]).unwrap().shape(),
+        &[4, 2, 3]
+    );
 }
 
 #[test]
@@ -90,16 +149,31 @@ fn joining_gathering_padding() {
     let a = t(&[2], vec![1i8, 2]);
     let b = t(&[2], vec![300i16, 4]);
     let c = ops::concatenate(&[&a, &b], 0).unwrap();
-    assert_eq!((c.dtype(), c.to_vec::<i16>().unwrap()), (DType::Int16, vec![1, 2, 300, 4]));
+    assert_eq!(
+        (c.dtype(), c.to_vec::<i16>().unwrap()),
+        (DType::Int16, vec![1, 2, 300, 4])
+    );
     assert_eq!(ops::stack(&[&a, &a], 1).unwrap().shape(), &[2, 2]);
     let x = t(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]);
     // np.tile(x, (1, 2)), np.repeat(x, 2, axis=0)
-    assert_eq!(f32s(&ops::tile(&x, &[1, 2]).unwrap()), vec![1., 2., 1., 2., 3., 4., 3., 4.]);
-    assert_eq!(f32s(&ops::repeat(&x, 2, Some(0)).unwrap()), vec![1., 2., 1., 2., 3., 4., 3., 4.]);
+    assert_eq!(
+        f32s(&ops::tile(&x, &[1, 2]).unwrap()),
+        vec![1., 2., 1., 2., 3., 4., 3., 4.]
+    );
+    assert_eq!(
+        f32s(&ops::repeat(&x, 2, Some(0)).unwrap()),
+        vec![1., 2., 1., 2., 3., 4., 3., 4.]
+    );
     // np.pad(x, ((1, 0), (0, 1)), constant_values=9)
-    assert_eq!(f32s(&ops::pad(&x, &[(1, 0), (0, 1)], 9.0).unwrap()), vec![9., 9., 9., 1., 2., 9., 3., 4., 9.]);
+    assert_eq!(
+        f32s(&ops::pad(&x, &[(1, 0), (0, 1)], 9.0).unwrap()),
+        vec![9., 9., 9., 1., 2., 9., 3., 4., 9.]
+    );
     let idx = t(&[3], vec![-1i32, 0, 1]);
-    assert_eq!(f32s(&ops::take(&x, &idx, Some(1)).unwrap()), vec![2., 1., 2., 4., 3., 4.]);
+    assert_eq!(
+        f32s(&ops::take(&x, &idx, Some(1)).unwrap()),
+        vec![2., 1., 2., 4., 3., 4.]
+    );
     assert!(ops::take(&x, &t(&[1], vec![5i32]), Some(0)).is_err());
     let order = ops::argsort(&x, -1).unwrap();
     let back = ops::take_along_axis(&x, &ops::flip(&order, Some(&[1])).unwrap(), 1).unwrap();
@@ -117,27 +191,51 @@ fn sorting_with_nan_and_triangles() {
     assert_eq!(i32s(&ops::argsort(&x, 0).unwrap()), vec![2, 4, 3, 0, 1]); // stable, NaN last
     assert_eq!(i32s(&ops::argmax(&x, None, false).unwrap()), vec![1]); // NaN wins, as NumPy
     let m = t(&[3, 3], (1..=9).map(|v| v as f32).collect());
-    assert_eq!(f32s(&ops::triu(&m, 1).unwrap()), vec![0., 2., 3., 0., 0., 6., 0., 0., 0.]);
-    assert_eq!(f32s(&ops::tril(&m, -1).unwrap()), vec![0., 0., 0., 4., 0., 0., 7., 8., 0.]);
+    assert_eq!(
+        f32s(&ops::triu(&m, 1).unwrap()),
+        vec![0., 2., 3., 0., 0., 6., 0., 0., 0.]
+    );
+    assert_eq!(
+        f32s(&ops::tril(&m, -1).unwrap()),
+        vec![0., 0., 0., 4., 0., 0., 7., 8., 0.]
+    );
     assert_eq!(f32s(&ops::diag(&m, 1).unwrap()), vec![2., 6.]);
-    assert_eq!(f32s(&ops::diag(&t(&[2], vec![1.0f32, 2.0]), -1).unwrap()), vec![0., 0., 0., 1., 0., 0., 0., 2., 0.]);
+    assert_eq!(
+        f32s(&ops::diag(&t(&[2], vec![1.0f32, 2.0]), -1).unwrap()),
+        vec![0., 0., 0., 1., 0., 0., 0., 2., 0.]
+    );
     assert_eq!(f32s(&ops::trace(&m, 0).unwrap()), vec![15.0]);
 }
 
 #[test]
 fn reductions_with_axes() {
     let x = t(&[2, 3], vec![1.0f32, 5.0, 3.0, -2.0, 0.0, 4.0]);
-    assert_eq!(f32s(&ops::sum(&x, Some(&[0]), false).unwrap()), vec![-1.0, 5.0, 7.0]);
+    assert_eq!(
+        f32s(&ops::sum(&x, Some(&[0]), false).unwrap()),
+        vec![-1.0, 5.0, 7.0]
+    );
     assert_eq!(ops::max(&x, Some(&[1]), true).unwrap().shape(), &[2, 1]);
     assert_eq!(i32s(&ops::argmin(&x, Some(1), false).unwrap()), vec![0, 0]);
-    assert_eq!(i32s(&ops::argmax(&x, Some(0), true).unwrap()), vec![0, 0, 1]);
-    assert_eq!(f32s(&ops::cumsum(&x, Some(1)).unwrap()), vec![1., 6., 9., -2., -2., 2.]);
+    assert_eq!(
+        i32s(&ops::argmax(&x, Some(0), true).unwrap()),
+        vec![0, 0, 1]
+    );
+    assert_eq!(
+        f32s(&ops::cumsum(&x, Some(1)).unwrap()),
+        vec![1., 6., 9., -2., -2., 2.]
+    );
     // np.var([[1,5,3],[-2,0,4]], axis=1) = [2.6667, 6.2222]
     let v = f32s(&ops::var(&x, Some(&[1]), false).unwrap());
-    assert!((v[0] - 8.0 / 3.0).abs() < 1e-6 && (v[1] - 56.0 / 9.0).abs() < 1e-5, "{v:?}");
+    assert!(
+        (v[0] - 8.0 / 3.0).abs() < 1e-6 && (v[1] - 56.0 / 9.0).abs() < 1e-5,
+        "{v:?}"
+    );
     // logsumexp of [-inf, -inf] is -inf (not NaN)
     let ninf = t(&[2], vec![f32::NEG_INFINITY; 2]);
-    assert_eq!(f32s(&ops::logsumexp(&ninf, None, false).unwrap()), vec![f32::NEG_INFINITY]);
+    assert_eq!(
+        f32s(&ops::logsumexp(&ninf, None, false).unwrap()),
+        vec![f32::NEG_INFINITY]
+    );
     assert!(ops::max(&t(&[0], Vec::<f32>::new()), None, false).is_err());
     assert!(ops::sum(&x, Some(&[2]), false).is_err());
     assert!(ops::sum(&x, Some(&[1, -1]), false).is_err());
@@ -151,8 +249,14 @@ fn linalg() {
     let ab = ops::matmul(&a, &b).unwrap();
     assert_eq!(f32s(&ab), vec![22., 28., 49., 64.]);
     assert_eq!(f32s(&ops::dot(&a, &b).unwrap()), f32s(&ab));
-    assert_eq!(f32s(&ops::tensordot(&a, &b, Axes::N(1)).unwrap()), f32s(&ab));
-    assert_eq!(f32s(&ops::einsum("ij,jk->ik", &[&a, &b]).unwrap()), f32s(&ab));
+    assert_eq!(
+        f32s(&ops::tensordot(&a, &b, Axes::N(1)).unwrap()),
+        f32s(&ab)
+    );
+    assert_eq!(
+        f32s(&ops::einsum("ij,jk->ik", &[&a, &b]).unwrap()),
+        f32s(&ab)
+    );
     assert_eq!(f32s(&ops::einsum("ij,jk", &[&a, &b]).unwrap()), f32s(&ab));
     // 1-d operands: vector @ matrix and inner products
     let v = t(&[3], vec![1.0f32, 0.0, -1.0]);
@@ -163,11 +267,20 @@ fn linalg() {
     let batch = ops::tile(&ops::expand_dims(&a, 0).unwrap(), &[4, 1, 1]).unwrap();
     let bb = ops::matmul(&batch, &b).unwrap();
     assert_eq!(bb.shape(), &[4, 2, 2]);
-    assert_eq!(f32s(&ops::einsum("bij,jk->bik", &[&batch, &b]).unwrap()), f32s(&bb));
+    assert_eq!(
+        f32s(&ops::einsum("bij,jk->bik", &[&batch, &b]).unwrap()),
+        f32s(&bb)
+    );
     let m = t(&[3, 3], (1..=9).map(|v| v as f32).collect());
     assert_eq!(f32s(&ops::einsum("ii->", &[&m]).unwrap()), vec![15.0]);
-    assert_eq!(f32s(&ops::einsum("ii->i", &[&m]).unwrap()), vec![1.0, 5.0, 9.0]);
-    assert_eq!(f32s(&ops::einsum("i,j->ij", &[&v, &v]).unwrap()), vec![1., 0., -1., 0., 0., 0., -1., 0., 1.]);
+    assert_eq!(
+        f32s(&ops::einsum("ii->i", &[&m]).unwrap()),
+        vec![1.0, 5.0, 9.0]
+    );
+    assert_eq!(
+        f32s(&ops::einsum("i,j->ij", &[&v, &v]).unwrap()),
+        vec![1., 0., -1., 0., 0., 0., -1., 0., 1.]
+    );
     assert!(ops::einsum("...ij->ij", &[&a]).is_err());
     assert!(ops::matmul(&a, &a).is_err());
     // int8 @ int8 accumulates into int32 (Keras), and does not wrap
@@ -194,8 +307,14 @@ fn activations_at_the_edges() {
     let one = t(&[1], vec![1.0f32]);
     assert!((f32s(&ops::gelu(&one, true).unwrap())[0] - 0.841_192).abs() < 1e-5);
     assert!((f32s(&ops::gelu(&one, false).unwrap())[0] - 0.841_345).abs() < 1e-5);
-    assert_eq!(f32s(&ops::relu6(&t(&[3], vec![-1.0f32, 3.0, 9.0])).unwrap()), vec![0.0, 3.0, 6.0]);
-    assert_eq!(f32s(&ops::leaky_relu(&t(&[2], vec![-1.0f32, 2.0]), 0.2).unwrap()), vec![-0.2, 2.0]);
+    assert_eq!(
+        f32s(&ops::relu6(&t(&[3], vec![-1.0f32, 3.0, 9.0])).unwrap()),
+        vec![0.0, 3.0, 6.0]
+    );
+    assert_eq!(
+        f32s(&ops::leaky_relu(&t(&[2], vec![-1.0f32, 2.0]), 0.2).unwrap()),
+        vec![-0.2, 2.0]
+    );
     let e = f32s(&ops::elu(&t(&[1], vec![-1.0f32]), 1.0).unwrap())[0];
     assert!((e - (-0.632_120_6)).abs() < 1e-6);
 }
@@ -206,10 +325,19 @@ fn integer_semantics_never_silently_wrong() {
     // NumPy: uint8 + Python int too large for uint8 raises (JAX: OverflowError).
     assert!(ops::add(&x, 300).is_err());
     // uint8 arithmetic wraps, as in NumPy: 200 + 100 = 44
-    assert_eq!(ops::add(&x, 100).unwrap().to_vec::<u8>().unwrap(), vec![44, 200]);
+    assert_eq!(
+        ops::add(&x, 100).unwrap().to_vec::<u8>().unwrap(),
+        vec![44, 200]
+    );
     assert!(ops::power(&t(&[1], vec![2i32]), &t(&[1], vec![-1i32])).is_err());
-    assert_eq!(i32s(&ops::floor_divide(&t(&[2], vec![-7i32, 7]), 2).unwrap()), vec![-4, 3]);
-    assert_eq!(i32s(&ops::r#mod(&t(&[2], vec![-7i32, 7]), -2).unwrap()), vec![-1, -1]);
+    assert_eq!(
+        i32s(&ops::floor_divide(&t(&[2], vec![-7i32, 7]), 2).unwrap()),
+        vec![-4, 3]
+    );
+    assert_eq!(
+        i32s(&ops::r#mod(&t(&[2], vec![-7i32, 7]), -2).unwrap()),
+        vec![-1, -1]
+    );
     let m = t(&[1], vec![i32::MIN]);
     assert_eq!(i32s(&ops::floor_divide(&m, -1).unwrap()), vec![i32::MIN]); // wraps, as NumPy
     assert!(ops::subtract(&t(&[1], vec![true]), &t(&[1], vec![false])).is_err());
@@ -220,19 +348,35 @@ fn mixing_devices_is_an_error_with_a_fix() {
     let a = t(&[1], vec![1.0f32]);
     let b = a.to_device(Device::parse("sim:mps").unwrap()).unwrap();
     let e = ops::add(&a, &b).unwrap_err().to_string();
-    assert!(e.contains("cpu") && e.contains("sim:mps") && e.contains("to_device"), "{e}");
+    assert!(
+        e.contains("cpu") && e.contains("sim:mps") && e.contains("to_device"),
+        "{e}"
+    );
     let cuda = Device::parse("cuda:0").unwrap();
     let e = a.to_device(cuda).unwrap_err().to_string();
     assert!(e.contains("cuda:0") && e.contains("sim:mps"), "{e}");
 }
 
 fn shape_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
-    (prop::collection::vec(1usize..4, 0..4), any::<u16>(), any::<u16>()).prop_map(|(s, m1, m2)| {
-        let a = s.iter().enumerate().map(|(i, d)| if m1 >> i & 1 == 1 { 1 } else { *d }).collect::<Vec<_>>();
-        let b = s.iter().enumerate().map(|(i, d)| if m2 >> i & 1 == 1 { 1 } else { *d }).collect::<Vec<_>>();
-        let drop = (m1 as usize >> 8) % (b.len() + 1);
-        (a, b[drop..].to_vec())
-    })
+    (
+        prop::collection::vec(1usize..4, 0..4),
+        any::<u16>(),
+        any::<u16>(),
+    )
+        .prop_map(|(s, m1, m2)| {
+            let a = s
+                .iter()
+                .enumerate()
+                .map(|(i, d)| if m1 >> i & 1 == 1 { 1 } else { *d })
+                .collect::<Vec<_>>();
+            let b = s
+                .iter()
+                .enumerate()
+                .map(|(i, d)| if m2 >> i & 1 == 1 { 1 } else { *d })
+                .collect::<Vec<_>>();
+            let drop = (m1 as usize >> 8) % (b.len() + 1);
+            (a, b[drop..].to_vec())
+        })
 }
 
 /// Reference broadcasting by index arithmetic.
@@ -246,7 +390,9 @@ fn reference_add(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], out: &[usize]
             rem /= d;
         }
         let off = out.len() - s.len();
-        s.iter().enumerate().fold(0, |acc, (k, d)| acc * d + if *d == 1 { 0 } else { pos[k + off] })
+        s.iter().enumerate().fold(0, |acc, (k, d)| {
+            acc * d + if *d == 1 { 0 } else { pos[k + off] }
+        })
     };
     (0..n).map(|i| a[idx(i, sa)] + b[idx(i, sb)]).collect()
 }
