@@ -206,3 +206,84 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# The ops outside the name registry (they take parameters), and cast between every dtype pair:
+# crates/kiln/tests/data/value_oracles_extra.json, run by tests/value_oracles_extra.rs with x64
+# on (inputs keep their dtype). Parameters are fixed here and in the Rust test.
+
+def extra():
+    keras = table()
+    out = []
+    def add(op, ins, y, approx=False):
+        out.append({"op": op, "inputs": [enc(i) for i in ins], "result": enc(y), "approx": approx})
+    for d in DTYPES:
+        a, b = inputs(d, "a"), inputs(d, "b")
+        x = a.astype(NP[d])
+        with np.errstate(all="ignore"):
+            if keras.get(("greater", (d, "int"))) is not None:
+                add("where_gt0", [a, b], np.where(a > 0, a, b))
+            add("reshape_3_8", [a], a.reshape(3, 8))
+            add("expand_dims_1", [a], np.expand_dims(a, 1))
+            add("broadcast_row_to_3x6", [a], np.broadcast_to(a[:1], (3, 6)))
+            add("concatenate_ax1", [a, b], np.concatenate([a, b], axis=1))
+            add("stack_ax0", [a, b], np.stack([a, b], axis=0))
+            add("split2_ax0_second", [a], np.split(a, 2, axis=0)[1])
+            add("tile_2_1", [a], np.tile(a, (2, 1)))
+            add("repeat_2_ax1", [a], np.repeat(a, 2, axis=1))
+            add("pad_1_0_0_2", [a], np.pad(a, ((1, 0), (0, 2))))
+            add("take_3_0_m1_ax1", [a], np.take(a, [3, 0, -1], axis=1))
+            # ml_dtypes' bfloat16 argsort does not put NaN last; NumPy's float order does.
+            key = a.astype(np.float32) if d == "bfloat16" else a
+            add("take_along_argsort_ax1", [a], np.take_along_axis(a, np.argsort(key, axis=1, kind="stable"), axis=1))
+            add("slice_rev_1_5_2", [a], a[::-1, 1:5:2])
+            if d != "bool" and not d.startswith("complex"):
+                res = keras[("maximum", (d, "int"))]
+                res = TO64.get(res, res) if d in TO32 else res
+                add("clip_1_5", [a], np.clip(in_compute(a, res), 1, 5).astype(NP[res]))
+            if d.startswith("int") or d.startswith("uint"):
+                # Indices -1..3 (0..4 for unsigned): out-of-range ones give all-zero rows.
+                idx = (a.astype(np.int64) % 5) - (1 if d.startswith("int") else 0)
+                add("one_hot_4", [idx.astype(NP[d])], one_hot(idx, 4))
+            if d not in ("bool",):
+                wide = np.complex128 if d.startswith("complex") else np.float64
+                # Keras: tensordot keeps result_type (int8 stays int8); einsum of all-int8
+                # operands accumulates in int32 (`preferred_element_type`).
+                res = keras.get(("add", (d, d)))
+                if res is not None and d not in TO32:
+                    approx = not (d.startswith("int") or d.startswith("uint"))
+                    for op, r, fn in (("tensordot_bT_1", res, lambda p, q: np.tensordot(p, q.T, axes=1)),
+                                      ("einsum_ij_kj_ik", "int32" if d == "int8" else res, lambda p, q: np.einsum("ij,kj->ik", p, q))):
+                        cm = (lambda z: z.astype(wide)) if approx else (lambda z, r=r: in_compute(z, r))
+                        add(op, [a, b], finish(fn(cm(a), cm(b)), r), approx)
+        # cast to every dtype, on values whose NumPy result is well defined
+        for t in DTYPES:
+            src = x
+            if (d.startswith("float") or d.startswith("bfloat") or d.startswith("complex")) and (t.startswith("int") or t.startswith("uint")):
+                info = np.iinfo(t)
+                re = np.real(src.astype(np.complex128)) if d.startswith("complex") else src.astype(np.float64)
+                ok = np.isfinite(re) & (re >= info.min) & (re <= info.max)
+                src = np.where(ok, src, np.zeros_like(src))
+            with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+                __import__("warnings").simplefilter("ignore")
+                if t == "bfloat16" and d not in ("float32", "bfloat16"):
+                    y = np.asarray(src).astype(np.float64).astype(np.float32).astype(ml_dtypes.bfloat16) if not d.startswith("complex") else np.real(src).astype(np.float32).astype(ml_dtypes.bfloat16)
+                    approx = True
+                else:
+                    y = (np.real(src) if d.startswith("complex") and not t.startswith("complex") else src).astype(NP[t])
+                    approx = False
+            add(f"cast_{t}", [src], y, approx)
+    with open(os.path.join(DATA, "value_oracles_extra.json"), "w") as f:
+        json.dump({"source": f"numpy {np.__version__}, ml_dtypes {ml_dtypes.__version__}: scripts/gen_value_oracles.py (extra)", "cases": out}, f, separators=(",", ":"))
+    print(f"{len(out)} extra cases")
+
+def one_hot(idx, k):
+    oh = np.zeros(idx.shape + (k,), dtype=np.float32)
+    for pos in np.ndindex(idx.shape):
+        if 0 <= idx[pos] < k:
+            oh[pos + (int(idx[pos]),)] = 1
+    return oh
+
+if __name__ == "__main__":
+    extra()

@@ -40,4 +40,4 @@ pub use dtype::DType;
 pub use element::Scalar;
 pub use error::{KilnError, Result};
 pub use precision::{Config, ConversionReport, Policy};
-pub use tensor::{convert_to_tensor, convert_to_tensor_with_report, Tensor};
+pub use tensor::{convert_to_tensor, convert_to_tensor_with_report, Tensor, Variable};

@@ -125,7 +125,7 @@ fn reshape_transpose_slice_flip_split() {
     );
     let parts = ops::split(&x, Split::Indices(vec![1, 2]), 1).unwrap();
     assert_eq!(
-        parts.iter().map(|p| i32s(p)).collect::<Vec<_>>(),
+        parts.iter().map(i32s).collect::<Vec<_>>(),
         vec![vec![0, 3], vec![1, 4], vec![2, 5]]
     );
     assert!(ops::split(&x, Split::Sections(2), 1).is_err());

@@ -249,6 +249,15 @@ pub fn einsum(subscripts: &str, operands: &[&Tensor]) -> Result<Tensor> {
     for (spec, t) in inputs.iter().zip(operands) {
         terms.push(take_diagonals(spec, t)?);
     }
+    // Keras: all-int8 operands accumulate in int32 (`preferred_element_type`).
+    if operands
+        .iter()
+        .all(|t| t.dtype() == crate::dtype::DType::Int8)
+    {
+        for (_, t) in terms.iter_mut() {
+            *t = super::elementwise::cast_internal(t, crate::dtype::DType::Int32, "einsum")?;
+        }
+    }
     let (mut spec, mut acc) = terms.remove(0);
     for (i, (spec_b, b)) in terms.into_iter().enumerate() {
         let later: Vec<char> = inputs[i + 2..]

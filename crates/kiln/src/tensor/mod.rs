@@ -1,6 +1,10 @@
 //! The [`Tensor`]: a handle to backend storage with its dtype, shape and device, plus the
 //! conversion boundary ([`convert_to_tensor`]) where host data meets a device.
 
+mod variable;
+
+pub use variable::Variable;
+
 use crate::array::{ArrayData, HostElement};
 use crate::backend::{Backend, Storage};
 use crate::device::Device;
