@@ -65,6 +65,18 @@ macro_rules! scalar_from {
 scalar_from!(i8 => Int as i64, i16 => Int as i64, i32 => Int as i64, i64 => Int as i64,
     u8 => Int as i64, u16 => Int as i64, u32 => Int as i64, u64 => UInt as u64,
     f32 => Float as f64, f64 => Float as f64);
+impl From<isize> for Scalar {
+    fn from(x: isize) -> Scalar {
+        Scalar::Int(x as i64)
+    }
+}
+impl From<usize> for Scalar {
+    fn from(x: usize) -> Scalar {
+        i64::try_from(x)
+            .map(Scalar::Int)
+            .unwrap_or(Scalar::UInt(x as u64))
+    }
+}
 impl From<bool> for Scalar {
     fn from(x: bool) -> Scalar {
         Scalar::Bool(x)

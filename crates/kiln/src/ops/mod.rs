@@ -56,7 +56,7 @@ impl<'a> From<&'a Tensor> for Operand<'a> {
 macro_rules! operand_from {
     ($($t:ty),*) => {$( impl From<$t> for Operand<'_> { fn from(x: $t) -> Self { Operand::Scalar(Scalar::from(x)) } } )*};
 }
-operand_from!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, C128);
+operand_from!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64, bool, C128);
 
 impl Operand<'_> {
     pub(crate) fn like(&self) -> DTypeLike {
@@ -120,14 +120,18 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize], op: &str) -> Result<Vec<usize>
 pub fn normalize_axis(axis: isize, ndim: usize, op: &str) -> Result<usize> {
     let n = ndim as isize;
     let a = if axis < 0 { axis + n } else { axis };
-    if a < 0 || a >= n.max(1) && !(ndim == 0 && a == 0) {
+    if a < 0 || a >= n {
         return Err(KilnError::invalid(
             op,
-            format!(
-                "axis {axis} is out of range for a tensor with {ndim} axes (valid: {} to {})",
-                -n.max(1),
-                n.max(1) - 1
-            ),
+            if ndim == 0 {
+                format!("axis {axis} given for a 0-d tensor, which has no axes; pass no axis")
+            } else {
+                format!(
+                    "axis {axis} is out of range for a tensor with {ndim} axes (valid: {} to {})",
+                    -n,
+                    n - 1
+                )
+            },
         ));
     }
     Ok(a as usize)

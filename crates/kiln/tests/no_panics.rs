@@ -1,0 +1,102 @@
+//! Hostile shapes and arguments: every op on 0-d, empty and odd-shaped tensors of every dtype,
+//! and axis/shape arguments out of range, must return a value or an error, never panic.
+
+use kiln::ops::registry::{call_binary, call_unary, BINARY, UNARY};
+use kiln::ops::{self, Operand, SliceArg, Split};
+use kiln::{convert_to_tensor, ArrayData, DType, Device, Scalar, Tensor};
+use proptest::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn tensor(shape: &[usize], d: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
+    let a = ArrayData::from_shape_vec(shape, v).unwrap();
+    let a = kiln::precision::report::convert_with_report(&a, d).0;
+    let _g = kiln::precision::Scope::new().x64(true).enter();
+    convert_to_tensor(&a, None, &Device::Cpu).unwrap()
+}
+
+fn no_panic<R>(what: &str, f: impl FnOnce() -> R) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        panic!("panicked: {what}");
+    }
+}
+
+#[test]
+fn registry_ops_on_degenerate_shapes() {
+    let shapes: [&[usize]; 5] = [&[], &[0], &[2, 0], &[1], &[0, 3, 1]];
+    for d in DType::ALL {
+        for s in shapes {
+            let x = tensor(s, d);
+            for op in UNARY {
+                no_panic(&format!("{op} {d} {s:?}"), || call_unary(op, &x));
+            }
+            for op in BINARY {
+                no_panic(&format!("{op} {d} {s:?}"), || {
+                    call_binary(op, Operand::Tensor(&x), Operand::Tensor(&x))
+                });
+                no_panic(&format!("{op} {d} {s:?} scalar"), || {
+                    call_binary(op, Operand::Tensor(&x), Operand::Scalar(Scalar::Int(2)))
+                });
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn parameterised_ops_with_arbitrary_arguments(
+        shape in prop::collection::vec(0usize..4, 0..4),
+        axis in -5isize..5,
+        k in -4isize..4,
+        n in 0usize..4,
+        start in proptest::option::of(-6isize..6),
+        stop in proptest::option::of(-6isize..6),
+        step in -3isize..3,
+        new_shape in prop::collection::vec(-2isize..5, 0..4),
+    ) {
+        let x = tensor(&shape, DType::Float32);
+        let i = tensor(&shape, DType::Int32);
+        no_panic("sum", || ops::sum(&x, Some(&[axis]), true));
+        no_panic("mean", || ops::mean(&x, Some(&[axis, k]), false));
+        no_panic("var", || ops::var(&x, Some(&[axis]), false));
+        no_panic("max", || ops::max(&x, Some(&[axis]), false));
+        no_panic("argmax", || ops::argmax(&x, Some(axis), true));
+        no_panic("argmin", || ops::argmin(&x, None, true));
+        no_panic("cumsum", || ops::cumsum(&x, Some(axis)));
+        no_panic("logsumexp", || ops::logsumexp(&x, Some(&[axis]), false));
+        no_panic("softmax", || ops::softmax(&x, axis));
+        no_panic("sort", || ops::sort(&x, axis));
+        no_panic("argsort", || ops::argsort(&x, axis));
+        no_panic("flip", || ops::flip(&x, Some(&[axis])));
+        no_panic("expand_dims", || ops::expand_dims(&x, axis));
+        no_panic("squeeze", || ops::squeeze(&x, Some(axis)));
+        no_panic("reshape", || ops::reshape(&x, &new_shape));
+        no_panic("transpose", || ops::transpose(&x, Some(&[0, 1])));
+        no_panic("broadcast_to", || ops::broadcast_to(&x, &[n, 3]));
+        no_panic("concatenate", || ops::concatenate(&[&x, &x], axis));
+        no_panic("stack", || ops::stack(&[&x, &x], axis));
+        no_panic("split", || ops::split(&x, Split::Sections(n), axis));
+        no_panic("split idx", || ops::split(&x, Split::Indices(vec![n, 1]), axis));
+        no_panic("tile", || ops::tile(&x, &[n, 2]));
+        no_panic("repeat", || ops::repeat(&x, n, Some(axis)));
+        no_panic("pad", || ops::pad(&x, &vec![(n, 1); shape.len()], 0.0));
+        no_panic("take", || ops::take(&x, &i, Some(axis)));
+        no_panic("take_along_axis", || ops::take_along_axis(&x, &i, axis));
+        no_panic("slice", || ops::strided_slice(&x, &[SliceArg::new(start, stop, step)]));
+        no_panic("one_hot", || ops::one_hot(&i, n, None));
+        no_panic("triu", || ops::triu(&x, k));
+        no_panic("diag", || ops::diag(&x, k));
+        no_panic("trace", || ops::trace(&x, k));
+        no_panic("tensordot", || ops::tensordot(&x, &x, ops::Axes::N(n)));
+        no_panic("tensordot pairs", || ops::tensordot(&x, &x, ops::Axes::Pairs(vec![axis], vec![k])));
+        no_panic("einsum", || ops::einsum("ij,jk->ik", &[&x, &x]));
+        no_panic("einsum bad", || ops::einsum("ii", &[&x]));
+        no_panic("matmul", || ops::matmul(&x, &x));
+        no_panic("dot", || ops::dot(&x, &x));
+        no_panic("where", || ops::r#where(&ops::greater(&x, 0).unwrap(), &x, 0.5));
+        no_panic("eye", || ops::eye(n, Some(shape.len()), k, None, None));
+        no_panic("linspace", || ops::linspace(0.0, 1.0, n, step > 0, None, None));
+        no_panic("arange", || ops::arange(start.unwrap_or(0), stop.unwrap_or(3), step, None, None));
+    }
+}
