@@ -72,37 +72,13 @@ fn parameterised_ops_and_every_cast_match_numpy() {
                 continue;
             }
         };
-        if got.dtype() != want.dtype() || got.shape() != want.shape() {
-            failures.push(format!(
-                "{tag}: got {} {:?}, want {} {:?}",
-                got.dtype(),
-                got.shape(),
-                want.dtype(),
-                want.shape()
-            ));
-            continue;
-        }
-        let approx = c["approx"].as_bool().unwrap();
-        let tol = if approx {
+        let tol = if c["approx"].as_bool().unwrap() {
             64.0 * want.dtype().eps().max(f32::EPSILON as f64)
         } else {
             0.0
         };
-        for (i, ((gr, gi), (wr, wi))) in parts(&got.to_host().unwrap())
-            .iter()
-            .zip(parts(&want))
-            .enumerate()
-        {
-            let ok = if approx {
-                close(*gr, wr, tol) && close(*gi, wi, tol)
-            } else {
-                (*gr == wr || (gr.is_nan() && wr.is_nan()))
-                    && (*gi == wi || (gi.is_nan() && wi.is_nan()))
-            };
-            if !ok {
-                failures.push(format!("{tag}[{i}]: got ({gr}, {gi}), numpy ({wr}, {wi})"));
-                break;
-            }
+        if let Some(m) = mismatch(&got, &want, tol) {
+            failures.push(format!("{tag}: {m}"));
         }
     }
     assert!(

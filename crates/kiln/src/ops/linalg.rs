@@ -19,14 +19,7 @@ use crate::tensor::Tensor;
 #[track_caller]
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let cfg = cfg()?;
-    let (oa, ob) = (Operand::Tensor(a), Operand::Tensor(b));
-    if a.ndim() == 0 || b.ndim() == 0 {
-        return Err(KilnError::invalid(
-            "matmul",
-            "operands must have at least one axis (Keras raises); use multiply for scalars",
-        ));
-    }
-    let dtype = rules::matmul(oa.like(), ob.like(), &cfg)?;
+    let dtype = rules::matmul(Operand::Tensor(a).like(), Operand::Tensor(b).like(), &cfg)?;
     matmul_in(a, b, dtype)
 }
 

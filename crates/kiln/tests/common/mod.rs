@@ -125,3 +125,32 @@ pub fn close(got: f64, want: f64, tol: f64) -> bool {
     }
     (got - want).abs() <= tol * (want.abs() + 1.0)
 }
+
+/// Compares a result with an oracle array: dtype, shape, then every element (exactly, or
+/// within `tol` when `tol > 0`). `None` when they match, else what differs.
+pub fn mismatch(got: &kiln::Tensor, want: &ArrayData, tol: f64) -> Option<String> {
+    if got.dtype() != want.dtype() || got.shape() != want.shape() {
+        return Some(format!(
+            "got {} {:?}, want {} {:?}",
+            got.dtype(),
+            got.shape(),
+            want.dtype(),
+            want.shape()
+        ));
+    }
+    let same = |g: f64, w: f64| {
+        if tol > 0.0 {
+            close(g, w, tol)
+        } else {
+            g == w || (g.is_nan() && w.is_nan())
+        }
+    };
+    parts(&got.to_host().unwrap())
+        .iter()
+        .zip(parts(want))
+        .enumerate()
+        .find_map(|(i, ((gr, gi), (wr, wi)))| {
+            (!(same(*gr, wr) && same(*gi, wi)))
+                .then(|| format!("[{i}]: got ({gr}, {gi}), numpy ({wr}, {wi})"))
+        })
+}
