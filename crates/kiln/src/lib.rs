@@ -25,6 +25,7 @@
 pub mod array;
 pub mod backend;
 pub mod device;
+pub mod doctor;
 pub mod dtype;
 pub mod element;
 pub mod error;

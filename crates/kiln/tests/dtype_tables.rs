@@ -92,40 +92,51 @@ fn keras_op_dtypes_every_case() {
     let cases = load("keras_op_dtypes.json");
     assert!(cases.len() > 6000);
     let mut bad = vec![];
-    for c in &cases {
-        let op = c["op"].as_str().unwrap();
-        let ins = likes(c);
-        let operand = |d: &DTypeLike, t: &mut Option<kiln::Tensor>| -> Operand<'static> {
-            match d {
-                DTypeLike::Strong(d) => {
-                    *t = Some(ones(*d, &[2, 2]));
-                    Operand::Scalar(Scalar::Int(0)) // placeholder, replaced below
-                }
-                DTypeLike::WeakInt => Operand::Scalar(Scalar::Int(1)),
-                DTypeLike::WeakFloat => Operand::Scalar(Scalar::Float(1.0)),
-                DTypeLike::WeakComplex => {
-                    Operand::Scalar(Scalar::Complex(kiln::element::C128::new(1.0, 0.0)))
-                }
+    for engine in kiln::backend::BackendKind::available() {
+        let _g = kiln::precision::Scope::new().backend(Some(engine)).enter();
+        for c in &cases {
+            let op = c["op"].as_str().unwrap();
+            let ins = likes(c);
+            // Dtypes the engine lacks never reach it: the resolver substitutes them.
+            let caps = kiln::device::Capabilities::of_engine(Device::Cpu, engine);
+            if ins
+                .iter()
+                .any(|d| matches!(d, DTypeLike::Strong(d) if !caps.supports(d.to_32bit())))
+            {
+                continue;
             }
-        };
-        let got = if ins.len() == 1 {
-            let mut t = None;
-            operand(&ins[0], &mut t);
-            call_unary(op, t.as_ref().unwrap()).map(|r| r.dtype())
-        } else {
-            let (mut ta, mut tb) = (None, None);
-            let sa = operand(&ins[0], &mut ta);
-            let sb = operand(&ins[1], &mut tb);
-            let a = ta.as_ref().map(Operand::Tensor).unwrap_or(sa);
-            let b = tb.as_ref().map(Operand::Tensor).unwrap_or(sb);
-            call_binary(op, a, b).map(|r| r.dtype())
-        };
-        if got.as_ref().ok().copied() != expected(c) {
-            bad.push(format!(
-                "{op}{:?}: got {got:?}, keras {:?}",
-                c["inputs"],
-                expected(c)
-            ));
+            let operand = |d: &DTypeLike, t: &mut Option<kiln::Tensor>| -> Operand<'static> {
+                match d {
+                    DTypeLike::Strong(d) => {
+                        *t = Some(ones(*d, &[2, 2]));
+                        Operand::Scalar(Scalar::Int(0)) // placeholder, replaced below
+                    }
+                    DTypeLike::WeakInt => Operand::Scalar(Scalar::Int(1)),
+                    DTypeLike::WeakFloat => Operand::Scalar(Scalar::Float(1.0)),
+                    DTypeLike::WeakComplex => {
+                        Operand::Scalar(Scalar::Complex(kiln::element::C128::new(1.0, 0.0)))
+                    }
+                }
+            };
+            let got = if ins.len() == 1 {
+                let mut t = None;
+                operand(&ins[0], &mut t);
+                call_unary(op, t.as_ref().unwrap()).map(|r| r.dtype())
+            } else {
+                let (mut ta, mut tb) = (None, None);
+                let sa = operand(&ins[0], &mut ta);
+                let sb = operand(&ins[1], &mut tb);
+                let a = ta.as_ref().map(Operand::Tensor).unwrap_or(sa);
+                let b = tb.as_ref().map(Operand::Tensor).unwrap_or(sb);
+                call_binary(op, a, b).map(|r| r.dtype())
+            };
+            if got.as_ref().ok().copied() != expected(c) {
+                bad.push(format!(
+                    "{engine}: {op}{:?}: got {got:?}, keras {:?}",
+                    c["inputs"],
+                    expected(c)
+                ));
+            }
         }
     }
     assert!(

@@ -186,6 +186,7 @@ fn the_resolver_reports_its_reason() {
         dtype: DType::Complex128,
         explicit: false,
         device: dev("sim:mps"),
+        engine: kiln::backend::BackendKind::Ndarray,
         origin: std::panic::Location::caller(),
     };
     let d = kiln::precision::resolve(&req, &cfg).unwrap();

@@ -53,33 +53,50 @@ fn run(op: &str, x: &[Tensor]) -> kiln::Result<Tensor> {
 fn parameterised_ops_and_every_cast_match_numpy() {
     let cases = load_cases("value_oracles_extra.json");
     assert!(cases.len() > 400, "{}", cases.len());
-    let _g = Scope::new().x64(true).enter();
     let mut failures = vec![];
-    for c in &cases {
-        let op = c["op"].as_str().unwrap();
-        let ins: Vec<Tensor> = c["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| convert_to_tensor(&decode(v), None, &Device::Cpu).unwrap())
-            .collect();
-        let want = decode(&c["result"]);
-        let tag = format!("{op}({})", ins[0].dtype());
-        let got = match run(op, &ins) {
-            Ok(t) => t,
-            Err(e) => {
-                failures.push(format!("{tag}: {e}"));
+    for engine in engines() {
+        let _g = Scope::new().x64(true).backend(Some(engine)).enter();
+        let mut ran = 0;
+        for c in &cases {
+            let op = c["op"].as_str().unwrap();
+            let mut dtypes: Vec<DType> = c["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| DType::parse(v["dtype"].as_str().unwrap()).unwrap())
+                .collect();
+            if let Some(t) = op.strip_prefix("cast_") {
+                dtypes.push(DType::parse(t).unwrap());
+            }
+            if !dtypes.iter().all(|d| engine_supports(engine, *d, true)) {
                 continue;
             }
-        };
-        let tol = if c["approx"].as_bool().unwrap() {
-            64.0 * want.dtype().eps().max(f32::EPSILON as f64)
-        } else {
-            0.0
-        };
-        if let Some(m) = mismatch(&got, &want, tol) {
-            failures.push(format!("{tag}: {m}"));
+            ran += 1;
+            let ins: Vec<Tensor> = c["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| convert_to_tensor(&decode(v), None, &Device::Cpu).unwrap())
+                .collect();
+            let want = decode(&c["result"]);
+            let tag = format!("{engine}: {op}({})", ins[0].dtype());
+            let got = match run(op, &ins) {
+                Ok(t) => t,
+                Err(e) => {
+                    failures.push(format!("{tag}: {e}"));
+                    continue;
+                }
+            };
+            let tol = if c["approx"].as_bool().unwrap() {
+                64.0 * want.dtype().eps().max(f32::EPSILON as f64)
+            } else {
+                0.0
+            };
+            if let Some(m) = mismatch(&got, &want, tol) {
+                failures.push(format!("{tag}: {m}"));
+            }
         }
+        assert!(ran > 200, "{engine} ran only {ran} cases");
     }
     assert!(
         failures.is_empty(),

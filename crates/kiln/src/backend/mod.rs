@@ -9,7 +9,54 @@
 //! axes in range. A primitive that cannot run a dtype returns [`KilnError::Backend`]; it
 //! never panics and never returns a silently wrong value.
 
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod ndarray;
+
+/// Which engine computes a tensor.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The reference engine on `ndarray` (host CPU; also runs the simulated devices).
+    Ndarray,
+    /// The candle engine (`candle-core`): CPU, and CUDA/Metal with those cargo features.
+    Candle,
+}
+
+impl BackendKind {
+    /// Parses `ndarray` or `candle`.
+    pub fn parse(s: &str) -> Result<BackendKind> {
+        match s.trim() {
+            "ndarray" => Ok(BackendKind::Ndarray),
+            "candle" => Ok(BackendKind::Candle),
+            other => Err(KilnError::Config {
+                source_name: "backend".into(),
+                message: format!("{other:?} is not a backend; use ndarray or candle"),
+            }),
+        }
+    }
+    /// The name as parsed.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Candle => "candle",
+        }
+    }
+    /// Every engine compiled into this build.
+    pub fn available() -> Vec<BackendKind> {
+        let mut v = vec![BackendKind::Ndarray];
+        if cfg!(feature = "candle") {
+            v.push(BackendKind::Candle);
+        }
+        v
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 use crate::array::ArrayData;
 use crate::dtype::DType;
@@ -143,6 +190,8 @@ impl std::fmt::Debug for Storage {
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Short name (`ndarray`, `candle`).
     fn name(&self) -> &'static str;
+    /// Which engine this is.
+    fn kind(&self) -> BackendKind;
     /// The dtype and shape of a storage.
     fn describe(&self, s: &Storage) -> Result<(DType, Vec<usize>)>;
     /// Moves host data into engine storage.

@@ -106,7 +106,7 @@ const CPU_SOURCE: &str =
 
 /// candle-core's CUDA backend (`candle-core/src/cuda_backend`): u8, u32, i64, bf16, f16,
 /// f32, f64; no bool, int8/16, uint16/64 or complex.
-const CUDA_SOURCE: &str = "candle-core CUDA backend dtypes (U8, U32, I64, BF16, F16, F32, F64), https://github.com/huggingface/candle/blob/main/candle-core/src/dtype.rs";
+const CUDA_SOURCE: &str = "candle-core CUDA backend dtypes (U8, U32, I64, BF16, F16, F32, F64; bool as U8 masks), https://github.com/huggingface/candle/blob/main/candle-core/src/dtype.rs";
 
 /// candle-core's Metal backend stores float64 but has no float64 kernels.
 const METAL_SOURCE: &str = "candle-core Metal backend: kernels for U8, U32, I64, BF16, F16, F32; F64 storage only, https://github.com/huggingface/candle/tree/main/candle-metal-kernels";
@@ -130,14 +130,68 @@ const TPU_SOURCE: &str =
 /// (https://www.w3.org/TR/WGSL/#types).
 const WEBGPU_SOURCE: &str = "WGSL spec (w3.org/TR/WGSL/#scalar-types): bool, i32, u32, f32, f16 with the shader-f16 extension";
 
+/// candle-core 0.11's CPU backend: kernels for U8, U32, I16, I32, I64, BF16, F16, F32, F64
+/// (`candle-core/src/dtype.rs`, `cpu_backend`). kiln stores bool as U8 masks (what candle's
+/// comparisons return); int8, uint16, uint64 and complex have no candle dtype. BF16/F16 CPU
+/// kernels convert per element (not accelerated).
+const CANDLE_CPU_SOURCE: &str = "candle-core 0.11 CPU backend dtypes U8, U32, I16, I32, I64, BF16, F16, F32, F64 (bool stored as U8 masks by kiln); no int8, uint16, uint64, complex";
+
 impl Capabilities {
+    /// The profile of `device` as computed by `engine`: the device's own limits, further
+    /// narrowed by what the engine implements. Simulated devices keep their profile on
+    /// either CPU engine.
+    pub fn of_engine(device: Device, engine: crate::backend::BackendKind) -> Capabilities {
+        use crate::backend::BackendKind;
+        let base = Capabilities::of(device);
+        match (engine, device) {
+            (BackendKind::Candle, Device::Cpu | Device::Sim(_)) => {
+                let candle = profile(
+                    &[
+                        Bool, UInt8, UInt32, Int16, Int32, Int64, BFloat16, Float16, Float32,
+                        Float64,
+                    ],
+                    &[Float32, Float64],
+                    &[],
+                );
+                let usage = base
+                    .usage
+                    .iter()
+                    .zip(candle)
+                    .map(|((d, u), (_, c))| {
+                        (
+                            *d,
+                            DTypeUsage {
+                                storage: u.storage && c.storage,
+                                arithmetic: u.arithmetic && c.arithmetic,
+                                accelerated: u.accelerated && c.accelerated,
+                            },
+                        )
+                    })
+                    .collect();
+                let source = if device == Device::Cpu {
+                    CANDLE_CPU_SOURCE
+                } else {
+                    base.source
+                };
+                Capabilities {
+                    device,
+                    usage,
+                    source,
+                }
+            }
+            _ => base,
+        }
+    }
+
     /// The profile of `device`.
     pub fn of(device: Device) -> Capabilities {
         let (usage, source) = match device {
             Device::Cpu => (profile(&DType::ALL, &[Float32, Float64], &[]), CPU_SOURCE),
             Device::Cuda(_) => (
                 profile(
-                    &[UInt8, UInt32, Int64, BFloat16, Float16, Float32, Float64],
+                    &[
+                        Bool, UInt8, UInt32, Int64, BFloat16, Float16, Float32, Float64,
+                    ],
                     &[BFloat16, Float16, Float32],
                     &[],
                 ),
@@ -145,7 +199,7 @@ impl Capabilities {
             ),
             Device::Metal(_) => (
                 profile(
-                    &[UInt8, UInt32, Int64, BFloat16, Float16, Float32],
+                    &[Bool, UInt8, UInt32, Int64, BFloat16, Float16, Float32],
                     &[BFloat16, Float16, Float32],
                     &[Float64],
                 ),

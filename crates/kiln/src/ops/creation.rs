@@ -2,7 +2,7 @@
 //! an explicit dtype is honoured or refused; the default (floatx, or the type of the given
 //! Python-style numbers) may be adapted by the policy.
 
-use super::{cfg, resolve_creation};
+use super::{cfg, resolve_creation, resolve_creation_at, Place};
 use crate::array::ArrayData;
 use crate::device::Device;
 use crate::dtype::promote::{result_type, DTypeLike};
@@ -20,9 +20,8 @@ fn like(s: Scalar) -> DTypeLike {
     }
 }
 
-pub(crate) fn zeros_on(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
-    crate::array::checked_numel(shape, "zeros")?;
-    Tensor::upload(ArrayData::full(shape, Scalar::Int(0), dtype), device)
+fn upload(data: ArrayData, at: Place) -> Result<Tensor> {
+    Tensor::upload_on(data, at.device, at.engine)
 }
 
 /// A tensor filled with `value` (`dtype` defaults to the value's Keras dtype: Python int
@@ -39,7 +38,7 @@ pub fn full(
     let default = result_type(&[like(value)], cfg.floatx, cfg.x64)?;
     let (d, dev) = resolve_creation("full", dtype, default, device.unwrap_or(cfg.device), &cfg)?;
     crate::array::checked_numel(shape, "full")?;
-    Tensor::upload(ArrayData::full(shape, value, d), dev)
+    upload(ArrayData::full(shape, value, d), dev)
 }
 
 /// Zeros (`dtype` defaults to floatx).
@@ -61,7 +60,8 @@ pub fn zeros(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> R
         device.unwrap_or(cfg.device),
         &cfg,
     )?;
-    zeros_on(shape, d, dev)
+    crate::array::checked_numel(shape, "zeros")?;
+    upload(ArrayData::full(shape, Scalar::Int(0), d), dev)
 }
 
 /// Ones (`dtype` defaults to floatx).
@@ -76,7 +76,7 @@ pub fn ones(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> Re
         &cfg,
     )?;
     crate::array::checked_numel(shape, "ones")?;
-    Tensor::upload(ArrayData::full(shape, Scalar::Int(1), d), dev)
+    upload(ArrayData::full(shape, Scalar::Int(1), d), dev)
 }
 
 /// Zeros shaped and typed like `x` (on `x`'s device).
@@ -95,26 +95,19 @@ pub fn ones_like(x: &Tensor, dtype: Option<DType>) -> Result<Tensor> {
 #[track_caller]
 pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> Result<Tensor> {
     let cfg = cfg()?;
-    let (d, dev) = resolve_creation("full_like", dtype, x.dtype(), x.device(), &cfg)?;
-    Tensor::upload(ArrayData::full(x.shape(), value.into(), d), dev)
+    let at = Place {
+        device: x.device(),
+        engine: x.backend_kind(),
+    };
+    let (d, dev) = resolve_creation_at("full_like", dtype, x.dtype(), at, &cfg)?;
+    upload(ArrayData::full(x.shape(), value.into(), d), dev)
 }
 
-pub(crate) fn arange_on(
-    start: f64,
-    stop: f64,
-    step: f64,
-    dtype: Option<DType>,
-    device: Device,
-) -> Result<Tensor> {
-    let d = dtype.unwrap_or(DType::Float32);
+/// `start, start + step, ...` below `stop`, as host data of dtype `d`.
+pub(crate) fn arange_host(start: f64, stop: f64, step: f64, d: DType) -> ArrayData {
     let n = ((stop - start) / step).ceil().max(0.0) as usize;
     let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
-    let host = crate::with_dtype!(d, T => {
-        use crate::array::HostElement;
-        use crate::element::Element;
-        T::wrap(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), v.into_iter().map(|x| T::from_scalar(Scalar::Float(x))).collect()).expect("1-d"))
-    });
-    Tensor::upload(host, device)
+    crate::precision::report::convert_with_report(&ArrayData::from(v), d).0
 }
 
 /// Evenly spaced values in `[start, stop)`. Without a dtype, Python ints give int32 and
@@ -155,9 +148,12 @@ pub fn arange(
         let v: Vec<i64> = (0..n.max(0.0) as i64).map(|i| a + i * s).collect();
         let host = ArrayData::from(v);
         let (conv, _) = crate::precision::report::convert_with_report(&host, d);
-        return Tensor::upload(conv, dev);
+        return upload(conv, dev);
     }
-    arange_on(start.as_f64(), stop.as_f64(), step.as_f64(), Some(d), dev)
+    upload(
+        arange_host(start.as_f64(), stop.as_f64(), step.as_f64(), d),
+        dev,
+    )
 }
 
 /// `num` evenly spaced values from `start` to `stop` (inclusive when `endpoint`), floatx
@@ -186,7 +182,7 @@ pub fn linspace(
         v[num - 1] = stop;
     }
     let (conv, _) = crate::precision::report::convert_with_report(&ArrayData::from(v), d);
-    Tensor::upload(conv, dev)
+    upload(conv, dev)
 }
 
 /// Identity-like matrix `n x m` with ones on diagonal `k`.
@@ -207,5 +203,5 @@ pub fn eye(
         .collect();
     let (conv, _) =
         crate::precision::report::convert_with_report(&ArrayData::from_shape_vec(&[n, m], v)?, d);
-    Tensor::upload(conv, dev)
+    upload(conv, dev)
 }

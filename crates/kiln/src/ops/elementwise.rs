@@ -3,7 +3,7 @@
 
 use super::rules::{self, BinaryRule, UnaryRule};
 use super::{
-    broadcast_shapes, cfg, common_device, operand_tensor, resolve_result, to_compute, Operand,
+    broadcast_shapes, cfg, common_place, operand_tensor, resolve_result, to_compute, Operand,
 };
 use crate::backend::{BinaryOp, CmpOp, UnaryOp};
 use crate::dtype::DType;
@@ -19,16 +19,16 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     let out = rules::unary(op, rule, x.dtype(), &cfg)?;
     // Predicates and real-part ops read the input in its own dtype.
     let reads_input = matches!(rule, UnaryRule::Bool | UnaryRule::RealPart);
-    let (dtype, device) = resolve_result(op, out, x.device(), &cfg)?;
+    let (dtype, device) = resolve_result(op, out, super::place_of(x), &cfg)?;
     let input = if reads_input {
-        to_compute(x, x.dtype(), device)?
+        to_compute(x, x.dtype(), device.device, device.engine)?
     } else {
-        to_compute(x, dtype, device)?
+        to_compute(x, dtype, device.device, device.engine)?
     };
     let s = input.backend.unary(prim, &input.storage)?;
-    let t = Tensor::from_storage(s, input.backend.clone(), device)?;
+    let t = Tensor::from_storage(s, input.backend.clone(), device.device)?;
     if t.dtype() != dtype {
-        return to_compute(&t, dtype, device);
+        return to_compute(&t, dtype, device.device, device.engine);
     }
     Ok(t)
 }
@@ -144,8 +144,8 @@ pub(crate) fn cast_internal(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor
     // No shortcut when the dtype already matches: an engine-internal intermediate (int64
     // indices on sim:tpu, say) must still pass the resolver before it is returned.
     let cfg = cfg()?;
-    let (d, dev) = resolve_result(op, dtype, x.device(), &cfg)?;
-    to_compute(x, d, dev)
+    let (d, dev) = resolve_result(op, dtype, super::place_of(x), &cfg)?;
+    to_compute(x, d, dev.device, dev.engine)
 }
 
 /// Primitive behind a binary op.
@@ -164,7 +164,7 @@ pub(crate) fn binary_op(
     prim: Prim,
 ) -> Result<Tensor> {
     let cfg = cfg()?;
-    let device = common_device(&[&a, &b], op, &cfg)?;
+    let device = common_place(&[&a, &b], op, &cfg)?;
     let (compute, _out) = rules::binary(op, rule, a.like(), b.like(), &cfg)?;
     let (compute, device) = resolve_result(op, compute, device, &cfg)?;
     let shape = broadcast_shapes(a.shape(), b.shape(), op)?;
@@ -175,7 +175,7 @@ pub(crate) fn binary_op(
         Prim::Bin(p) => be.binary(p, &ta.storage, &tb.storage, &shape)?,
         Prim::Cmp(p) => be.compare(p, &ta.storage, &tb.storage, &shape)?,
     };
-    Tensor::from_storage(s, be, device)
+    Tensor::from_storage(s, be, device.device)
 }
 
 macro_rules! binary_ops {
@@ -250,7 +250,7 @@ pub fn r#where<'a, 'b>(
     let (a, b) = (a.into(), b.into());
     let cfg = cfg()?;
     let c = Operand::Tensor(cond);
-    let device = common_device(&[&c, &a, &b], "where", &cfg)?;
+    let device = common_place(&[&c, &a, &b], "where", &cfg)?;
     let (compute, _) = rules::binary("where", BinaryRule::Promote, a.like(), b.like(), &cfg)?;
     let (compute, device) = resolve_result("where", compute, device, &cfg)?;
     let shape = broadcast_shapes(
@@ -258,13 +258,13 @@ pub fn r#where<'a, 'b>(
         b.shape(),
         "where",
     )?;
-    let tc = to_compute(cond, DType::Bool, device)?;
+    let tc = to_compute(cond, DType::Bool, device.device, device.engine)?;
     let ta = operand_tensor(&a, compute, device, "where")?;
     let tb = operand_tensor(&b, compute, device, "where")?;
     let s = ta
         .backend
         .select(&tc.storage, &ta.storage, &tb.storage, &shape)?;
-    Tensor::from_storage(s, ta.backend.clone(), device)
+    Tensor::from_storage(s, ta.backend.clone(), device.device)
 }
 
 /// Limits values to `[lo, hi]`; bool becomes int32 (Keras).
@@ -306,10 +306,11 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
             dtype,
             explicit: true,
             device: x.device(),
+            engine: x.backend_kind(),
             origin: Location::caller(),
         },
         &cfg,
     )?;
     d.announce(None);
-    to_compute(x, d.dtype, d.device)
+    to_compute(x, d.dtype, d.device, d.engine)
 }

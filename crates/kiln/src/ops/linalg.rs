@@ -3,7 +3,7 @@
 use super::elementwise::multiply;
 use super::rules;
 use super::shape::{reshape, transpose};
-use super::{cfg, common_device, resolve_result, to_compute, Operand};
+use super::{cfg, common_place, resolve_result, to_compute, Operand};
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
 
@@ -34,10 +34,10 @@ fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tenso
             "operands must have at least one axis (Keras raises); use multiply for scalars",
         ));
     }
-    let device = common_device(&[&oa, &ob], "matmul", &cfg)?;
+    let device = common_place(&[&oa, &ob], "matmul", &cfg)?;
     let (dtype, device) = resolve_result("matmul", dtype, device, &cfg)?;
-    let mut a2 = to_compute(a, dtype, device)?;
-    let mut b2 = to_compute(b, dtype, device)?;
+    let mut a2 = to_compute(a, dtype, device.device, device.engine)?;
+    let mut b2 = to_compute(b, dtype, device.device, device.engine)?;
     if a.ndim() == 1 {
         a2 = reshape(&a2, &[1, -1])?;
     }
@@ -59,7 +59,7 @@ fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tenso
         "matmul",
     )?;
     let s = a2.backend.matmul(&a2.storage, &b2.storage)?;
-    let mut out = Tensor::from_storage(s, a2.backend.clone(), device)?;
+    let mut out = Tensor::from_storage(s, a2.backend.clone(), device.device)?;
     let mut shape: Vec<isize> = out.shape().iter().map(|d| *d as isize).collect();
     if b.ndim() == 1 {
         shape.pop();

@@ -29,13 +29,14 @@ pub use reduce::*;
 pub use shape::*;
 
 use crate::array::ArrayData;
+use crate::backend::BackendKind;
 use crate::device::Device;
 use crate::dtype::promote::DTypeLike;
 use crate::dtype::DType;
 use crate::element::{Scalar, C128};
 use crate::error::{KilnError, Result};
 use crate::precision::{config, resolve, Config, Request, Site};
-use crate::tensor::Tensor;
+use crate::tensor::{engine_kind_for, Tensor};
 use std::panic::Location;
 
 /// An operand of a binary op: a tensor, or a weakly-typed scalar.
@@ -157,51 +158,88 @@ pub fn normalize_axes(axes: Option<&[isize]>, ndim: usize, op: &str) -> Result<V
     }
 }
 
-/// The device shared by the tensor operands (the configured device if there are none).
-pub(crate) fn common_device(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Result<Device> {
-    let mut dev: Option<Device> = None;
+/// Where an op's result lives: a device and the engine computing on it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub device: Device,
+    pub engine: BackendKind,
+}
+
+/// The device and engine shared by the tensor operands (the configured ones if there are
+/// none). Tensors on different devices or engines meet only through an explicit
+/// `to_device`/`to_backend`.
+pub(crate) fn common_place(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Result<Place> {
+    let mut place: Option<Place> = None;
     for o in ops {
         if let Operand::Tensor(t) = o {
-            match dev {
-                None => dev = Some(t.device()),
-                Some(d) if d != t.device() => {
-                    return Err(KilnError::DeviceMismatch {
-                        op: op.into(),
-                        lhs: d,
-                        rhs: t.device(),
-                    })
+            let p = Place {
+                device: t.device(),
+                engine: t.backend_kind(),
+            };
+            match place {
+                None => place = Some(p),
+                Some(q) if q.device != p.device => {
+                    return Err(KilnError::DeviceMismatch { op: op.into(), lhs: q.device, rhs: p.device })
+                }
+                Some(q) if q.engine != p.engine => {
+                    return Err(KilnError::invalid(
+                        op,
+                        format!(
+                            "operands are computed by different engines ({} and {}) on {}; move one with `Tensor::to_backend` first",
+                            q.engine, p.engine, p.device
+                        ),
+                    ))
                 }
                 _ => {}
             }
         }
     }
-    Ok(dev.unwrap_or(cfg.device))
+    Ok(place.unwrap_or(Place {
+        device: cfg.device,
+        engine: engine_kind_for(cfg.device, cfg),
+    }))
 }
 
-/// Asks the resolver about an op's result dtype on `device` (implicit: promotion).
+/// Where a tensor lives.
+pub(crate) fn place_of(t: &Tensor) -> Place {
+    Place {
+        device: t.device(),
+        engine: t.backend_kind(),
+    }
+}
+
+/// Asks the resolver about an op's result dtype at `place` (implicit: promotion).
 #[track_caller]
 pub(crate) fn resolve_result(
     op: &str,
     dtype: DType,
-    device: Device,
+    place: Place,
     cfg: &Config,
-) -> Result<(DType, Device)> {
+) -> Result<(DType, Place)> {
     let d = resolve(
         &Request {
             op,
             site: Site::Promotion,
             dtype,
             explicit: false,
-            device,
+            device: place.device,
+            engine: place.engine,
             origin: Location::caller(),
         },
         cfg,
     )?;
     d.announce(None);
-    Ok((d.dtype, d.device))
+    Ok((
+        d.dtype,
+        Place {
+            device: d.device,
+            engine: d.engine,
+        },
+    ))
 }
 
-/// Asks the resolver about an explicit or default dtype for a creation op.
+/// Asks the resolver about an explicit or default dtype for a creation op on `device`
+/// (with the configured engine for it).
 #[track_caller]
 pub(crate) fn resolve_creation(
     op: &str,
@@ -209,26 +247,60 @@ pub(crate) fn resolve_creation(
     default: DType,
     device: Device,
     cfg: &Config,
-) -> Result<(DType, Device)> {
+) -> Result<(DType, Place)> {
+    resolve_creation_at(
+        op,
+        dtype,
+        default,
+        Place {
+            device,
+            engine: engine_kind_for(device, cfg),
+        },
+        cfg,
+    )
+}
+
+/// As [`resolve_creation`], at a given device and engine (`*_like` ops).
+#[track_caller]
+pub(crate) fn resolve_creation_at(
+    op: &str,
+    dtype: Option<DType>,
+    default: DType,
+    place: Place,
+    cfg: &Config,
+) -> Result<(DType, Place)> {
     let d = resolve(
         &Request {
             op,
             site: Site::Creation,
             dtype: dtype.unwrap_or(default),
             explicit: dtype.is_some(),
-            device,
+            device: place.device,
+            engine: place.engine,
             origin: Location::caller(),
         },
         cfg,
     )?;
     d.announce(None);
-    Ok((d.dtype, d.device))
+    Ok((
+        d.dtype,
+        Place {
+            device: d.device,
+            engine: d.engine,
+        },
+    ))
 }
 
-/// Casts a tensor to `dtype` on `device` for internal use (the resolver already decided).
-pub(crate) fn to_compute(t: &Tensor, dtype: DType, device: Device) -> Result<Tensor> {
-    let t = if t.device() != device {
-        Tensor::upload(t.to_host()?, device)?
+/// Casts a tensor to `dtype` at `place` for internal use (the resolver already decided).
+/// A tensor that must move (a CPU fallback) is copied through the host and counted.
+pub(crate) fn to_compute(
+    t: &Tensor,
+    dtype: DType,
+    device: Device,
+    engine: BackendKind,
+) -> Result<Tensor> {
+    let t = if t.device() != device || t.backend_kind() != engine {
+        Tensor::upload_on(t.to_host()?, device, engine)?
     } else {
         t.clone()
     };
@@ -239,16 +311,16 @@ pub(crate) fn to_compute(t: &Tensor, dtype: DType, device: Device) -> Result<Ten
     Tensor::from_storage(s, t.backend.clone(), device)
 }
 
-/// Materialises an operand as a tensor of `dtype` on `device`. A weak integer scalar must
+/// Materialises an operand as a tensor of `dtype` at `place`. A weak integer scalar must
 /// fit an integer `dtype` (JAX raises OverflowError; kiln never wraps silently).
 pub(crate) fn operand_tensor(
     o: &Operand<'_>,
     dtype: DType,
-    device: Device,
+    place: Place,
     op: &str,
 ) -> Result<Tensor> {
     match o {
-        Operand::Tensor(t) => to_compute(t, dtype, device),
+        Operand::Tensor(t) => to_compute(t, dtype, place.device, place.engine),
         Operand::Scalar(s) => {
             let host = ArrayData::scalar(*s, dtype);
             if dtype.is_integer() {
@@ -263,11 +335,11 @@ pub(crate) fn operand_tensor(
                 if !fits {
                     return Err(KilnError::invalid(
                         op,
-                        format!("the Python int {s:?} does not fit {dtype} (the other operand's dtype); cast the tensor to a wider dtype first"),
+                        format!("the Python int {s} does not fit {dtype} (the other operand's dtype); cast the tensor to a wider dtype first"),
                     ));
                 }
             }
-            Tensor::upload(host, device)
+            Tensor::upload_on(host, place.device, place.engine)
         }
     }
 }

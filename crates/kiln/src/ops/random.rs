@@ -35,7 +35,7 @@ fn finish(
     }
     let (conv, _) =
         crate::precision::report::convert_with_report(&ArrayData::from_shape_vec(shape, v)?, d);
-    Tensor::upload(conv, dev)
+    Tensor::upload_on(conv, dev.device, dev.engine)
 }
 
 /// Uniform values in `[minval, maxval)`.

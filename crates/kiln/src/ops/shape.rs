@@ -4,7 +4,7 @@
 use super::elementwise::{cast_internal, equal, r#where};
 use super::rules::{self, UnaryRule};
 use super::{
-    broadcast_shapes, cfg, common_device, normalize_axes, normalize_axis, resolve_result,
+    broadcast_shapes, cfg, common_place, normalize_axes, normalize_axis, resolve_result,
     to_compute, Operand,
 };
 use crate::array::ArrayData;
@@ -244,10 +244,10 @@ pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
         .ok_or_else(|| KilnError::invalid("concatenate", "needs at least one tensor"))?;
     let cfg = cfg()?;
     let ops: Vec<Operand<'_>> = xs.iter().map(|t| Operand::Tensor(t)).collect();
-    let device = common_device(&ops.iter().collect::<Vec<_>>(), "concatenate", &cfg)?;
+    let device = common_place(&ops.iter().collect::<Vec<_>>(), "concatenate", &cfg)?;
     let likes: Vec<DTypeLike> = xs.iter().map(|t| DTypeLike::Strong(t.dtype())).collect();
     let dtype = result_type(&likes, cfg.floatx, cfg.x64)?;
-    let (dtype, device) = resolve_result("concatenate", dtype, device, &cfg)?;
+    let (dtype, place) = resolve_result("concatenate", dtype, device, &cfg)?;
     let ax = normalize_axis(axis, first.ndim(), "concatenate")?;
     for t in xs {
         let same = t.ndim() == first.ndim()
@@ -263,7 +263,7 @@ pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
     }
     let cast: Vec<Tensor> = xs
         .iter()
-        .map(|t| to_compute(t, dtype, device))
+        .map(|t| to_compute(t, dtype, place.device, place.engine))
         .collect::<Result<_>>()?;
     let refs: Vec<&crate::backend::Storage> = cast.iter().map(|t| &t.storage).collect();
     wrap(&cast[0], cast[0].backend.concat(&refs, ax)?)
@@ -459,7 +459,7 @@ pub fn take_along_axis(x: &Tensor, indices: &Tensor, axis: isize) -> Result<Tens
         }
     }
     let host = ArrayData::from_shape_vec(indices.shape(), idx)?;
-    let it = Tensor::upload(host, x.device())?;
+    let it = x.upload_like(host)?;
     let it = broadcast_to(&it, &ishape)?;
     wrap(x, x.backend.gather(&x.storage, &it.storage, ax)?)
 }
@@ -500,15 +500,18 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         ));
     }
     let cfg = cfg()?;
-    let classes = super::creation::arange_on(
+    let classes = indices.upload_like(super::creation::arange_host(
         0.0,
         num_classes as f64,
         1.0,
-        Some(indices.dtype()),
-        indices.device(),
-    )?;
+        indices.dtype(),
+    ))?;
     let hit = equal(&expand_dims(indices, -1)?, &classes)?;
-    let (d, _) = super::resolve_creation("one_hot", dtype, cfg.floatx, indices.device(), &cfg)?;
+    let at = super::Place {
+        device: indices.device(),
+        engine: indices.backend_kind(),
+    };
+    let (d, _) = super::resolve_creation_at("one_hot", dtype, cfg.floatx, at, &cfg)?;
     cast_internal(&hit, d, "one_hot")
 }
 
@@ -530,7 +533,7 @@ fn tri_mask(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
             }
         })
         .collect();
-    Tensor::upload(ArrayData::from_shape_vec(&[m, n], v)?, x.device())
+    x.upload_like(ArrayData::from_shape_vec(&[m, n], v)?)
 }
 
 fn zero_for(x: &Tensor) -> Scalar {
@@ -557,7 +560,7 @@ pub fn diag(x: &Tensor, k: isize) -> Result<Tensor> {
         1 => {
             let n = x.shape()[0];
             let m = n + k.unsigned_abs();
-            let zero = super::creation::zeros_on(&[1], x.dtype(), x.device())?;
+            let zero = x.upload_like(ArrayData::full(&[1], Scalar::Int(0), x.dtype()))?;
             let ext = concatenate(&[x, &zero], 0)?;
             let idx: Vec<usize> = (0..m * m)
                 .map(|p| {
@@ -646,7 +649,7 @@ pub fn nonzero(x: &Tensor) -> Result<Vec<Tensor>> {
             let stride: usize = shape.iter().skip(ax + 1).product();
             let dim = shape.get(ax).copied().unwrap_or(1);
             let v: Vec<i64> = flat.iter().map(|p| ((p / stride) % dim) as i64).collect();
-            let t = Tensor::upload(ArrayData::from(v), x.device())?;
+            let t = x.upload_like(ArrayData::from(v))?;
             cast_internal(&t, out, "nonzero")
         })
         .collect()

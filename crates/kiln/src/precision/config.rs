@@ -12,6 +12,7 @@
 //! Environment and file are read once, on first use; a malformed value is an error
 //! returned from the first call that needs the configuration, never a silent default.
 
+use crate::backend::BackendKind;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
@@ -96,6 +97,10 @@ pub struct Config {
     pub x64: bool,
     /// Warning repetition.
     pub warnings: WarnMode,
+    /// The engine for new tensors; `None` picks the faster engine for each device.
+    pub backend: Option<BackendKind>,
+    /// Strict mode for CI: any CPU fallback is an error, even under `cpu-fallback`.
+    pub strict_fallback: bool,
 }
 
 impl Default for Config {
@@ -106,6 +111,8 @@ impl Default for Config {
             floatx: DType::Float32,
             x64: false,
             warnings: WarnMode::Once,
+            backend: None,
+            strict_fallback: false,
         }
     }
 }
@@ -119,6 +126,8 @@ struct Overrides {
     floatx: Option<String>,
     x64: Option<bool>,
     warnings: Option<String>,
+    backend: Option<String>,
+    strict_fallback: Option<bool>,
 }
 
 fn parse_floatx(s: &str, src: &str) -> Result<DType> {
@@ -167,6 +176,15 @@ impl Overrides {
         if let Some(w) = &self.warnings {
             c.warnings = WarnMode::parse(w).map_err(wrap)?;
         }
+        if let Some(b) = &self.backend {
+            c.backend = match b.trim() {
+                "auto" | "" => None,
+                other => Some(BackendKind::parse(other).map_err(wrap)?),
+            };
+        }
+        if let Some(s) = self.strict_fallback {
+            c.strict_fallback = s;
+        }
         Ok(c)
     }
 }
@@ -211,16 +229,12 @@ pub fn from_environment() -> Result<Config> {
         x64: var("KILN_X64")
             .map(|x| parse_bool(&x, "KILN_X64"))
             .transpose()?,
+        backend: var("KILN_BACKEND"),
+        strict_fallback: var("KILN_STRICT_FALLBACK")
+            .map(|x| parse_bool(&x, "KILN_STRICT_FALLBACK"))
+            .transpose()?,
     };
-    let c = Overrides {
-        x64: None,
-        ..env.clone()
-    }
-    .apply(c, "environment")?;
-    Ok(Config {
-        x64: env.x64.unwrap_or(c.x64),
-        ..c
-    })
+    env.apply(c, "environment")
 }
 
 static GLOBAL: RwLock<Option<Config>> = RwLock::new(None);
@@ -236,6 +250,8 @@ struct ScopeSettings {
     floatx: Option<DType>,
     x64: Option<bool>,
     warnings: Option<WarnMode>,
+    backend: Option<Option<BackendKind>>,
+    strict_fallback: Option<bool>,
 }
 
 /// The global configuration (code settings over environment over file over defaults).
@@ -264,6 +280,8 @@ pub fn current() -> Result<Config> {
             c.floatx = o.floatx.unwrap_or(c.floatx);
             c.x64 = o.x64.unwrap_or(c.x64);
             c.warnings = o.warnings.unwrap_or(c.warnings);
+            c.backend = o.backend.unwrap_or(c.backend);
+            c.strict_fallback = o.strict_fallback.unwrap_or(c.strict_fallback);
         }
     });
     Ok(c)
@@ -313,6 +331,16 @@ impl Scope {
     /// Sets the warning mode.
     pub fn warnings(mut self, w: WarnMode) -> Scope {
         self.0.warnings = Some(w);
+        self
+    }
+    /// Sets the engine for new tensors (`None`: the automatic choice per device).
+    pub fn backend(mut self, b: Option<BackendKind>) -> Scope {
+        self.0.backend = Some(b);
+        self
+    }
+    /// Sets strict mode (any CPU fallback is an error).
+    pub fn strict_fallback(mut self, on: bool) -> Scope {
+        self.0.strict_fallback = Some(on);
         self
     }
     /// Enters the scope on this thread.

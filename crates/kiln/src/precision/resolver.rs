@@ -51,6 +51,8 @@ pub struct Request<'a> {
     pub explicit: bool,
     /// The device the value is headed for.
     pub device: Device,
+    /// The engine that will hold it (its kernels narrow the device's profile).
+    pub engine: crate::backend::BackendKind,
     /// Where the value came from (the caller's `file:line`).
     pub origin: &'static Location<'static>,
 }
@@ -86,6 +88,8 @@ pub struct Decision {
     pub dtype: DType,
     /// The device the value is placed on (the CPU under `cpu-fallback`).
     pub device: Device,
+    /// The engine that holds it (the reference ndarray engine for a CPU fallback).
+    pub engine: crate::backend::BackendKind,
     /// What was done.
     pub action: Action,
     /// A sentence saying why.
@@ -153,7 +157,8 @@ fn refuse(req: &Request<'_>, why: String, fix: String) -> KilnError {
 /// let mps = Device::parse("sim:mps").unwrap();
 /// let cfg = Config { x64: true, ..Config::default() };
 /// let req = Request { op: "convert_to_tensor", site: Site::Conversion, dtype: DType::Float64,
-///     explicit: false, device: mps, origin: std::panic::Location::caller() };
+///     explicit: false, device: mps, engine: kiln::backend::BackendKind::Ndarray,
+///     origin: std::panic::Location::caller() };
 /// let d = resolve(&req, &cfg).unwrap();
 /// assert_eq!(d.dtype, DType::Float32);
 /// assert!(matches!(d.action, Action::Substitute { lossy: true, .. }));
@@ -161,7 +166,7 @@ fn refuse(req: &Request<'_>, why: String, fix: String) -> KilnError {
 /// assert!(resolve(&explicit, &cfg).is_err());
 /// ```
 pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
-    let caps = req.device.capabilities();
+    let caps = crate::device::Capabilities::of_engine(req.device, req.engine);
     let mut dtype = req.dtype;
     let mut action = Action::Keep;
     let mut reason = format!("{dtype} is supported on {}", req.device);
@@ -173,9 +178,13 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
             req.dtype
         );
     }
-    let decision = |dtype, device, action, reason| Decision {
+    let decision = |dtype, device, action: Action, reason| Decision {
         dtype,
         device,
+        engine: match action {
+            Action::CpuFallback { .. } => crate::backend::BackendKind::Ndarray,
+            _ => req.engine,
+        },
         action,
         reason,
         warn_mode: cfg.warnings,
@@ -192,6 +201,11 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
     let fallback_fix =
         "set the policy to cpu-fallback (KILN_PRECISION=cpu-fallback) to compute it on the cpu";
     match cfg.policy {
+        Policy::CpuFallback if cfg.strict_fallback => Err(refuse(
+            &Request { dtype, ..req.clone() },
+            format!("strict mode makes every cpu fallback an error{storage_only}"),
+            "turn strict mode off (KILN_STRICT_FALLBACK=0) to allow the fallback, or convert to a supported dtype first".into(),
+        )),
         Policy::CpuFallback => Ok(decision(
             dtype,
             Device::Cpu,

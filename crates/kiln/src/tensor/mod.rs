@@ -6,7 +6,7 @@ mod variable;
 pub use variable::Variable;
 
 use crate::array::{ArrayData, HostElement};
-use crate::backend::{Backend, Storage};
+use crate::backend::{Backend, BackendKind, Storage};
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
@@ -36,20 +36,42 @@ impl fmt::Debug for Tensor {
     }
 }
 
-/// The engine that computes tensors on `device`.
-pub fn engine_for(device: Device) -> Result<Arc<dyn Backend>> {
-    static NDARRAY: OnceLock<Arc<dyn Backend>> = OnceLock::new();
-    if device.runs_on_host() {
-        return Ok(NDARRAY
-            .get_or_init(|| Arc::new(crate::backend::ndarray::NdarrayBackend))
-            .clone());
-    }
-    Err(KilnError::Device {
-        device: device.to_string(),
-        message: "this build has no engine for it (the candle backend with the `cuda`/`metal` features is planned); \
-                  use cpu, or a simulated profile such as sim:mps to test that device's dtype limits"
-            .into(),
+/// The engine new tensors on `device` get under `cfg`: the configured backend, or the
+/// default for the device (ndarray for the cpu and the simulated devices, where it measured
+/// faster; candle for CUDA and Metal, which only candle drives).
+pub fn engine_kind_for(device: Device, cfg: &crate::precision::Config) -> BackendKind {
+    cfg.backend.unwrap_or(if device.runs_on_host() {
+        BackendKind::Ndarray
+    } else {
+        BackendKind::Candle
     })
+}
+
+/// The engine of `kind` for `device`.
+pub fn engine(kind: BackendKind, device: Device) -> Result<Arc<dyn Backend>> {
+    static NDARRAY: OnceLock<Arc<dyn Backend>> = OnceLock::new();
+    match kind {
+        BackendKind::Ndarray if device.runs_on_host() => {
+            Ok(NDARRAY.get_or_init(|| Arc::new(crate::backend::ndarray::NdarrayBackend)).clone())
+        }
+        BackendKind::Ndarray => Err(KilnError::Device {
+            device: device.to_string(),
+            message: "the ndarray engine runs on the host only; use the candle backend (KILN_BACKEND=candle) for GPUs".into(),
+        }),
+        #[cfg(feature = "candle")]
+        BackendKind::Candle => crate::backend::candle::engine(device),
+        #[cfg(not(feature = "candle"))]
+        BackendKind::Candle => Err(KilnError::Device {
+            device: device.to_string(),
+            message: "this build has no candle engine; build kiln with the `candle` feature".into(),
+        }),
+    }
+}
+
+/// The engine that computes new tensors on `device` under the current configuration.
+pub fn engine_for(device: Device) -> Result<Arc<dyn Backend>> {
+    let cfg = config::current()?;
+    engine(engine_kind_for(device, &cfg), device)
 }
 
 impl Tensor {
@@ -68,11 +90,26 @@ impl Tensor {
         })
     }
 
-    /// Uploads host data that the resolver has already decided on (no dtype change here).
+    /// Uploads host data that the resolver has already decided on (no dtype change here),
+    /// to the configured engine for `device`.
     pub(crate) fn upload(data: ArrayData, device: Device) -> Result<Tensor> {
         let backend = engine_for(device)?;
         let storage = backend.upload(data)?;
         Tensor::from_storage(storage, backend, device)
+    }
+
+    /// Uploads host data to a given engine.
+    pub(crate) fn upload_on(data: ArrayData, device: Device, kind: BackendKind) -> Result<Tensor> {
+        let backend = engine(kind, device)?;
+        let storage = backend.upload(data)?;
+        Tensor::from_storage(storage, backend, device)
+    }
+
+    /// Uploads host data to the same device and engine as `self` (for internal index
+    /// buffers and scalars that must meet `self`).
+    pub(crate) fn upload_like(&self, data: ArrayData) -> Result<Tensor> {
+        let storage = self.backend.upload(data)?;
+        Tensor::from_storage(storage, self.backend.clone(), self.device)
     }
 
     /// The element dtype.
@@ -98,6 +135,22 @@ impl Tensor {
     /// The engine computing it.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Which engine computes it.
+    pub fn backend_kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// Moves the tensor to another engine on the same device: the explicit transfer
+    /// between backends (the resolver decides the dtype against that engine's profile).
+    #[track_caller]
+    pub fn to_backend(&self, kind: BackendKind) -> Result<Tensor> {
+        if kind == self.backend_kind() {
+            return Ok(self.clone());
+        }
+        let _g = crate::precision::Scope::new().backend(Some(kind)).enter();
+        convert_to_tensor(&self.to_host()?, None, &self.device)
     }
 
     /// Copies the tensor to host memory.
@@ -169,6 +222,7 @@ pub fn convert_to_tensor_with_report(
         dtype: dtype.unwrap_or(src),
         explicit: dtype.is_some(),
         device: *device,
+        engine: engine_kind_for(*device, &cfg),
         origin,
     };
     let decision = resolve(&req, &cfg)?;
@@ -207,5 +261,8 @@ pub fn convert_to_tensor_with_report(
         (converted, Some(report))
     };
     decision.announce(report.as_ref());
-    Ok((Tensor::upload(host, decision.device)?, report))
+    Ok((
+        Tensor::upload_on(host, decision.device, decision.engine)?,
+        report,
+    ))
 }

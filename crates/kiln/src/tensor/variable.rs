@@ -44,12 +44,13 @@ impl Variable {
                 dtype: dtype.unwrap_or(default),
                 explicit: dtype.is_some(),
                 device: initial.device(),
+                engine: initial.backend_kind(),
                 origin: Location::caller(),
             },
             &cfg,
         )?;
         d.announce(None);
-        let value = crate::ops::to_compute(initial, d.dtype, d.device)?;
+        let value = crate::ops::to_compute(initial, d.dtype, d.device, d.engine)?;
         Ok(Variable {
             name: name.to_string(),
             value,
@@ -70,7 +71,12 @@ impl Variable {
                 ),
             ));
         }
-        self.value = crate::ops::to_compute(value, self.value.dtype(), self.value.device())?;
+        self.value = crate::ops::to_compute(
+            value,
+            self.value.dtype(),
+            self.value.device(),
+            self.value.backend_kind(),
+        )?;
         Ok(())
     }
 

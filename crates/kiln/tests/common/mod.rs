@@ -154,3 +154,14 @@ pub fn mismatch(got: &kiln::Tensor, want: &ArrayData, tol: f64) -> Option<String
                 .then(|| format!("[{i}]: got ({gr}, {gi}), numpy ({wr}, {wi})"))
         })
 }
+
+/// Every engine in this build.
+pub fn engines() -> Vec<kiln::backend::BackendKind> {
+    kiln::backend::BackendKind::available()
+}
+
+/// Whether `engine` computes in `dtype` on the cpu once x64 mode has narrowed it.
+pub fn engine_supports(engine: kiln::backend::BackendKind, dtype: DType, x64: bool) -> bool {
+    let d = if x64 { dtype } else { dtype.to_32bit() };
+    kiln::device::Capabilities::of_engine(kiln::Device::Cpu, engine).supports(d)
+}

@@ -587,6 +587,10 @@ impl Backend for NdarrayBackend {
         NAME
     }
 
+    fn kind(&self) -> super::BackendKind {
+        super::BackendKind::Ndarray
+    }
+
     fn describe(&self, s: &Storage) -> Result<(DType, Vec<usize>)> {
         let d = data(s)?;
         Ok((d.dtype(), d.shape().to_vec()))
