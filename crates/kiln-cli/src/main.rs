@@ -30,6 +30,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check this build: `--matrix` runs every op on every dtype on every engine and device
+    /// available here (real and simulated) and prints pass / adapted / refused / failed.
+    Doctor {
+        /// Run the op x dtype x engine x device matrix.
+        #[arg(long)]
+        matrix: bool,
+        /// x64 modes to run: off, on or both.
+        #[arg(long, default_value = "both")]
+        x64: String,
+        /// Engines: ndarray, candle or all.
+        #[arg(long, default_value = "all")]
+        engine: String,
+        /// Devices (comma separated); default: cpu and every simulated profile.
+        #[arg(long)]
+        devices: Option<String>,
+    },
     /// Train a softmax-regression classifier on a float64 .npz dataset (x, y).
     Train {
         /// The dataset (`x`: float64 [n, features], `y`: integer labels [n]).
@@ -52,6 +68,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Devices { json } => devices(json),
+        Cmd::Doctor {
+            matrix,
+            x64,
+            engine,
+            devices,
+        } => doctor(matrix, &x64, &engine, devices.as_deref()),
         Cmd::Train {
             data,
             device,
@@ -66,6 +88,69 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn doctor(matrix: bool, x64: &str, engine: &str, devices: Option<&str>) -> kiln::Result<()> {
+    use kiln::backend::BackendKind;
+    use kiln::doctor::CellKind;
+    let engines = match engine {
+        "all" => BackendKind::available(),
+        e => vec![BackendKind::parse(e)?],
+    };
+    println!(
+        "kiln {}: engines {:?}",
+        env!("CARGO_PKG_VERSION"),
+        BackendKind::available()
+            .iter()
+            .map(|e| e.name())
+            .collect::<Vec<_>>()
+    );
+    let cfg = kiln::precision::config::current()?;
+    println!(
+        "configuration: device {}, policy {}, floatx {}, x64 {}",
+        cfg.device,
+        cfg.policy.name(),
+        cfg.floatx,
+        cfg.x64
+    );
+    if !matrix {
+        println!("(pass --matrix to run the op x dtype x engine x device matrix)");
+        return Ok(());
+    }
+    let modes: Vec<bool> = match x64 {
+        "off" => vec![false],
+        "on" => vec![true],
+        "both" => vec![false, true],
+        other => {
+            return Err(kiln::KilnError::InvalidArgument {
+                op: "doctor".into(),
+                message: format!("--x64 {other:?}: use off, on or both"),
+            })
+        }
+    };
+    let devs = match devices {
+        Some(list) => list
+            .split(',')
+            .map(Device::parse)
+            .collect::<kiln::Result<Vec<_>>>()?,
+        None => kiln::doctor::devices_here(),
+    };
+    for d in &devs {
+        for e in &engines {
+            if let Err(why) = kiln::doctor::available(*e, *d) {
+                println!("skipping {e} on {d}: {why}");
+            }
+        }
+    }
+    let cells = kiln::doctor::matrix(&engines, &devs, &modes);
+    println!("{}", kiln::doctor::render(&cells));
+    if let Some(n) = kiln::doctor::counts(&cells).get(&CellKind::Failed) {
+        return Err(kiln::KilnError::InvalidArgument {
+            op: "doctor".into(),
+            message: format!("{n} failed cells (listed above)"),
+        });
+    }
+    Ok(())
 }
 
 fn devices(json: bool) -> kiln::Result<()> {

@@ -212,7 +212,8 @@ fn cell(
     }
 }
 
-/// Runs the matrix for the given engines, devices and x64 modes.
+/// Runs the matrix for the given engines, devices and x64 modes, skipping the engine x
+/// device pairs this build cannot run (see [`available`]).
 pub fn matrix(engines: &[BackendKind], devices: &[Device], x64_modes: &[bool]) -> Vec<Cell> {
     let ops: Vec<(&'static str, usize)> = UNARY
         .iter()
@@ -223,6 +224,10 @@ pub fn matrix(engines: &[BackendKind], devices: &[Device], x64_modes: &[bool]) -
     for &x64 in x64_modes {
         for &engine in engines {
             for &device in devices {
+                // Only engine x device pairs this build (and machine) can run.
+                if crate::tensor::engine(engine, device).is_err() {
+                    continue;
+                }
                 let _g = Scope::new()
                     .x64(x64)
                     .backend(Some(engine))
@@ -246,6 +251,13 @@ pub fn matrix(engines: &[BackendKind], devices: &[Device], x64_modes: &[bool]) -
         }
     }
     cells
+}
+
+/// Whether `engine` can run on `device` in this build and on this machine, and if not, why.
+pub fn available(engine: BackendKind, device: Device) -> Result<(), String> {
+    crate::tensor::engine(engine, device)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Counts per cell kind.

@@ -37,6 +37,20 @@ fn precedence_file_env_code_scope() {
     // The environment overrides the file.
     std::env::set_var("KILN_DEVICE", "sim:mps");
     std::env::set_var("KILN_X64", "0");
+    std::env::set_var("KILN_BACKEND", "candle");
+    std::env::set_var("KILN_STRICT_FALLBACK", "1");
+    let c = from_environment().unwrap();
+    assert_eq!(
+        (c.backend, c.strict_fallback),
+        (Some(kiln::backend::BackendKind::Candle), true)
+    );
+    std::env::set_var("KILN_BACKEND", "tensorflow");
+    assert!(from_environment()
+        .unwrap_err()
+        .to_string()
+        .contains("ndarray or candle"));
+    std::env::remove_var("KILN_BACKEND");
+    std::env::remove_var("KILN_STRICT_FALLBACK");
     let c = from_environment().unwrap();
     assert_eq!(
         (c.device.to_string().as_str(), c.policy, c.x64),

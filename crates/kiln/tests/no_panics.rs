@@ -7,13 +7,25 @@ use kiln::{convert_to_tensor, ArrayData, DType, Device, Scalar, Tensor};
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-fn tensor(shape: &[usize], d: DType) -> Tensor {
+/// A tensor of `d` on the engine in scope; `None` where that engine lacks the dtype.
+fn try_tensor(shape: &[usize], d: DType) -> Option<Tensor> {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
     let a = ArrayData::from_shape_vec(shape, v).unwrap();
     let a = kiln::precision::report::convert_with_report(&a, d).0;
     let _g = kiln::precision::Scope::new().x64(true).enter();
-    convert_to_tensor(&a, None, &Device::Cpu).unwrap()
+    convert_to_tensor(&a, Some(d), &Device::Cpu).ok()
+}
+
+fn tensor(shape: &[usize], d: DType) -> Tensor {
+    try_tensor(shape, d).expect("float32 and int32 exist on every engine")
+}
+
+fn engine_scope(i: usize) -> kiln::precision::ScopeGuard {
+    let engines = kiln::backend::BackendKind::available();
+    kiln::precision::Scope::new()
+        .backend(Some(engines[i % engines.len()]))
+        .enter()
 }
 
 fn no_panic<R>(what: &str, f: impl FnOnce() -> R) {
@@ -25,19 +37,22 @@ fn no_panic<R>(what: &str, f: impl FnOnce() -> R) {
 #[test]
 fn registry_ops_on_degenerate_shapes() {
     let shapes: [&[usize]; 5] = [&[], &[0], &[2, 0], &[1], &[0, 3, 1]];
-    for d in DType::ALL {
-        for s in shapes {
-            let x = tensor(s, d);
-            for op in UNARY {
-                no_panic(&format!("{op} {d} {s:?}"), || call_unary(op, &x));
-            }
-            for op in BINARY {
-                no_panic(&format!("{op} {d} {s:?}"), || {
-                    call_binary(op, Operand::Tensor(&x), Operand::Tensor(&x))
-                });
-                no_panic(&format!("{op} {d} {s:?} scalar"), || {
-                    call_binary(op, Operand::Tensor(&x), Operand::Scalar(Scalar::Int(2)))
-                });
+    for e in 0..kiln::backend::BackendKind::available().len() {
+        let _e = engine_scope(e);
+        for d in DType::ALL {
+            for s in shapes {
+                let Some(x) = try_tensor(s, d) else { continue };
+                for op in UNARY {
+                    no_panic(&format!("{op} {d} {s:?}"), || call_unary(op, &x));
+                }
+                for op in BINARY {
+                    no_panic(&format!("{op} {d} {s:?}"), || {
+                        call_binary(op, Operand::Tensor(&x), Operand::Tensor(&x))
+                    });
+                    no_panic(&format!("{op} {d} {s:?} scalar"), || {
+                        call_binary(op, Operand::Tensor(&x), Operand::Scalar(Scalar::Int(2)))
+                    });
+                }
             }
         }
     }
@@ -54,7 +69,9 @@ proptest! {
         stop in proptest::option::of(-6isize..6),
         step in -3isize..3,
         new_shape in prop::collection::vec(-2isize..5, 0..4),
+        engine in 0usize..2,
     ) {
+        let _e = engine_scope(engine);
         let x = tensor(&shape, DType::Float32);
         let i = tensor(&shape, DType::Int32);
         no_panic("sum", || ops::sum(&x, Some(&[axis]), true));
