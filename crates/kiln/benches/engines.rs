@@ -1,0 +1,68 @@
+//! ndarray engine vs candle engine on the CPU, side by side in one run: 1024^3 matmul in
+//! float32 and float64, elementwise add on 10M float32, and a three-layer MLP forward pass.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use kiln::backend::BackendKind;
+use kiln::precision::Scope;
+use kiln::{ops, DType, Device, Tensor};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn t(engine: BackendKind, shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    let _g = Scope::new().backend(Some(engine)).x64(true).enter();
+    ops::random_uniform(shape, -1.0, 1.0, Some(dtype), seed, Some(Device::Cpu)).unwrap()
+}
+
+fn mlp(x: &Tensor, layers: &[(Tensor, Tensor)]) -> Tensor {
+    let mut h = x.clone();
+    for (i, (w, b)) in layers.iter().enumerate() {
+        h = ops::add(&ops::matmul(&h, w).unwrap(), b).unwrap();
+        if i + 1 < layers.len() {
+            h = ops::relu(&h).unwrap();
+        }
+    }
+    h
+}
+
+fn engines(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engines");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for engine in BackendKind::available() {
+        let e = engine.name();
+        for dtype in [DType::Float32, DType::Float64] {
+            let (a, b) = (
+                t(engine, &[1024, 1024], dtype, 1),
+                t(engine, &[1024, 1024], dtype, 2),
+            );
+            g.bench_function(format!("matmul_1024_{dtype}/{e}"), |bn| {
+                bn.iter(|| black_box(ops::matmul(&a, &b).unwrap()))
+            });
+        }
+        let (x, y) = (
+            t(engine, &[10_000_000], DType::Float32, 3),
+            t(engine, &[10_000_000], DType::Float32, 4),
+        );
+        g.bench_function(format!("add_10M_float32/{e}"), |bn| {
+            bn.iter(|| black_box(ops::add(&x, &y).unwrap()))
+        });
+        let input = t(engine, &[256, 784], DType::Float32, 5);
+        let dims = [(784, 512), (512, 512), (512, 10)];
+        let layers: Vec<(Tensor, Tensor)> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, (n, m))| {
+                (
+                    t(engine, &[*n, *m], DType::Float32, 10 + i as u64),
+                    t(engine, &[*m], DType::Float32, 20 + i as u64),
+                )
+            })
+            .collect();
+        g.bench_function(format!("mlp_forward_256x784_float32/{e}"), |bn| {
+            bn.iter(|| black_box(mlp(&input, &layers)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, engines);
+criterion_main!(benches);
