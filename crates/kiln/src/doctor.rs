@@ -69,10 +69,19 @@ pub struct Cell {
     pub detail: String,
 }
 
-/// The devices this build can run: the cpu and every simulated profile.
+/// The devices this build and machine can run: the cpu, every simulated profile, and
+/// `cuda:0` / `metal:0` when kiln was built with that feature and the device opens.
 pub fn devices_here() -> Vec<Device> {
     let mut v = vec![Device::Cpu];
     v.extend(SimProfile::ALL.iter().map(|p| Device::Sim(*p)));
+    for gpu in [Device::Cuda(0), Device::Metal(0)] {
+        if BackendKind::available()
+            .into_iter()
+            .any(|e| available(e, gpu).is_ok())
+        {
+            v.push(gpu);
+        }
+    }
     v
 }
 
@@ -89,7 +98,9 @@ fn input(d: DType, salt: u64, transpose: bool) -> ArrayData {
 fn documented(e: &KilnError) -> bool {
     matches!(
         e,
-        KilnError::UnsupportedDType { .. } | KilnError::DTypeNotAllowed { .. }
+        KilnError::UnsupportedDType { .. }
+            | KilnError::DTypeNotAllowed { .. }
+            | KilnError::UnsupportedOp { .. }
     )
 }
 

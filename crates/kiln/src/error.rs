@@ -117,6 +117,21 @@ pub enum KilnError {
         /// What is wrong.
         message: String,
     },
+    /// An engine has no kernel for this op and dtype on this device, and the policy does not
+    /// allow computing it on the cpu.
+    #[error("{op}: the {backend} engine has no {dtype} kernel on {device}. Fix: {fix}")]
+    UnsupportedOp {
+        /// The engine.
+        backend: String,
+        /// The primitive.
+        op: String,
+        /// The dtype.
+        dtype: DType,
+        /// The device.
+        device: Device,
+        /// The ways out.
+        fix: String,
+    },
     /// A backend cannot run this primitive for this dtype.
     #[error("{backend} backend: {op} is not implemented for {dtype}: {message}")]
     Backend {
@@ -179,6 +194,7 @@ impl KilnError {
             KilnError::Io { .. } => "io",
             KilnError::Config { .. } => "config",
             KilnError::Backend { .. } => "backend",
+            KilnError::UnsupportedOp { .. } => "unsupported-op",
         }
     }
 }

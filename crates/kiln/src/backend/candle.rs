@@ -172,15 +172,13 @@ impl CandleBackend {
         if !self.host {
             let cfg = crate::precision::config::current()?;
             if cfg.policy != crate::precision::Policy::CpuFallback || cfg.strict_fallback {
-                return Err(backend_err(
-                    NAME,
-                    op,
+                return Err(KilnError::UnsupportedOp {
+                    backend: NAME.into(),
+                    op: op.into(),
                     dtype,
-                    format!(
-                        "candle has no kernel for it on {}; set the policy to cpu-fallback (KILN_PRECISION=cpu-fallback, strict mode off) to compute it on the cpu",
-                        self.label
-                    ),
-                ));
+                    device: self.label,
+                    fix: "set the policy to cpu-fallback (KILN_PRECISION=cpu-fallback) with strict mode off to compute it on the cpu, or move the tensor to the cpu".into(),
+                });
             }
             let key = format!("cpu-fallback:{cause}@{}", self.label);
             crate::precision::warnings::count_fallback(&key);
