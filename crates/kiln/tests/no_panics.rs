@@ -117,3 +117,43 @@ proptest! {
         no_panic("arange", || ops::arange(start.unwrap_or(0), stop.unwrap_or(3), step, None, None));
     }
 }
+
+/// The public `Backend` API called directly with arguments that break its contract: errors,
+/// not panics, on every engine.
+#[test]
+fn direct_backend_calls_with_bad_arguments() {
+    for e in 0..kiln::backend::BackendKind::available().len() {
+        let _e = engine_scope(e);
+        let x = tensor(&[2, 3], DType::Float32);
+        let be = kiln::tensor::engine_for(Device::Cpu).unwrap();
+        let s = be.upload(x.to_host().unwrap()).unwrap();
+        use kiln::backend::{ArgOp, ReduceOp, ScanOp, SliceSpec};
+        no_panic("permute", || assert!(be.permute(&s, &[0, 0, 5]).is_err()));
+        no_panic("reduce", || {
+            assert!(be.reduce(ReduceOp::Sum, &s, &[7], false).is_err())
+        });
+        no_panic("arg_reduce", || {
+            assert!(be.arg_reduce(ArgOp::ArgMax, &s, 9).is_err())
+        });
+        no_panic("scan", || assert!(be.scan(ScanOp::CumSum, &s, 4).is_err()));
+        no_panic("slice", || {
+            assert!(be
+                .slice(
+                    &s,
+                    &[SliceSpec {
+                        start: 5,
+                        end: 9,
+                        step: 1
+                    }]
+                )
+                .is_err())
+        });
+        no_panic("index_select", || {
+            assert!(be.index_select(&s, &[0, 99], 1).is_err())
+        });
+        no_panic("pad", || assert!(be.pad(&s, &[], Scalar::Int(0)).is_err()));
+        no_panic("sort", || assert!(be.sort(&s, 3).is_err()));
+        no_panic("matmul", || assert!(be.matmul(&s, &s).is_err()));
+        no_panic("reshape", || assert!(be.reshape(&s, &[7]).is_err()));
+    }
+}

@@ -16,6 +16,7 @@
 //! candle panics on some inputs (`exp` on u8, integer division by zero); every call into
 //! candle is wrapped so that a panic becomes an error, and kiln never sends those inputs.
 
+use super::guarded;
 use super::ndarray::NdarrayBackend;
 use super::{
     backend_err, ArgOp, Backend, BackendKind, BinaryOp, CmpOp, ReduceOp, ScanOp, SliceSpec,
@@ -323,386 +324,429 @@ impl Backend for CandleBackend {
     }
 
     fn cast(&self, s: &Storage, to: DType) -> Result<Storage> {
-        let st = store(s)?;
-        if st.dtype == to {
-            return Ok(wrap(st.t.clone(), to));
-        }
-        let Some(p) = physical(to) else {
-            return Err(backend_err(
-                NAME,
-                "cast",
-                to,
-                "candle has no such dtype; the resolver keeps it off this engine",
-            ));
-        };
-        let t = if to == DType::Bool {
-            call("cast", to, || st.t.ne(0f64))?
-        } else {
-            call("cast", to, || st.t.to_dtype(p))?
-        };
-        Ok(wrap(t, to))
+        guarded("cast", || {
+            let st = store(s)?;
+            if st.dtype == to {
+                return Ok(wrap(st.t.clone(), to));
+            }
+            let Some(p) = physical(to) else {
+                return Err(backend_err(
+                    NAME,
+                    "cast",
+                    to,
+                    "candle has no such dtype; the resolver keeps it off this engine",
+                ));
+            };
+            let t = if to == DType::Bool {
+                call("cast", to, || st.t.ne(0f64))?
+            } else {
+                call("cast", to, || st.t.to_dtype(p))?
+            };
+            Ok(wrap(t, to))
+        })
     }
 
     fn unary(&self, op: UnaryOp, s: &Storage) -> Result<Storage> {
-        let st = store(s)?;
-        let (t, d) = (&st.t, st.dtype);
-        let name = format!("{op:?}");
-        let c = |f: &dyn Fn() -> cc::Result<cc::Tensor>| call(&name, d, f);
-        use UnaryOp::*;
-        let out = match op {
-            IsNan | IsInf | IsFinite | LogicalNot if d == DType::Bool || d.is_integer() => match op
+        guarded("unary", || {
+            let st = store(s)?;
+            let (t, d) = (&st.t, st.dtype);
+            let name = format!("{op:?}");
+            let c = |f: &dyn Fn() -> cc::Result<cc::Tensor>| call(&name, d, f);
+            use UnaryOp::*;
+            let out = match op {
+                IsNan | IsInf | IsFinite | LogicalNot if d == DType::Bool || d.is_integer() => {
+                    match op {
+                        IsNan | IsInf => c(&|| t.zeros_like()?.to_dtype(cc::DType::U8))?,
+                        IsFinite => c(&|| t.ones_like()?.to_dtype(cc::DType::U8))?,
+                        _ => c(&|| t.eq(0f64))?,
+                    }
+                }
+                IsNan => c(&|| t.ne(t))?,
+                IsInf => c(&|| t.abs()?.eq(f64::INFINITY))?,
+                IsFinite => c(&|| t.abs()?.lt(f64::INFINITY))?,
+                LogicalNot => c(&|| t.eq(0f64))?,
+                Real | Conj => t.clone(),
+                Imag => c(&|| t.zeros_like())?,
+                Floor | Ceil | Round | Abs if d == DType::Bool || (d.is_integer() && op != Abs) => {
+                    t.clone()
+                }
+                Abs if d.is_integer() || is_float(d) => c(&|| t.abs())?,
+                Neg if d.is_integer() => c(&|| t.zeros_like()?.sub(t))?,
+                Neg if is_float(d) => c(&|| t.neg())?,
+                Sqrt if is_float(d) => c(&|| t.sqrt())?,
+                Exp if is_float(d) => c(&|| t.exp())?,
+                Log if is_float(d) => c(&|| t.log())?,
+                Log2 if is_float(d) => c(&|| t.log()?.affine(std::f64::consts::LOG2_E, 0.0))?,
+                Log10 if is_float(d) => c(&|| t.log()?.affine(std::f64::consts::LOG10_E, 0.0))?,
+                Sin if is_float(d) => c(&|| t.sin())?,
+                Cos if is_float(d) => c(&|| t.cos())?,
+                Tan if is_float(d) => c(&|| t.sin()?.div(&t.cos()?))?,
+                Tanh if is_float(d) => c(&|| t.tanh())?,
+                Erf if is_float(d) => c(&|| t.erf())?,
+                Floor if is_float(d) => c(&|| t.floor())?,
+                Ceil if is_float(d) => c(&|| t.ceil())?,
+                // Round (candle rounds half away from zero; NumPy to even), Sign (NaN), the
+                // inverse trigonometric and hyperbolic functions, expm1/log1p (cancellation):
+                // the reference kernels.
+                _ => return self.host(&name, d, &[s], |nd, v| nd.unary(op, &v[0])),
+            };
+            let dtype = if out.dtype() == cc::DType::U8
+                && matches!(op, IsNan | IsInf | IsFinite | LogicalNot)
             {
-                IsNan | IsInf => c(&|| t.zeros_like()?.to_dtype(cc::DType::U8))?,
-                IsFinite => c(&|| t.ones_like()?.to_dtype(cc::DType::U8))?,
-                _ => c(&|| t.eq(0f64))?,
-            },
-            IsNan => c(&|| t.ne(t))?,
-            IsInf => c(&|| t.abs()?.eq(f64::INFINITY))?,
-            IsFinite => c(&|| t.abs()?.lt(f64::INFINITY))?,
-            LogicalNot => c(&|| t.eq(0f64))?,
-            Real | Conj => t.clone(),
-            Imag => c(&|| t.zeros_like())?,
-            Floor | Ceil | Round | Abs if d == DType::Bool || (d.is_integer() && op != Abs) => {
-                t.clone()
-            }
-            Abs if d.is_integer() || is_float(d) => c(&|| t.abs())?,
-            Neg if d.is_integer() => c(&|| t.zeros_like()?.sub(t))?,
-            Neg if is_float(d) => c(&|| t.neg())?,
-            Sqrt if is_float(d) => c(&|| t.sqrt())?,
-            Exp if is_float(d) => c(&|| t.exp())?,
-            Log if is_float(d) => c(&|| t.log())?,
-            Log2 if is_float(d) => c(&|| t.log()?.affine(std::f64::consts::LOG2_E, 0.0))?,
-            Log10 if is_float(d) => c(&|| t.log()?.affine(std::f64::consts::LOG10_E, 0.0))?,
-            Sin if is_float(d) => c(&|| t.sin())?,
-            Cos if is_float(d) => c(&|| t.cos())?,
-            Tan if is_float(d) => c(&|| t.sin()?.div(&t.cos()?))?,
-            Tanh if is_float(d) => c(&|| t.tanh())?,
-            Erf if is_float(d) => c(&|| t.erf())?,
-            Floor if is_float(d) => c(&|| t.floor())?,
-            Ceil if is_float(d) => c(&|| t.ceil())?,
-            // Round (candle rounds half away from zero; NumPy to even), Sign (NaN), the
-            // inverse trigonometric and hyperbolic functions, expm1/log1p (cancellation):
-            // the reference kernels.
-            _ => return self.host(&name, d, &[s], |nd, v| nd.unary(op, &v[0])),
-        };
-        let dtype = if out.dtype() == cc::DType::U8
-            && matches!(op, IsNan | IsInf | IsFinite | LogicalNot)
-        {
-            DType::Bool
-        } else {
-            d
-        };
-        Ok(wrap(out, dtype))
+                DType::Bool
+            } else {
+                d
+            };
+            Ok(wrap(out, dtype))
+        })
     }
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
-        let (sa, sb) = (store(a)?, store(b)?);
-        let d = sa.dtype;
-        let name = format!("{op:?}");
-        let (x, y) = (
-            self.bcast(&sa.t, shape, &name, d)?,
-            self.bcast(&sb.t, shape, &name, d)?,
-        );
-        let c = |f: &dyn Fn() -> cc::Result<cc::Tensor>| call(&name, d, f);
-        use BinaryOp::*;
-        let out = match op {
-            Add | Or | Max if d == DType::Bool => c(&|| x.maximum(&y))?,
-            Mul | And | Min if d == DType::Bool => c(&|| x.minimum(&y))?,
-            Xor if d == DType::Bool => c(&|| x.ne(&y))?,
-            Add if d != DType::Bool => c(&|| x.add(&y))?,
-            Sub if d != DType::Bool => c(&|| x.sub(&y))?,
-            Mul if d != DType::Bool => c(&|| x.mul(&y))?,
-            Div if is_float(d) => c(&|| x.div(&y))?,
-            Max | Min if d.is_integer() => c(&|| {
-                if op == Max {
-                    x.maximum(&y)
-                } else {
-                    x.minimum(&y)
+        guarded("binary", || {
+            let (sa, sb) = (store(a)?, store(b)?);
+            let d = sa.dtype;
+            let name = format!("{op:?}");
+            let (x, y) = (
+                self.bcast(&sa.t, shape, &name, d)?,
+                self.bcast(&sb.t, shape, &name, d)?,
+            );
+            let c = |f: &dyn Fn() -> cc::Result<cc::Tensor>| call(&name, d, f);
+            use BinaryOp::*;
+            let out = match op {
+                Add | Or | Max if d == DType::Bool => c(&|| x.maximum(&y))?,
+                Mul | And | Min if d == DType::Bool => c(&|| x.minimum(&y))?,
+                Xor if d == DType::Bool => c(&|| x.ne(&y))?,
+                Add if d != DType::Bool => c(&|| x.add(&y))?,
+                Sub if d != DType::Bool => c(&|| x.sub(&y))?,
+                Mul if d != DType::Bool => c(&|| x.mul(&y))?,
+                Div if is_float(d) => c(&|| x.div(&y))?,
+                Max | Min if d.is_integer() => c(&|| {
+                    if op == Max {
+                        x.maximum(&y)
+                    } else {
+                        x.minimum(&y)
+                    }
+                })?,
+                // NumPy's maximum/minimum propagate NaN from either side.
+                Max | Min if is_float(d) => c(&|| {
+                    let m = if op == Max {
+                        x.maximum(&y)?
+                    } else {
+                        x.minimum(&y)?
+                    };
+                    let m = y.ne(&y)?.where_cond(&y, &m)?;
+                    x.ne(&x)?.where_cond(&x, &m)
+                })?,
+                _ => {
+                    return self.host(&name, d, &[a, b], |nd, v| {
+                        nd.binary(op, &v[0], &v[1], shape)
+                    })
                 }
-            })?,
-            // NumPy's maximum/minimum propagate NaN from either side.
-            Max | Min if is_float(d) => c(&|| {
-                let m = if op == Max {
-                    x.maximum(&y)?
-                } else {
-                    x.minimum(&y)?
-                };
-                let m = y.ne(&y)?.where_cond(&y, &m)?;
-                x.ne(&x)?.where_cond(&x, &m)
-            })?,
-            _ => {
-                return self.host(&name, d, &[a, b], |nd, v| {
-                    nd.binary(op, &v[0], &v[1], shape)
-                })
-            }
-        };
-        Ok(wrap(out, d))
+            };
+            Ok(wrap(out, d))
+        })
     }
 
     fn compare(&self, op: CmpOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
-        let (sa, sb) = (store(a)?, store(b)?);
-        let name = format!("{op:?}");
-        let (x, y) = (
-            self.bcast(&sa.t, shape, &name, sa.dtype)?,
-            self.bcast(&sb.t, shape, &name, sa.dtype)?,
-        );
-        let cop = match op {
-            CmpOp::Eq => cc::op::CmpOp::Eq,
-            CmpOp::Ne => cc::op::CmpOp::Ne,
-            CmpOp::Lt => cc::op::CmpOp::Lt,
-            CmpOp::Le => cc::op::CmpOp::Le,
-            CmpOp::Gt => cc::op::CmpOp::Gt,
-            CmpOp::Ge => cc::op::CmpOp::Ge,
-        };
-        Ok(wrap(call(&name, sa.dtype, || x.cmp(&y, cop))?, DType::Bool))
+        guarded("compare", || {
+            let (sa, sb) = (store(a)?, store(b)?);
+            let name = format!("{op:?}");
+            let (x, y) = (
+                self.bcast(&sa.t, shape, &name, sa.dtype)?,
+                self.bcast(&sb.t, shape, &name, sa.dtype)?,
+            );
+            let cop = match op {
+                CmpOp::Eq => cc::op::CmpOp::Eq,
+                CmpOp::Ne => cc::op::CmpOp::Ne,
+                CmpOp::Lt => cc::op::CmpOp::Lt,
+                CmpOp::Le => cc::op::CmpOp::Le,
+                CmpOp::Gt => cc::op::CmpOp::Gt,
+                CmpOp::Ge => cc::op::CmpOp::Ge,
+            };
+            Ok(wrap(call(&name, sa.dtype, || x.cmp(&y, cop))?, DType::Bool))
+        })
     }
 
     fn select(&self, cond: &Storage, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
-        let (sc, sa, sb) = (store(cond)?, store(a)?, store(b)?);
-        let d = sa.dtype;
-        let (c, x, y) = (
-            self.bcast(&sc.t, shape, "where", d)?,
-            self.bcast(&sa.t, shape, "where", d)?,
-            self.bcast(&sb.t, shape, "where", d)?,
-        );
-        Ok(wrap(call("where", d, || c.where_cond(&x, &y))?, d))
+        guarded("select", || {
+            let (sc, sa, sb) = (store(cond)?, store(a)?, store(b)?);
+            let d = sa.dtype;
+            let (c, x, y) = (
+                self.bcast(&sc.t, shape, "where", d)?,
+                self.bcast(&sa.t, shape, "where", d)?,
+                self.bcast(&sb.t, shape, "where", d)?,
+            );
+            Ok(wrap(call("where", d, || c.where_cond(&x, &y))?, d))
+        })
     }
 
     fn reduce(&self, op: ReduceOp, s: &Storage, axes: &[usize], keepdims: bool) -> Result<Storage> {
-        let st = store(s)?;
-        let (t, d) = (&st.t, st.dtype);
-        let dims = shape_of(t);
-        let name = format!("{op:?}");
-        let empty = axes.iter().any(|a| dims[*a] == 0);
-        // candle has no product, and its float64 sum is sequential: NumPy's (and the
-        // reference engine's) pairwise sum keeps ill-conditioned sums accurate.
-        if axes.is_empty()
-            || empty
-            || op == ReduceOp::Prod
-            || (op == ReduceOp::Sum && d == DType::Float64)
-        {
-            return self.host(&name, d, &[s], |nd, v| nd.reduce(op, &v[0], axes, keepdims));
-        }
-        let (r, dtype) = match op {
-            // Half and single floats accumulate in f64, as the reference engine does.
-            ReduceOp::Sum if matches!(d, DType::Float16 | DType::BFloat16 | DType::Float32) => (
-                call(&name, d, || {
-                    t.to_dtype(cc::DType::F64)?
-                        .sum_keepdim(axes.to_vec())?
-                        .to_dtype(t.dtype())
-                })?,
-                d,
-            ),
-            ReduceOp::Sum => (call(&name, d, || t.sum_keepdim(axes.to_vec()))?, d),
-            ReduceOp::Max | ReduceOp::Min => {
-                let f = |x: &cc::Tensor, a: usize| {
-                    if op == ReduceOp::Max {
-                        x.max_keepdim(a)
-                    } else {
-                        x.min_keepdim(a)
-                    }
-                };
-                let m = self.fold_axes(t, axes, &name, d, f)?;
-                if is_float(d) {
-                    // NumPy propagates NaN through max/min.
-                    let nan =
-                        self.fold_axes(&call(&name, d, || t.ne(t))?, axes, &name, d, |x, a| {
-                            x.max_keepdim(a)
-                        })?;
-                    let fill = self.scalar_like(f64::NAN, &m, &name, d)?;
-                    (call(&name, d, || nan.where_cond(&fill, &m))?, d)
-                } else {
-                    (m, d)
+        guarded("reduce", || {
+            let st = store(s)?;
+            let (t, d) = (&st.t, st.dtype);
+            let dims = shape_of(t);
+            let name = format!("{op:?}");
+            let empty = axes.iter().any(|a| dims[*a] == 0);
+            // candle has no product, and its float64 sum is sequential: NumPy's (and the
+            // reference engine's) pairwise sum keeps ill-conditioned sums accurate.
+            if axes.is_empty()
+                || empty
+                || op == ReduceOp::Prod
+                || (op == ReduceOp::Sum && d == DType::Float64)
+            {
+                return self.host(&name, d, &[s], |nd, v| nd.reduce(op, &v[0], axes, keepdims));
+            }
+            let (r, dtype) = match op {
+                // Half and single floats accumulate in f64, as the reference engine does.
+                ReduceOp::Sum if matches!(d, DType::Float16 | DType::BFloat16 | DType::Float32) => {
+                    (
+                        call(&name, d, || {
+                            t.to_dtype(cc::DType::F64)?
+                                .sum_keepdim(axes.to_vec())?
+                                .to_dtype(t.dtype())
+                        })?,
+                        d,
+                    )
                 }
-            }
-            ReduceOp::All | ReduceOp::Any => {
-                let b = if d == DType::Bool {
-                    t.clone()
-                } else {
-                    call(&name, d, || t.ne(0f64))?
-                };
-                let f = |x: &cc::Tensor, a: usize| {
-                    if op == ReduceOp::All {
-                        x.min_keepdim(a)
+                ReduceOp::Sum => (call(&name, d, || t.sum_keepdim(axes.to_vec()))?, d),
+                ReduceOp::Max | ReduceOp::Min => {
+                    let f = |x: &cc::Tensor, a: usize| {
+                        if op == ReduceOp::Max {
+                            x.max_keepdim(a)
+                        } else {
+                            x.min_keepdim(a)
+                        }
+                    };
+                    let m = self.fold_axes(t, axes, &name, d, f)?;
+                    if is_float(d) {
+                        // NumPy propagates NaN through max/min.
+                        let nan = self.fold_axes(
+                            &call(&name, d, || t.ne(t))?,
+                            axes,
+                            &name,
+                            d,
+                            |x, a| x.max_keepdim(a),
+                        )?;
+                        let fill = self.scalar_like(f64::NAN, &m, &name, d)?;
+                        (call(&name, d, || nan.where_cond(&fill, &m))?, d)
                     } else {
-                        x.max_keepdim(a)
+                        (m, d)
                     }
-                };
-                (self.fold_axes(&b, axes, &name, d, f)?, DType::Bool)
-            }
-            ReduceOp::Prod => unreachable!("handled by the host path above"),
-        };
-        let r = if keepdims {
-            r
-        } else {
-            let kept: Vec<usize> = (0..dims.len())
-                .filter(|i| !axes.contains(i))
-                .map(|i| dims[i])
-                .collect();
-            call(&name, d, || r.reshape(kept.clone()))?
-        };
-        Ok(wrap(r, dtype))
+                }
+                ReduceOp::All | ReduceOp::Any => {
+                    let b = if d == DType::Bool {
+                        t.clone()
+                    } else {
+                        call(&name, d, || t.ne(0f64))?
+                    };
+                    let f = |x: &cc::Tensor, a: usize| {
+                        if op == ReduceOp::All {
+                            x.min_keepdim(a)
+                        } else {
+                            x.max_keepdim(a)
+                        }
+                    };
+                    (self.fold_axes(&b, axes, &name, d, f)?, DType::Bool)
+                }
+                ReduceOp::Prod => unreachable!("handled by the host path above"),
+            };
+            let r = if keepdims {
+                r
+            } else {
+                let kept: Vec<usize> = (0..dims.len())
+                    .filter(|i| !axes.contains(i))
+                    .map(|i| dims[i])
+                    .collect();
+                call(&name, d, || r.reshape(kept.clone()))?
+            };
+            Ok(wrap(r, dtype))
+        })
     }
 
     fn arg_reduce(&self, op: ArgOp, s: &Storage, axis: usize) -> Result<Storage> {
-        let st = store(s)?;
-        let name = format!("{op:?}");
-        if is_float(st.dtype) || st.t.dims()[axis] == 0 {
-            // NumPy's argmax returns the first NaN; candle's comparisons skip it.
-            return self.host(&name, st.dtype, &[s], |nd, v| {
-                nd.arg_reduce(op, &v[0], axis)
-            });
-        }
-        let r = call(&name, st.dtype, || {
-            let i = if op == ArgOp::ArgMax {
-                st.t.argmax(axis)?
-            } else {
-                st.t.argmin(axis)?
-            };
-            i.to_dtype(cc::DType::I64)
-        })?;
-        Ok(wrap(r, DType::Int64))
+        guarded("arg_reduce", || {
+            let st = store(s)?;
+            let name = format!("{op:?}");
+            if is_float(st.dtype) || st.t.dims()[axis] == 0 {
+                // NumPy's argmax returns the first NaN; candle's comparisons skip it.
+                return self.host(&name, st.dtype, &[s], |nd, v| {
+                    nd.arg_reduce(op, &v[0], axis)
+                });
+            }
+            let r = call(&name, st.dtype, || {
+                let i = if op == ArgOp::ArgMax {
+                    st.t.argmax(axis)?
+                } else {
+                    st.t.argmin(axis)?
+                };
+                i.to_dtype(cc::DType::I64)
+            })?;
+            Ok(wrap(r, DType::Int64))
+        })
     }
 
     fn scan(&self, op: ScanOp, s: &Storage, axis: usize) -> Result<Storage> {
-        // candle's cumsum is a triangular matmul (float only, O(n^2)): the reference scan.
-        let d = store(s)?.dtype;
-        self.host(&format!("{op:?}"), d, &[s], |nd, v| {
-            nd.scan(op, &v[0], axis)
+        guarded("scan", || {
+            // candle's cumsum is a triangular matmul (float only, O(n^2)): the reference scan.
+            let d = store(s)?.dtype;
+            self.host(&format!("{op:?}"), d, &[s], |nd, v| {
+                nd.scan(op, &v[0], axis)
+            })
         })
     }
 
     fn matmul(&self, a: &Storage, b: &Storage) -> Result<Storage> {
-        let (sa, sb) = (store(a)?, store(b)?);
-        let d = sa.dtype;
-        if !is_float(d) {
-            return self.host("matmul", d, &[a, b], |nd, v| nd.matmul(&v[0], &v[1]));
-        }
-        let (da, db) = (shape_of(&sa.t), shape_of(&sb.t));
-        let batch =
-            crate::ops::broadcast_shapes(&da[..da.len() - 2], &db[..db.len() - 2], "matmul")?;
-        let mut sha = batch.clone();
-        sha.extend_from_slice(&da[da.len() - 2..]);
-        let mut shb = batch.clone();
-        shb.extend_from_slice(&db[db.len() - 2..]);
-        let r = call("matmul", d, || {
-            sa.t.broadcast_as(sha.clone())?
-                .contiguous()?
-                .matmul(&sb.t.broadcast_as(shb.clone())?.contiguous()?)
-        })?;
-        Ok(wrap(r, d))
+        guarded("matmul", || {
+            let (sa, sb) = (store(a)?, store(b)?);
+            let d = sa.dtype;
+            if !is_float(d) {
+                return self.host("matmul", d, &[a, b], |nd, v| nd.matmul(&v[0], &v[1]));
+            }
+            let (da, db) = (shape_of(&sa.t), shape_of(&sb.t));
+            let batch =
+                crate::ops::broadcast_shapes(&da[..da.len() - 2], &db[..db.len() - 2], "matmul")?;
+            let mut sha = batch.clone();
+            sha.extend_from_slice(&da[da.len() - 2..]);
+            let mut shb = batch.clone();
+            shb.extend_from_slice(&db[db.len() - 2..]);
+            let r = call("matmul", d, || {
+                sa.t.broadcast_as(sha.clone())?
+                    .contiguous()?
+                    .matmul(&sb.t.broadcast_as(shb.clone())?.contiguous()?)
+            })?;
+            Ok(wrap(r, d))
+        })
     }
 
     fn reshape(&self, s: &Storage, shape: &[usize]) -> Result<Storage> {
-        let st = store(s)?;
-        Ok(wrap(
-            call("reshape", st.dtype, || st.t.reshape(shape.to_vec()))?,
-            st.dtype,
-        ))
+        guarded("reshape", || {
+            let st = store(s)?;
+            Ok(wrap(
+                call("reshape", st.dtype, || st.t.reshape(shape.to_vec()))?,
+                st.dtype,
+            ))
+        })
     }
 
     fn permute(&self, s: &Storage, axes: &[usize]) -> Result<Storage> {
-        let st = store(s)?;
-        Ok(wrap(
-            call("transpose", st.dtype, || {
-                st.t.permute(axes.to_vec())?.contiguous()
-            })?,
-            st.dtype,
-        ))
+        guarded("permute", || {
+            let st = store(s)?;
+            Ok(wrap(
+                call("transpose", st.dtype, || {
+                    st.t.permute(axes.to_vec())?.contiguous()
+                })?,
+                st.dtype,
+            ))
+        })
     }
 
     fn broadcast_to(&self, s: &Storage, shape: &[usize]) -> Result<Storage> {
-        let st = store(s)?;
-        Ok(wrap(
-            call("broadcast_to", st.dtype, || {
-                st.t.broadcast_as(shape.to_vec())?.contiguous()
-            })?,
-            st.dtype,
-        ))
+        guarded("broadcast_to", || {
+            let st = store(s)?;
+            Ok(wrap(
+                call("broadcast_to", st.dtype, || {
+                    st.t.broadcast_as(shape.to_vec())?.contiguous()
+                })?,
+                st.dtype,
+            ))
+        })
     }
 
     fn slice(&self, s: &Storage, specs: &[SliceSpec]) -> Result<Storage> {
-        let st = store(s)?;
-        let mut t = st.t.clone();
-        for (axis, sp) in specs.iter().enumerate() {
-            let len = sp.end.saturating_sub(sp.start);
-            if sp.step == 1 {
-                if len != t.dims()[axis] {
-                    t = call("slice", st.dtype, || t.narrow(axis, sp.start, len))?;
-                }
-            } else {
-                let step = sp.step.unsigned_abs();
-                let idx: Vec<u32> = if sp.step > 0 {
-                    (sp.start..sp.end).step_by(step).map(|i| i as u32).collect()
+        guarded("slice", || {
+            let st = store(s)?;
+            let mut t = st.t.clone();
+            for (axis, sp) in specs.iter().enumerate() {
+                let len = sp.end.saturating_sub(sp.start);
+                if sp.step == 1 {
+                    if len != t.dims()[axis] {
+                        t = call("slice", st.dtype, || t.narrow(axis, sp.start, len))?;
+                    }
                 } else {
-                    (sp.start..sp.end)
-                        .rev()
-                        .step_by(step)
-                        .map(|i| i as u32)
-                        .collect()
-                };
-                let n = idx.len();
-                let ids = call("slice", st.dtype, || {
-                    cc::Tensor::from_vec(idx.clone(), n, &self.device)
-                })?;
-                t = call("slice", st.dtype, || t.index_select(&ids, axis))?;
+                    let step = sp.step.unsigned_abs();
+                    let idx: Vec<u32> = if sp.step > 0 {
+                        (sp.start..sp.end).step_by(step).map(|i| i as u32).collect()
+                    } else {
+                        (sp.start..sp.end)
+                            .rev()
+                            .step_by(step)
+                            .map(|i| i as u32)
+                            .collect()
+                    };
+                    let n = idx.len();
+                    let ids = call("slice", st.dtype, || {
+                        cc::Tensor::from_vec(idx.clone(), n, &self.device)
+                    })?;
+                    t = call("slice", st.dtype, || t.index_select(&ids, axis))?;
+                }
             }
-        }
-        Ok(wrap(call("slice", st.dtype, || t.contiguous())?, st.dtype))
+            Ok(wrap(call("slice", st.dtype, || t.contiguous())?, st.dtype))
+        })
     }
 
     fn concat(&self, parts: &[&Storage], axis: usize) -> Result<Storage> {
-        let ts = parts
-            .iter()
-            .map(|p| store(p).map(|s| s.t.clone()))
-            .collect::<Result<Vec<_>>>()?;
-        let d = store(
-            parts
-                .first()
-                .ok_or_else(|| KilnError::invalid("concatenate", "needs at least one tensor"))?,
-        )?
-        .dtype;
-        Ok(wrap(
-            call("concatenate", d, || cc::Tensor::cat(&ts, axis))?,
-            d,
-        ))
+        guarded("concat", || {
+            let ts = parts
+                .iter()
+                .map(|p| store(p).map(|s| s.t.clone()))
+                .collect::<Result<Vec<_>>>()?;
+            let d =
+                store(parts.first().ok_or_else(|| {
+                    KilnError::invalid("concatenate", "needs at least one tensor")
+                })?)?
+                .dtype;
+            Ok(wrap(
+                call("concatenate", d, || cc::Tensor::cat(&ts, axis))?,
+                d,
+            ))
+        })
     }
 
     fn index_select(&self, s: &Storage, indices: &[usize], axis: usize) -> Result<Storage> {
-        let st = store(s)?;
-        if indices.is_empty() || indices.iter().any(|i| *i > u32::MAX as usize) {
-            return self.host("take", st.dtype, &[s], |nd, v| {
-                nd.index_select(&v[0], indices, axis)
-            });
-        }
-        let ids: Vec<u32> = indices.iter().map(|i| *i as u32).collect();
-        let n = ids.len();
-        let r = call("take", st.dtype, || {
-            st.t.index_select(&cc::Tensor::from_vec(ids.clone(), n, &self.device)?, axis)
-        })?;
-        Ok(wrap(r, st.dtype))
+        guarded("index_select", || {
+            let st = store(s)?;
+            if indices.is_empty() || indices.iter().any(|i| *i > u32::MAX as usize) {
+                return self.host("take", st.dtype, &[s], |nd, v| {
+                    nd.index_select(&v[0], indices, axis)
+                });
+            }
+            let ids: Vec<u32> = indices.iter().map(|i| *i as u32).collect();
+            let n = ids.len();
+            let r = call("take", st.dtype, || {
+                st.t.index_select(&cc::Tensor::from_vec(ids.clone(), n, &self.device)?, axis)
+            })?;
+            Ok(wrap(r, st.dtype))
+        })
     }
 
     fn gather(&self, s: &Storage, indices: &Storage, axis: usize) -> Result<Storage> {
-        let d = store(s)?.dtype;
-        self.host("take_along_axis", d, &[s, indices], |nd, v| {
-            nd.gather(&v[0], &v[1], axis)
+        guarded("gather", || {
+            let d = store(s)?.dtype;
+            self.host("take_along_axis", d, &[s, indices], |nd, v| {
+                nd.gather(&v[0], &v[1], axis)
+            })
         })
     }
 
     fn pad(&self, s: &Storage, widths: &[(usize, usize)], value: Scalar) -> Result<Storage> {
-        let d = store(s)?.dtype;
-        self.host("pad", d, &[s], |nd, v| nd.pad(&v[0], widths, value))
+        guarded("pad", || {
+            let d = store(s)?.dtype;
+            self.host("pad", d, &[s], |nd, v| nd.pad(&v[0], widths, value))
+        })
     }
 
     fn sort(&self, s: &Storage, axis: usize) -> Result<Storage> {
-        // NumPy's order puts NaN last and is stable; candle's sort is neither for floats.
-        let d = store(s)?.dtype;
-        self.host("sort", d, &[s], |nd, v| nd.sort(&v[0], axis))
+        guarded("sort", || {
+            // NumPy's order puts NaN last and is stable; candle's sort is neither for floats.
+            let d = store(s)?.dtype;
+            self.host("sort", d, &[s], |nd, v| nd.sort(&v[0], axis))
+        })
     }
 
     fn argsort(&self, s: &Storage, axis: usize) -> Result<Storage> {
-        let d = store(s)?.dtype;
-        self.host("argsort", d, &[s], |nd, v| nd.argsort(&v[0], axis))
+        guarded("argsort", || {
+            let d = store(s)?.dtype;
+            self.host("argsort", d, &[s], |nd, v| nd.argsort(&v[0], axis))
+        })
     }
 }

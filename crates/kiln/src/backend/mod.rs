@@ -239,6 +239,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn argsort(&self, s: &Storage, axis: usize) -> Result<Storage>;
 }
 
+/// Runs a primitive so that a contract violation by a direct caller of the public
+/// `Backend` API (bad axes, out-of-range indices) is an error rather than a panic. The
+/// frontend never violates the contract; this guards everyone else.
+pub(crate) fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(KilnError::invalid(
+            op,
+            format!(
+                "the engine rejected its arguments ({}); see the Backend contract in kiln::backend",
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            ),
+        ))
+    })
+}
+
 pub(crate) fn backend_err(
     backend: &str,
     op: &str,

@@ -3,6 +3,8 @@
 //! matmul (half types accumulate in float32 through it).
 
 mod arith;
+
+use super::guarded;
 mod fast;
 
 use self::arith::Arith;
@@ -605,187 +607,223 @@ impl Backend for NdarrayBackend {
     }
 
     fn cast(&self, s: &Storage, to: DType) -> Result<Storage> {
-        Ok(wrap(cast_data(data(s)?, to)))
+        guarded("cast", || Ok(wrap(cast_data(data(s)?, to))))
     }
 
     fn unary(&self, op: UnaryOp, s: &Storage) -> Result<Storage> {
-        let d = data(s)?;
-        if let Some(r) = with_array!(d, a, _T => predicate(op, a)) {
-            return Ok(wrap(r));
-        }
-        if let Some(r) = complex_to_real(op, d) {
-            return Ok(wrap(r));
-        }
-        if let (UnaryOp::Exp, ArrayData::F32(a)) = (op, d) {
-            if let Some(out) = fast::unary(a, fast::exp_f32) {
-                return Ok(wrap(ArrayData::F32(out)));
+        guarded("unary", || {
+            let d = data(s)?;
+            if let Some(r) = with_array!(d, a, _T => predicate(op, a)) {
+                return Ok(wrap(r));
             }
-        }
-        Ok(wrap(arith_dispatch!(d, a, T => unary_typed::<T>(op, a)?)))
+            if let Some(r) = complex_to_real(op, d) {
+                return Ok(wrap(r));
+            }
+            if let (UnaryOp::Exp, ArrayData::F32(a)) = (op, d) {
+                if let Some(out) = fast::unary(a, fast::exp_f32) {
+                    return Ok(wrap(ArrayData::F32(out)));
+                }
+            }
+            Ok(wrap(arith_dispatch!(d, a, T => unary_typed::<T>(op, a)?)))
+        })
     }
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
-        let da = data(a)?;
-        Ok(wrap(
-            arith_dispatch!(da, x, T => binary_typed::<T>(op, x, typed::<T>(b, "binary")?, shape)?),
-        ))
+        guarded("binary", || {
+            let da = data(a)?;
+            Ok(wrap(
+                arith_dispatch!(da, x, T => binary_typed::<T>(op, x, typed::<T>(b, "binary")?, shape)?),
+            ))
+        })
     }
 
     fn compare(&self, op: CmpOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
-        let da = data(a)?;
-        Ok(wrap(ArrayData::Bool(
-            with_array!(da, x, T => compare_typed::<T>(op, x, typed::<T>(b, "compare")?, shape)?),
-        )))
+        guarded("compare", || {
+            let da = data(a)?;
+            Ok(wrap(ArrayData::Bool(
+                with_array!(da, x, T => compare_typed::<T>(op, x, typed::<T>(b, "compare")?, shape)?),
+            )))
+        })
     }
 
     fn select(&self, cond: &Storage, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
-        let c = typed::<bool>(cond, "where")?;
-        let da = data(a)?;
-        let out = with_array!(da, x, T => {
-            let y = typed::<T>(b, "where")?;
-            let bad = || KilnError::shape("where", x.shape(), y.shape(), "condition and operands do not broadcast");
-            let (cv, xv, yv) = (c.broadcast(IxDyn(shape)).ok_or_else(bad)?, x.broadcast(IxDyn(shape)).ok_or_else(bad)?, y.broadcast(IxDyn(shape)).ok_or_else(bad)?);
-            T::wrap(Zip::from(&cv).and(&xv).and(&yv).map_collect(|c, x, y| if *c { *x } else { *y }))
-        });
-        Ok(wrap(out))
+        guarded("select", || {
+            let c = typed::<bool>(cond, "where")?;
+            let da = data(a)?;
+            let out = with_array!(da, x, T => {
+                let y = typed::<T>(b, "where")?;
+                let bad = || KilnError::shape("where", x.shape(), y.shape(), "condition and operands do not broadcast");
+                let (cv, xv, yv) = (c.broadcast(IxDyn(shape)).ok_or_else(bad)?, x.broadcast(IxDyn(shape)).ok_or_else(bad)?, y.broadcast(IxDyn(shape)).ok_or_else(bad)?);
+                T::wrap(Zip::from(&cv).and(&xv).and(&yv).map_collect(|c, x, y| if *c { *x } else { *y }))
+            });
+            Ok(wrap(out))
+        })
     }
 
     fn reduce(&self, op: ReduceOp, s: &Storage, axes: &[usize], keepdims: bool) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            arith_dispatch!(d, a, T => reduce_typed::<T>(op, a, axes, keepdims)?),
-        ))
+        guarded("reduce", || {
+            let d = data(s)?;
+            Ok(wrap(
+                arith_dispatch!(d, a, T => reduce_typed::<T>(op, a, axes, keepdims)?),
+            ))
+        })
     }
 
     fn arg_reduce(&self, op: ArgOp, s: &Storage, axis: usize) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            arith_dispatch!(d, a, T => arg_typed::<T>(op, a, axis)?),
-        ))
+        guarded("arg_reduce", || {
+            let d = data(s)?;
+            Ok(wrap(
+                arith_dispatch!(d, a, T => arg_typed::<T>(op, a, axis)?),
+            ))
+        })
     }
 
     fn scan(&self, op: ScanOp, s: &Storage, axis: usize) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            arith_dispatch!(d, a, T => scan_typed::<T>(op, a, axis)),
-        ))
+        guarded("scan", || {
+            let d = data(s)?;
+            Ok(wrap(
+                arith_dispatch!(d, a, T => scan_typed::<T>(op, a, axis)),
+            ))
+        })
     }
 
     fn matmul(&self, a: &Storage, b: &Storage) -> Result<Storage> {
-        let (da, db) = (data(a)?, data(b)?);
-        let out = match (da, db) {
-            (ArrayData::F32(x), ArrayData::F32(y)) => {
-                ArrayData::F32(gemm_batched(x, y, matrixmultiply::sgemm)?)
-            }
-            (ArrayData::F64(x), ArrayData::F64(y)) => {
-                ArrayData::F64(gemm_batched(x, y, matrixmultiply::dgemm)?)
-            }
-            (ArrayData::F16(_), ArrayData::F16(_)) | (ArrayData::BF16(_), ArrayData::BF16(_)) => {
-                // Accumulate in f32, round once at the end.
-                let (x, y) = (cast_data(da, DType::Float32), cast_data(db, DType::Float32));
-                let r = self.matmul(&wrap(x), &wrap(y))?;
-                cast_data(data(&r)?, da.dtype())
-            }
-            _ => {
-                with_array!(da, x, T => T::wrap(matmul_generic::<T>(x, typed::<T>(b, "matmul")?)?))
-            }
-        };
-        Ok(wrap(out))
+        guarded("matmul", || {
+            let (da, db) = (data(a)?, data(b)?);
+            let out = match (da, db) {
+                (ArrayData::F32(x), ArrayData::F32(y)) => {
+                    ArrayData::F32(gemm_batched(x, y, matrixmultiply::sgemm)?)
+                }
+                (ArrayData::F64(x), ArrayData::F64(y)) => {
+                    ArrayData::F64(gemm_batched(x, y, matrixmultiply::dgemm)?)
+                }
+                (ArrayData::F16(_), ArrayData::F16(_))
+                | (ArrayData::BF16(_), ArrayData::BF16(_)) => {
+                    // Accumulate in f32, round once at the end.
+                    let (x, y) = (cast_data(da, DType::Float32), cast_data(db, DType::Float32));
+                    let r = self.matmul(&wrap(x), &wrap(y))?;
+                    cast_data(data(&r)?, da.dtype())
+                }
+                _ => {
+                    with_array!(da, x, T => T::wrap(matmul_generic::<T>(x, typed::<T>(b, "matmul")?)?))
+                }
+            };
+            Ok(wrap(out))
+        })
     }
 
     fn reshape(&self, s: &Storage, shape: &[usize]) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(with_array!(d, a, T => {
-            let v: Vec<T> = a.iter().copied().collect();
-            T::wrap(ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| KilnError::shape("reshape", a.shape(), shape, e.to_string()))?)
-        })))
+        guarded("reshape", || {
+            let d = data(s)?;
+            Ok(wrap(with_array!(d, a, T => {
+                let v: Vec<T> = a.iter().copied().collect();
+                T::wrap(ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| KilnError::shape("reshape", a.shape(), shape, e.to_string()))?)
+            })))
+        })
     }
 
     fn permute(&self, s: &Storage, axes: &[usize]) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            with_array!(d, a, T => T::wrap(a.view().permuted_axes(IxDyn(axes)).as_standard_layout().into_owned())),
-        ))
+        guarded("permute", || {
+            let d = data(s)?;
+            Ok(wrap(
+                with_array!(d, a, T => T::wrap(a.view().permuted_axes(IxDyn(axes)).as_standard_layout().into_owned())),
+            ))
+        })
     }
 
     fn broadcast_to(&self, s: &Storage, shape: &[usize]) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            with_array!(d, a, T => T::wrap(a.broadcast(IxDyn(shape)).ok_or_else(|| KilnError::shape("broadcast_to", a.shape(), shape, "cannot broadcast"))?.to_owned())),
-        ))
+        guarded("broadcast_to", || {
+            let d = data(s)?;
+            Ok(wrap(
+                with_array!(d, a, T => T::wrap(a.broadcast(IxDyn(shape)).ok_or_else(|| KilnError::shape("broadcast_to", a.shape(), shape, "cannot broadcast"))?.to_owned())),
+            ))
+        })
     }
 
     fn slice(&self, s: &Storage, specs: &[SliceSpec]) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(with_array!(d, a, T => {
-            let v = a.slice_each_axis(|ax| {
-                let sp = specs[ax.axis.0];
-                Slice::new(sp.start as isize, Some(sp.end as isize), sp.step)
-            });
-            T::wrap(v.as_standard_layout().into_owned())
-        })))
+        guarded("slice", || {
+            let d = data(s)?;
+            Ok(wrap(with_array!(d, a, T => {
+                let v = a.slice_each_axis(|ax| {
+                    let sp = specs[ax.axis.0];
+                    Slice::new(sp.start as isize, Some(sp.end as isize), sp.step)
+                });
+                T::wrap(v.as_standard_layout().into_owned())
+            })))
+        })
     }
 
     fn concat(&self, parts: &[&Storage], axis: usize) -> Result<Storage> {
-        let first = data(
-            parts
-                .first()
-                .ok_or_else(|| KilnError::invalid("concatenate", "needs at least one tensor"))?,
-        )?;
-        Ok(wrap(with_array!(first, _a, T => {
-            let views: Vec<ArrayViewD<'_, T>> = parts.iter().map(|p| typed::<T>(p, "concatenate").map(|x| x.view())).collect::<Result<_>>()?;
-            T::wrap(ndarray::concatenate(Axis(axis), &views).map_err(|e| KilnError::invalid("concatenate", e.to_string()))?)
-        })))
+        guarded("concat", || {
+            let first =
+                data(parts.first().ok_or_else(|| {
+                    KilnError::invalid("concatenate", "needs at least one tensor")
+                })?)?;
+            Ok(wrap(with_array!(first, _a, T => {
+                let views: Vec<ArrayViewD<'_, T>> = parts.iter().map(|p| typed::<T>(p, "concatenate").map(|x| x.view())).collect::<Result<_>>()?;
+                T::wrap(ndarray::concatenate(Axis(axis), &views).map_err(|e| KilnError::invalid("concatenate", e.to_string()))?)
+            })))
+        })
     }
 
     fn index_select(&self, s: &Storage, indices: &[usize], axis: usize) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            with_array!(d, a, T => T::wrap(a.select(Axis(axis), indices))),
-        ))
+        guarded("index_select", || {
+            let d = data(s)?;
+            Ok(wrap(
+                with_array!(d, a, T => T::wrap(a.select(Axis(axis), indices))),
+            ))
+        })
     }
 
     fn gather(&self, s: &Storage, indices: &Storage, axis: usize) -> Result<Storage> {
-        let d = data(s)?;
-        let idx = typed::<i64>(indices, "take_along_axis")?;
-        Ok(wrap(with_array!(d, a, T => {
-            let mut out = ArrayD::<T>::from_elem(idx.raw_dim(), T::zero());
-            for (pos, o) in out.indexed_iter_mut() {
-                let mut p = pos.slice().to_vec();
-                p[axis] = idx[&pos] as usize;
-                for (k, v) in p.iter_mut().enumerate() {
-                    if a.shape()[k] == 1 { *v = 0; }
+        guarded("gather", || {
+            let d = data(s)?;
+            let idx = typed::<i64>(indices, "take_along_axis")?;
+            Ok(wrap(with_array!(d, a, T => {
+                let mut out = ArrayD::<T>::from_elem(idx.raw_dim(), T::zero());
+                for (pos, o) in out.indexed_iter_mut() {
+                    let mut p = pos.slice().to_vec();
+                    p[axis] = idx[&pos] as usize;
+                    for (k, v) in p.iter_mut().enumerate() {
+                        if a.shape()[k] == 1 { *v = 0; }
+                    }
+                    *o = a[IxDyn(&p)];
                 }
-                *o = a[IxDyn(&p)];
-            }
-            T::wrap(out)
-        })))
+                T::wrap(out)
+            })))
+        })
     }
 
     fn pad(&self, s: &Storage, widths: &[(usize, usize)], value: Scalar) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(with_array!(d, a, T => {
-            let shape: Vec<usize> = a.shape().iter().zip(widths).map(|(n, (l, r))| n + l + r).collect();
-            let mut out = ArrayD::<T>::from_elem(IxDyn(&shape), T::from_scalar(value));
-            out.slice_each_axis_mut(|ax| {
-                let (l, _) = widths[ax.axis.0];
-                Slice::new(l as isize, Some((l + a.shape()[ax.axis.0]) as isize), 1)
-            })
-            .assign(a);
-            T::wrap(out)
-        })))
+        guarded("pad", || {
+            let d = data(s)?;
+            Ok(wrap(with_array!(d, a, T => {
+                let shape: Vec<usize> = a.shape().iter().zip(widths).map(|(n, (l, r))| n + l + r).collect();
+                let mut out = ArrayD::<T>::from_elem(IxDyn(&shape), T::from_scalar(value));
+                out.slice_each_axis_mut(|ax| {
+                    let (l, _) = widths[ax.axis.0];
+                    Slice::new(l as isize, Some((l + a.shape()[ax.axis.0]) as isize), 1)
+                })
+                .assign(a);
+                T::wrap(out)
+            })))
+        })
     }
 
     fn sort(&self, s: &Storage, axis: usize) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(
-            with_array!(d, a, T => sort_typed::<T>(a, axis, false)),
-        ))
+        guarded("sort", || {
+            let d = data(s)?;
+            Ok(wrap(
+                with_array!(d, a, T => sort_typed::<T>(a, axis, false)),
+            ))
+        })
     }
 
     fn argsort(&self, s: &Storage, axis: usize) -> Result<Storage> {
-        let d = data(s)?;
-        Ok(wrap(with_array!(d, a, T => sort_typed::<T>(a, axis, true))))
+        guarded("argsort", || {
+            let d = data(s)?;
+            Ok(wrap(with_array!(d, a, T => sort_typed::<T>(a, axis, true))))
+        })
     }
 }
 
