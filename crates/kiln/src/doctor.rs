@@ -212,13 +212,7 @@ fn cell(
         Ok(Err(e)) => (CellKind::Failed, format!("harness error: {e}")),
         Err(p) => (
             CellKind::Failed,
-            format!(
-                "panic: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ),
+            format!("panic: {}", crate::backend::panic_message(&*p)),
         ),
     }
 }

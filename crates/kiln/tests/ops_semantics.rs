@@ -424,3 +424,27 @@ proptest! {
         prop_assert_eq!(result_type(&[DTypeLike::Strong(ab), a], DType::Float32, x64).unwrap(), ab);
     }
 }
+
+#[test]
+fn creation_and_one_hot_never_wrap_integers() {
+    // NumPy 2: np.full(3, 300, dtype=np.int8) raises OverflowError.
+    assert!(ops::full(&[3], 300, Some(DType::Int8), None).is_err());
+    assert!(ops::full(&[3], -1, Some(DType::UInt8), None).is_err());
+    assert_eq!(
+        i32s(&ops::full(&[2], 7, Some(DType::Int32), None).unwrap()),
+        vec![7, 7]
+    );
+    assert!(ops::full_like(&t(&[1], vec![1u8]), 256, None).is_err());
+    assert!(ops::arange(0, 300, 1, Some(DType::Int8), None).is_err());
+    assert!(ops::linspace(0.0, 1000.0, 3, true, Some(DType::Int8), None).is_err());
+    // Truncation toward zero, as NumPy's float-to-int rule, is not a wrap.
+    assert_eq!(
+        i32s(&ops::linspace(0.0, 1.0, 5, true, Some(DType::Int32), None).unwrap()),
+        vec![0, 0, 0, 0, 1]
+    );
+    // 300 classes for uint8 indices: class 256 must not alias class 0.
+    let oh = ops::one_hot(&t(&[2], vec![0u8, 255]), 300, None).unwrap();
+    let v = f32s(&oh);
+    assert_eq!((v[0], v[256], v[300 + 255], v[300]), (1.0, 0.0, 1.0, 0.0));
+    assert_eq!(v.iter().sum::<f32>(), 2.0);
+}

@@ -140,13 +140,7 @@ fn call<T>(op: &str, dtype: DType, f: impl FnOnce() -> cc::Result<T>) -> Result<
             NAME,
             op,
             dtype,
-            format!(
-                "candle panicked: {}",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
-            ),
+            format!("candle panicked: {}", crate::backend::panic_message(&*p)),
         )),
     }
 }

@@ -239,6 +239,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn argsort(&self, s: &Storage, axis: usize) -> Result<Storage>;
 }
 
+/// The text of a caught panic's payload.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// Runs a primitive so that a contract violation by a direct caller of the public
 /// `Backend` API (bad axes, out-of-range indices) is an error rather than a panic. The
 /// frontend never violates the contract; this guards everyone else.
@@ -248,10 +256,7 @@ pub(crate) fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
             op,
             format!(
                 "the engine rejected its arguments ({}); see the Backend contract in kiln::backend",
-                p.downcast_ref::<String>()
-                    .cloned()
-                    .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default()
+                panic_message(&*p)
             ),
         ))
     })

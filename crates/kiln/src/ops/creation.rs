@@ -24,6 +24,39 @@ fn upload(data: ArrayData, at: Place) -> Result<Tensor> {
     Tensor::upload_on(data, at.device, at.engine)
 }
 
+/// Whether an integer target changed a value by more than truncation toward zero (NumPy's
+/// float-to-int rule): a wrap or saturation, which kiln refuses rather than hides.
+fn wrapped(from: Scalar, to: Scalar) -> bool {
+    match (from, to) {
+        (Scalar::Int(a), Scalar::Int(b)) => a != b,
+        (Scalar::Int(a), Scalar::UInt(b)) => a < 0 || a as u64 != b,
+        (Scalar::UInt(a), Scalar::UInt(b)) => a != b,
+        (Scalar::UInt(a), Scalar::Int(b)) => b < 0 || a != b as u64,
+        (a, b) => a.as_f64().is_finite() && a.as_f64().trunc() != b.as_f64(),
+    }
+}
+
+/// Converts values computed on the host (in f64 or i64) to the resolved dtype `d` and
+/// uploads them: the one place creation ops change a dtype after the resolver decided it.
+/// An integer dtype must hold every value (NumPy 2 raises for `np.full(3, 300, np.int8)`).
+pub(crate) fn materialize(op: &str, host: &ArrayData, d: DType, at: Place) -> Result<Tensor> {
+    let (conv, _) = crate::precision::report::convert_with_report(host, d);
+    if d.is_integer() {
+        if let Some((a, _)) = host
+            .to_scalars()
+            .into_iter()
+            .zip(conv.to_scalars())
+            .find(|(a, b)| wrapped(*a, *b))
+        {
+            return Err(KilnError::invalid(
+                op,
+                format!("the value {a} does not fit {d}; pick a wider dtype"),
+            ));
+        }
+    }
+    upload(conv, at)
+}
+
 /// A tensor filled with `value` (`dtype` defaults to the value's Keras dtype: Python int
 /// -> int32, float -> floatx).
 #[track_caller]
@@ -38,6 +71,12 @@ pub fn full(
     let default = result_type(&[like(value)], cfg.floatx, cfg.x64)?;
     let (d, dev) = resolve_creation("full", dtype, default, device.unwrap_or(cfg.device), &cfg)?;
     crate::array::checked_numel(shape, "full")?;
+    if d.is_integer() && wrapped(value, ArrayData::scalar(value, d).to_scalars()[0]) {
+        return Err(KilnError::invalid(
+            "full",
+            format!("the value {value} does not fit {d}; pick a wider dtype"),
+        ));
+    }
     upload(ArrayData::full(shape, value, d), dev)
 }
 
@@ -100,14 +139,24 @@ pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> 
         engine: x.backend_kind(),
     };
     let (d, dev) = resolve_creation_at("full_like", dtype, x.dtype(), at, &cfg)?;
-    upload(ArrayData::full(x.shape(), value.into(), d), dev)
+    let value = value.into();
+    if d.is_integer() && wrapped(value, ArrayData::scalar(value, d).to_scalars()[0]) {
+        return Err(KilnError::invalid(
+            "full_like",
+            format!("the value {value} does not fit {d}; pick a wider dtype"),
+        ));
+    }
+    upload(ArrayData::full(x.shape(), value, d), dev)
 }
 
-/// `start, start + step, ...` below `stop`, as host data of dtype `d`.
-pub(crate) fn arange_host(start: f64, stop: f64, step: f64, d: DType) -> ArrayData {
+/// `start, start + step, ...` below `stop`, as float64 host data.
+pub(crate) fn arange_host(start: f64, stop: f64, step: f64) -> ArrayData {
     let n = ((stop - start) / step).ceil().max(0.0) as usize;
-    let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
-    crate::precision::report::convert_with_report(&ArrayData::from(v), d).0
+    ArrayData::from(
+        (0..n)
+            .map(|i| start + i as f64 * step)
+            .collect::<Vec<f64>>(),
+    )
 }
 
 /// Evenly spaced values in `[start, stop)`. Without a dtype, Python ints give int32 and
@@ -146,12 +195,12 @@ pub fn arange(
     if let (Scalar::Int(a), Scalar::Int(s)) = (start, step) {
         // Exact integer steps (no float accumulation).
         let v: Vec<i64> = (0..n.max(0.0) as i64).map(|i| a + i * s).collect();
-        let host = ArrayData::from(v);
-        let (conv, _) = crate::precision::report::convert_with_report(&host, d);
-        return upload(conv, dev);
+        return materialize("arange", &ArrayData::from(v), d, dev);
     }
-    upload(
-        arange_host(start.as_f64(), stop.as_f64(), step.as_f64(), d),
+    materialize(
+        "arange",
+        &arange_host(start.as_f64(), stop.as_f64(), step.as_f64()),
+        d,
         dev,
     )
 }
@@ -181,8 +230,7 @@ pub fn linspace(
     if endpoint && num > 1 {
         v[num - 1] = stop;
     }
-    let (conv, _) = crate::precision::report::convert_with_report(&ArrayData::from(v), d);
-    upload(conv, dev)
+    materialize("linspace", &ArrayData::from(v), d, dev)
 }
 
 /// Identity-like matrix `n x m` with ones on diagonal `k`.
@@ -201,7 +249,5 @@ pub fn eye(
     let v: Vec<bool> = (0..total)
         .map(|p| (p % m) as isize - (p / m) as isize == k)
         .collect();
-    let (conv, _) =
-        crate::precision::report::convert_with_report(&ArrayData::from_shape_vec(&[n, m], v)?, d);
-    upload(conv, dev)
+    materialize("eye", &ArrayData::from_shape_vec(&[n, m], v)?, d, dev)
 }

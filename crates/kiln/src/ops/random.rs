@@ -33,9 +33,7 @@ fn finish(
             "random values need a float dtype",
         ));
     }
-    let (conv, _) =
-        crate::precision::report::convert_with_report(&ArrayData::from_shape_vec(shape, v)?, d);
-    Tensor::upload_on(conv, dev.device, dev.engine)
+    super::creation::materialize(op, &ArrayData::from_shape_vec(shape, v)?, d, dev)
 }
 
 /// Uniform values in `[minval, maxval)`.

@@ -500,11 +500,16 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         ));
     }
     let cfg = cfg()?;
-    let classes = indices.upload_like(super::creation::arange_host(
-        0.0,
-        num_classes as f64,
-        1.0,
-        indices.dtype(),
+    // Classes as int32 (not the indices' dtype, where 300 classes would wrap for uint8): the
+    // comparison promotes both sides to a dtype that holds every index and class.
+    if num_classes > i32::MAX as usize {
+        return Err(KilnError::invalid(
+            "one_hot",
+            format!("{num_classes} classes do not fit int32"),
+        ));
+    }
+    let classes = indices.upload_like(ArrayData::from(
+        (0..num_classes as i32).collect::<Vec<i32>>(),
     ))?;
     let hit = equal(&expand_dims(indices, -1)?, &classes)?;
     let at = super::Place {
