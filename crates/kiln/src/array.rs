@@ -269,9 +269,11 @@ impl ArrayData {
         with_dtype!(dtype, T => T::wrap(ArrayD::from_elem(IxDyn(&[]), T::from_scalar(value))))
     }
 
-    /// An array of `shape` filled with `value` cast to `dtype`.
-    pub fn full(shape: &[usize], value: Scalar, dtype: DType) -> ArrayData {
-        with_dtype!(dtype, T => T::wrap(ArrayD::from_elem(IxDyn(shape), T::from_scalar(value))))
+    /// An array of `shape` filled with `value` cast to `dtype` (NumPy unsafe-cast
+    /// semantics); an error if the shape's element count overflows.
+    pub fn full(shape: &[usize], value: Scalar, dtype: DType) -> Result<ArrayData> {
+        checked_numel(shape, "ArrayData::full")?;
+        Ok(with_dtype!(dtype, T => T::wrap(ArrayD::from_elem(IxDyn(shape), T::from_scalar(value)))))
     }
 
     /// Typed borrow; an error naming both dtypes if `T` is not this array's element type.

@@ -80,7 +80,7 @@ fn jax_x64_result_type_every_case() {
 fn ones(dtype: DType, shape: &[usize]) -> kiln::Tensor {
     // As Keras does with a NumPy array: an implicit conversion (x64 off narrows 64-bit).
     convert_to_tensor(
-        &ArrayData::full(shape, Scalar::Int(1), dtype),
+        &ArrayData::full(shape, Scalar::Int(1), dtype).unwrap(),
         None,
         &Device::Cpu,
     )

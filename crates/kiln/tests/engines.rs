@@ -22,7 +22,7 @@ fn every_candle_profile_entry_is_true() {
         .policy(Policy::Downcast)
         .enter();
     for d in DType::ALL {
-        let host = ArrayData::full(&[2, 2], Scalar::Int(1), d);
+        let host = ArrayData::full(&[2, 2], Scalar::Int(1), d).unwrap();
         let explicit = convert_to_tensor(&host, Some(d), &Device::Cpu);
         if caps.supports(d) {
             // Held and computed by candle, values intact.

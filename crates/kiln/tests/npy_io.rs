@@ -86,7 +86,7 @@ fn npz_round_trip_every_dtype_including_bfloat16() {
         .map(|d| {
             (
                 d.name().to_string(),
-                ArrayData::full(&[3, 2], kiln::Scalar::Float(1.5), *d),
+                ArrayData::full(&[3, 2], kiln::Scalar::Float(1.5), *d).unwrap(),
             )
         })
         .collect();

@@ -77,7 +77,7 @@ pub fn full(
             format!("the value {value} does not fit {d}; pick a wider dtype"),
         ));
     }
-    upload(ArrayData::full(shape, value, d), dev)
+    upload(ArrayData::full(shape, value, d)?, dev)
 }
 
 /// Zeros (`dtype` defaults to floatx).
@@ -100,7 +100,7 @@ pub fn zeros(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> R
         &cfg,
     )?;
     crate::array::checked_numel(shape, "zeros")?;
-    upload(ArrayData::full(shape, Scalar::Int(0), d), dev)
+    upload(ArrayData::full(shape, Scalar::Int(0), d)?, dev)
 }
 
 /// Ones (`dtype` defaults to floatx).
@@ -115,7 +115,7 @@ pub fn ones(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> Re
         &cfg,
     )?;
     crate::array::checked_numel(shape, "ones")?;
-    upload(ArrayData::full(shape, Scalar::Int(1), d), dev)
+    upload(ArrayData::full(shape, Scalar::Int(1), d)?, dev)
 }
 
 /// Zeros shaped and typed like `x` (on `x`'s device).
@@ -146,7 +146,7 @@ pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> 
             format!("the value {value} does not fit {d}; pick a wider dtype"),
         ));
     }
-    upload(ArrayData::full(x.shape(), value, d), dev)
+    upload(ArrayData::full(x.shape(), value, d)?, dev)
 }
 
 /// `start, start + step, ...` below `stop`, as float64 host data.

@@ -306,7 +306,7 @@ fn take_diagonals(spec: &[char], t: &Tensor) -> Result<(Vec<char>, Tensor)> {
         shape.push((d * d) as isize);
         let flat = reshape(&moved, &shape)?;
         let idx: Vec<i64> = (0..d).map(|k| (k * d + k) as i64).collect();
-        let it = Tensor::upload(crate::array::ArrayData::from(idx), t.device())?;
+        let it = t.upload_like(crate::array::ArrayData::from(idx))?;
         t = super::shape::take(&flat, &it, Some(-1))?;
         let c = spec[i];
         let mut ns: Vec<char> = perm[..n - 2].iter().map(|k| spec[*k]).collect();

@@ -565,7 +565,7 @@ pub fn diag(x: &Tensor, k: isize) -> Result<Tensor> {
         1 => {
             let n = x.shape()[0];
             let m = n + k.unsigned_abs();
-            let zero = x.upload_like(ArrayData::full(&[1], Scalar::Int(0), x.dtype()))?;
+            let zero = x.upload_like(ArrayData::full(&[1], Scalar::Int(0), x.dtype())?)?;
             let ext = concatenate(&[x, &zero], 0)?;
             let idx: Vec<usize> = (0..m * m)
                 .map(|p| {

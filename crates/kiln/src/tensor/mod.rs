@@ -90,15 +90,8 @@ impl Tensor {
         })
     }
 
-    /// Uploads host data that the resolver has already decided on (no dtype change here),
-    /// to the configured engine for `device`.
-    pub(crate) fn upload(data: ArrayData, device: Device) -> Result<Tensor> {
-        let backend = engine_for(device)?;
-        let storage = backend.upload(data)?;
-        Tensor::from_storage(storage, backend, device)
-    }
-
-    /// Uploads host data to a given engine.
+    /// Uploads host data that the resolver has already decided on (no dtype change here)
+    /// to a given engine.
     pub(crate) fn upload_on(data: ArrayData, device: Device, kind: BackendKind) -> Result<Tensor> {
         let backend = engine(kind, device)?;
         let storage = backend.upload(data)?;
