@@ -66,6 +66,10 @@ enum Cmd {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    if let Err(e) = emulation() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let r = match cli.cmd {
         Cmd::Devices { json } => devices(json),
         Cmd::Doctor {
@@ -207,6 +211,18 @@ fn devices(json: bool) -> kiln::Result<()> {
     Ok(())
 }
 
+/// Test support, not a user setting: `KILN_EMULATE_GPU=cuda:0` (comma separated) opens those
+/// GPUs as candle's CPU device while keeping their capability profile and placement rules
+/// (`kiln::backend::candle::emulate_gpu_on_cpu`), so the CLI's GPU paths run in CI.
+fn emulation() -> kiln::Result<()> {
+    if let Ok(list) = std::env::var("KILN_EMULATE_GPU") {
+        for d in list.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            kiln::backend::candle::emulate_gpu_on_cpu(Device::parse(d)?)?;
+        }
+    }
+    Ok(())
+}
+
 fn train(path: &str, device: Option<&str>, epochs: usize, lr: f64) -> kiln::Result<()> {
     let cfg = kiln::precision::config::current()?;
     let device = match device {
@@ -245,7 +261,15 @@ fn train(path: &str, device: Option<&str>, epochs: usize, lr: f64) -> kiln::Resu
         None => println!("conversion: kept {}", x.dtype()),
     }
     let y = kiln::convert_to_tensor(yh, None, &device)?;
-    let y = ops::cast(&y, DType::Int32)?;
+    // Class indices as int32 (Keras's sparse labels), or int64 where the device computes
+    // in no int32 (CUDA): an explicit cast is honoured or refused, never adapted.
+    let caps = kiln::device::Capabilities::of_engine(y.device(), y.backend_kind());
+    let labels = if caps.supports(DType::Int32) {
+        DType::Int32
+    } else {
+        DType::Int64
+    };
+    let y = ops::cast(&y, labels)?;
     // Standardise features with the data's own statistics (constant pixels stay 0).
     let mean = ops::mean(&x, Some(&[0]), true)?;
     let std = ops::std(&x, Some(&[0]), true)?;

@@ -1,12 +1,17 @@
 //! The device matrix (see `kiln::doctor`): every op x dtype x engine x {cpu, sim:mps,
-//! sim:mps-macos13, sim:tpu, sim:webgpu} x {x64 off, on}. Zero failed cells is the bar; run
+//! sim:mps-macos13, sim:tpu, sim:webgpu, and cuda:0 when built with `--features cuda` on a
+//! machine with a GPU} x {x64 off, on}. Zero failed cells is the bar; run
 //! with `--nocapture` (or `kiln doctor --matrix`) to see it.
 
+mod common;
 use kiln::backend::BackendKind;
 use kiln::doctor::{counts, devices_here, matrix, render, CellKind};
 
 #[test]
 fn every_op_every_dtype_every_engine_and_device() {
+    // Also sets up the emulated cuda:0 under KILN_TEST_EMULATE_GPU=1 and checks
+    // KILN_TEST_REQUIRE_GPU=1; `devices_here` then lists the GPU.
+    common::targets();
     let cells = matrix(&BackendKind::available(), &devices_here(), &[false, true]);
     println!("{}", render(&cells));
     let c = counts(&cells);

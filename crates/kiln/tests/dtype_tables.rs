@@ -2,6 +2,7 @@
 //! ../shared/fixtures (generated with NumPy 2.4.6, Keras 3.15.1 on JAX, JAX 0.10.2; each
 //! file's `source` field says how).
 
+mod common;
 use kiln::dtype::promote::{result_type, DTypeLike};
 use kiln::ops::registry::{call_binary, call_unary};
 use kiln::ops::Operand;
@@ -77,12 +78,12 @@ fn jax_x64_result_type_every_case() {
     );
 }
 
-fn ones(dtype: DType, shape: &[usize]) -> kiln::Tensor {
+fn ones(dtype: DType, shape: &[usize], device: Device) -> kiln::Tensor {
     // As Keras does with a NumPy array: an implicit conversion (x64 off narrows 64-bit).
     convert_to_tensor(
         &ArrayData::full(shape, Scalar::Int(1), dtype).unwrap(),
         None,
-        &Device::Cpu,
+        &device,
     )
     .unwrap()
 }
@@ -92,23 +93,27 @@ fn keras_op_dtypes_every_case() {
     let cases = load("keras_op_dtypes.json");
     assert!(cases.len() > 6000);
     let mut bad = vec![];
-    for engine in kiln::backend::BackendKind::available() {
-        let _g = kiln::precision::Scope::new().backend(Some(engine)).enter();
+    let mut ran = 0;
+    for (engine, device) in common::targets() {
+        let _g = common::target_scope(engine, device, false);
         for c in &cases {
             let op = c["op"].as_str().unwrap();
             let ins = likes(c);
-            // Dtypes the engine lacks never reach it: the resolver substitutes them.
-            let caps = kiln::device::Capabilities::of_engine(Device::Cpu, engine);
+            // Dtypes the device lacks never reach it: the resolver substitutes them (and a
+            // result dtype it lacks is adapted or placed on the cpu, tested elsewhere).
+            let caps = kiln::device::Capabilities::of_engine(device, engine);
             if ins
                 .iter()
                 .any(|d| matches!(d, DTypeLike::Strong(d) if !caps.supports(d.to_32bit())))
+                || expected(c).is_some_and(|d| !caps.supports(d))
             {
                 continue;
             }
+            ran += 1;
             let operand = |d: &DTypeLike, t: &mut Option<kiln::Tensor>| -> Operand<'static> {
                 match d {
                     DTypeLike::Strong(d) => {
-                        *t = Some(ones(*d, &[2, 2]));
+                        *t = Some(ones(*d, &[2, 2], device));
                         Operand::Scalar(Scalar::Int(0)) // placeholder, replaced below
                     }
                     DTypeLike::WeakInt => Operand::Scalar(Scalar::Int(1)),
@@ -132,13 +137,14 @@ fn keras_op_dtypes_every_case() {
             };
             if got.as_ref().ok().copied() != expected(c) {
                 bad.push(format!(
-                    "{engine}: {op}{:?}: got {got:?}, keras {:?}",
+                    "{engine}@{device}: {op}{:?}: got {got:?}, keras {:?}",
                     c["inputs"],
                     expected(c)
                 ));
             }
         }
     }
+    assert!(ran > 6000, "only {ran} cases ran");
     assert!(
         bad.is_empty(),
         "{} of {} cases differ:\n{}",

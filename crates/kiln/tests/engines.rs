@@ -2,6 +2,8 @@
 //! same seeded random inputs, switching and transfers, the CPU fallback and strict mode.
 #![cfg(feature = "candle")]
 
+mod common;
+
 use kiln::backend::BackendKind;
 use kiln::device::Capabilities;
 use kiln::ops::registry::{call_binary, call_unary, BINARY, UNARY};
@@ -273,4 +275,177 @@ fn seed_scenario_on_candle() {
         convert_to_tensor(&x, Some(DType::Float64), &mps),
         Err(KilnError::UnsupportedDType { .. })
     ));
+}
+
+/// The GPU target of this run: the real cuda:0 when built with `--features cuda` on a
+/// machine with one, else the emulated one (see `common::targets`).
+fn gpu() -> Device {
+    common::targets()
+        .into_iter()
+        .map(|(_, d)| d)
+        .find(|d| !d.runs_on_host())
+        .expect("targets always include a GPU (emulated when none opens)")
+}
+
+/// What candle lacks on a GPU is composed from its kernels (`expm1`/`log1p` by Kahan's
+/// formulas, NumPy's round-half-even and NaN-keeping sign, first-index argmax/argmin, `power`
+/// with one exponent through candle's `powf`): these
+/// stay on the device under the default policy, with no fallback, and are accurate to a few
+/// ulps *relative* to the value even near zero, where `exp(x) - 1` would lose every digit
+/// (the value oracles' tolerance, relative to |value| + 1, cannot see that).
+#[test]
+fn gpu_compositions_are_accurate_and_stay_on_the_device() {
+    let dev = gpu();
+    let _g = Scope::new()
+        .backend(Some(BackendKind::Candle))
+        .device(dev)
+        .x64(true)
+        .policy(Policy::Error)
+        .enter();
+    let xs = [
+        1e-30,
+        -1e-12,
+        3e-8,
+        -2e-7,
+        1e-5,
+        -4e-4,
+        0.3,
+        -0.7,
+        1.0,
+        5.0,
+        -20.0,
+        80.0,
+        700.0,
+        -1.0,
+        -0.999,
+        0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    let f = |d: DType, f: fn(f64) -> f64, op: fn(&Tensor) -> kiln::Result<Tensor>, name: &str| {
+        let host = ArrayData::from(xs.to_vec());
+        let t = convert_to_tensor(&host, Some(d), &dev).unwrap();
+        let y = op(&t).unwrap();
+        assert_eq!((y.device(), y.dtype()), (dev, d), "{name} {d}");
+        let input = t.to_host().unwrap().to_f64_vec();
+        for (x, got) in input.iter().zip(y.to_host().unwrap().to_f64_vec()) {
+            let want = f(*x);
+            // The reference in f64, rounded to the dtype.
+            let want = ArrayData::from(vec![want]).to_f64_vec()[0];
+            let want_d =
+                kiln::precision::report::convert_with_report(&ArrayData::from(vec![want]), d)
+                    .0
+                    .to_f64_vec()[0];
+            let ok = if want_d.is_nan() {
+                got.is_nan()
+            } else if want_d.is_infinite() || want_d == 0.0 {
+                got == want_d
+            } else {
+                ((got - want) / want).abs() <= 8.0 * d.eps()
+            };
+            assert!(ok, "{name}({x}) {d} on {dev}: got {got}, want {want}");
+        }
+    };
+    for d in [DType::Float32, DType::Float64] {
+        f(d, f64::exp_m1, ops::expm1, "expm1");
+        f(d, f64::ln_1p, ops::log1p, "log1p");
+    }
+    // round: ties to even, as NumPy; sign: NaN kept.
+    let x = ArrayData::from(vec![
+        -2.5f32,
+        -1.5,
+        -0.5,
+        0.5,
+        1.5,
+        2.5,
+        3.5,
+        0.49999997,
+        2.5000002,
+        -7.0,
+        f32::NAN,
+    ]);
+    let t = convert_to_tensor(&x, None, &dev).unwrap();
+    let r = ops::round(&t).unwrap();
+    assert_eq!(r.device(), dev);
+    let got = r.to_host().unwrap().to_f64_vec();
+    assert_eq!(
+        &got[..10],
+        &[-2.0, -2.0, -0.0, 0.0, 2.0, 2.0, 4.0, 0.0, 3.0, -7.0]
+    );
+    assert!(got[10].is_nan());
+    let s = ops::sign(&t).unwrap().to_host().unwrap().to_f64_vec();
+    assert_eq!(
+        &s[..10],
+        &[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0]
+    );
+    assert!(s[10].is_nan());
+    // argmax/argmin: the first of equal extremes, and the first NaN, along either axis.
+    let m = ArrayData::from_shape_vec(
+        &[3, 5],
+        vec![
+            1.0f32,
+            3.0,
+            3.0,
+            0.0,
+            0.0, //
+            f32::NAN,
+            2.0,
+            f32::NAN,
+            -1.0,
+            -1.0, //
+            5.0,
+            5.0,
+            5.0,
+            5.0,
+            5.0,
+        ],
+    )
+    .unwrap();
+    let t = convert_to_tensor(&m, None, &dev).unwrap();
+    let idx = |y: Tensor| {
+        assert_eq!(y.device(), dev);
+        y.to_host().unwrap().to_f64_vec()
+    };
+    assert_eq!(
+        idx(ops::argmax(&t, Some(1), false).unwrap()),
+        [1.0, 0.0, 0.0]
+    );
+    assert_eq!(
+        idx(ops::argmin(&t, Some(1), false).unwrap()),
+        [3.0, 0.0, 0.0]
+    );
+    assert_eq!(
+        idx(ops::argmax(&t, Some(0), false).unwrap()),
+        [1.0, 2.0, 1.0, 2.0, 2.0]
+    );
+    assert_eq!(
+        idx(ops::argmin(&t, Some(0), false).unwrap()),
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+    );
+    let ints =
+        convert_to_tensor(&ArrayData::from(vec![2i64, 9, 9, -4, 9, -4]), None, &dev).unwrap();
+    assert_eq!(idx(ops::argmax(&ints, None, false).unwrap()), [1.0]);
+    assert_eq!(idx(ops::argmin(&ints, None, false).unwrap()), [3.0]);
+    // power with one exponent: C's pow on the device (negative bases, integral exponents).
+    let b = convert_to_tensor(
+        &ArrayData::from(vec![-2.0f32, -0.5, 0.0, 3.0, 1e10, f32::NAN]),
+        None,
+        &dev,
+    )
+    .unwrap();
+    let p = |e: f64| {
+        let y = ops::power(&b, e).unwrap();
+        assert_eq!((y.device(), y.dtype()), (dev, DType::Float32));
+        y.to_host().unwrap().to_f64_vec()
+    };
+    let (sq, cube, root) = (p(2.0), p(3.0), p(0.5));
+    assert_eq!(&sq[..4], &[4.0, 0.25, 0.0, 9.0]);
+    assert_eq!(sq[4], (1e10f32 * 1e10f32) as f64);
+    assert_eq!(&cube[..4], &[-8.0, -0.125, 0.0, 27.0]);
+    assert!(root[0].is_nan() && root[1].is_nan() && root[5].is_nan());
+    assert_eq!(root[3], 3f32.sqrt() as f64);
+    assert_eq!(p(0.0), [1.0; 6]); // NaN ** 0 is 1, as NumPy
+                                  // No primitive above went to the host: under the `error` policy a host kernel on a GPU
+                                  // is refused (UnsupportedOp), and every call above succeeded.
 }

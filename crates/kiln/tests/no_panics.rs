@@ -1,9 +1,11 @@
 //! Hostile shapes and arguments: every op on 0-d, empty and odd-shaped tensors of every dtype,
-//! and axis/shape arguments out of range, must return a value or an error, never panic.
+//! and axis/shape arguments out of range, must return a value or an error, never panic, on
+//! every engine and device of this build (cuda:0 emulated where no GPU opens).
 
+mod common;
 use kiln::ops::registry::{call_binary, call_unary, BINARY, UNARY};
 use kiln::ops::{self, Operand, SliceArg, Split};
-use kiln::{convert_to_tensor, ArrayData, DType, Device, Scalar, Tensor};
+use kiln::{convert_to_tensor, ArrayData, DType, Scalar, Tensor};
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -13,18 +15,30 @@ fn try_tensor(shape: &[usize], d: DType) -> Option<Tensor> {
     let v: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
     let a = ArrayData::from_shape_vec(shape, v).unwrap();
     let a = kiln::precision::report::convert_with_report(&a, d).0;
+    let device = kiln::precision::config::current().unwrap().device;
     let _g = kiln::precision::Scope::new().x64(true).enter();
-    convert_to_tensor(&a, Some(d), &Device::Cpu).ok()
+    convert_to_tensor(&a, Some(d), &device).ok()
 }
 
 fn tensor(shape: &[usize], d: DType) -> Tensor {
-    try_tensor(shape, d).expect("float32 and int32 exist on every engine")
+    // int32 indices become int64 where the device has no int32 (CUDA).
+    try_tensor(shape, d)
+        .or_else(|| {
+            (d == DType::Int32)
+                .then(|| try_tensor(shape, DType::Int64))
+                .flatten()
+        })
+        .expect("float32 and int32 or int64 exist on every target")
 }
 
+/// The i-th (engine, device) target of this build (`common::targets`: both engines on the
+/// cpu, and cuda:0, real or emulated) in scope: new tensors go there.
 fn engine_scope(i: usize) -> kiln::precision::ScopeGuard {
-    let engines = kiln::backend::BackendKind::available();
+    let targets = common::targets();
+    let (engine, device) = targets[i % targets.len()];
     kiln::precision::Scope::new()
-        .backend(Some(engines[i % engines.len()]))
+        .backend(Some(engine))
+        .device(device)
         .enter()
 }
 
@@ -37,7 +51,7 @@ fn no_panic<R>(what: &str, f: impl FnOnce() -> R) {
 #[test]
 fn registry_ops_on_degenerate_shapes() {
     let shapes: [&[usize]; 5] = [&[], &[0], &[2, 0], &[1], &[0, 3, 1]];
-    for e in 0..kiln::backend::BackendKind::available().len() {
+    for e in 0..common::targets().len() {
         let _e = engine_scope(e);
         for d in DType::ALL {
             for s in shapes {
@@ -69,7 +83,7 @@ proptest! {
         stop in proptest::option::of(-6isize..6),
         step in -3isize..3,
         new_shape in prop::collection::vec(-2isize..5, 0..4),
-        engine in 0usize..2,
+        engine in 0usize..3,
     ) {
         let _e = engine_scope(engine);
         let x = tensor(&shape, DType::Float32);
@@ -122,10 +136,11 @@ proptest! {
 /// not panics, on every engine.
 #[test]
 fn direct_backend_calls_with_bad_arguments() {
-    for e in 0..kiln::backend::BackendKind::available().len() {
+    for e in 0..common::targets().len() {
         let _e = engine_scope(e);
         let x = tensor(&[2, 3], DType::Float32);
-        let be = kiln::tensor::engine_for(Device::Cpu).unwrap();
+        let device = kiln::precision::config::current().unwrap().device;
+        let be = kiln::tensor::engine_for(device).unwrap();
         let s = be.upload(x.to_host().unwrap()).unwrap();
         use kiln::backend::{ArgOp, ReduceOp, ScanOp, SliceSpec};
         no_panic("permute", || assert!(be.permute(&s, &[0, 0, 5]).is_err()));

@@ -2,6 +2,7 @@
 //! that NumPy wrote, `log10` on `sim:mps` and on `cpu`, in both x64 modes and both
 //! policies, checked against NumPy's own `log10` (tests/data/npy/seed_log10.npy).
 
+mod common;
 use kiln::precision::{warnings, Policy, Scope};
 use kiln::{convert_to_tensor, convert_to_tensor_with_report, ops, DType, Device, KilnError};
 use std::sync::Mutex;
@@ -142,6 +143,33 @@ fn x64_on_cpu_keeps_float64_and_matches_numpy_to_1e12() {
     assert!(report.is_none());
     let y = ops::log10(&t).unwrap();
     assert_eq!(y.dtype(), DType::Float64);
+    for (got, want) in y.to_vec::<f64>().unwrap().iter().zip(numpy_log10()) {
+        assert!((got - want).abs() <= 1e-12, "{got} vs {want}");
+    }
+}
+
+/// CUDA computes in float64: with x64 on, the data stays float64 on cuda:0 (the real GPU with
+/// `--features cuda`, else the emulated one), with no warning, and matches NumPy like the cpu.
+#[cfg(feature = "candle")]
+#[test]
+fn x64_on_cuda_keeps_float64_silently_and_matches_numpy_to_1e12() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    warnings::reset();
+    let cuda = common::targets()
+        .into_iter()
+        .map(|(_, d)| d)
+        .find(|d| *d == Device::Cuda(0))
+        .expect("cuda:0, real or emulated");
+    let x = kiln::io::read_npy(data("seed_x.npy")).unwrap();
+    let _g = Scope::new().x64(true).policy(Policy::Error).enter();
+    let ((t, report, y), w) = warnings::capture(|| {
+        let (t, report) = convert_to_tensor_with_report(&x, None, &cuda).unwrap();
+        let y = ops::log10(&t).unwrap();
+        (t, report, y)
+    });
+    assert!(report.is_none() && w.is_empty(), "{report:?} {w:?}");
+    assert_eq!((t.device(), t.dtype()), (cuda, DType::Float64));
+    assert_eq!((y.device(), y.dtype()), (cuda, DType::Float64));
     for (got, want) in y.to_vec::<f64>().unwrap().iter().zip(numpy_log10()) {
         assert!((got - want).abs() <= 1e-12, "{got} vs {want}");
     }

@@ -1,15 +1,15 @@
 //! The ops that take parameters (where, clip, reshape, joins, gathers, padding, slicing,
 //! one_hot, tensordot, einsum) and `cast` between every pair of dtypes, on every dtype,
 //! against NumPy (tests/data/value_oracles_extra.json, scripts/gen_value_oracles.py), with
-//! x64 on so that every input keeps its dtype.
+//! x64 on so that every input keeps its dtype, on every engine and device of this build
+//! (`common::targets`).
 
 mod common;
 use common::*;
 use kiln::ops::{self, SliceArg, Split};
-use kiln::precision::Scope;
 use kiln::{convert_to_tensor, DType, Device, Tensor};
 
-fn run(op: &str, x: &[Tensor]) -> kiln::Result<Tensor> {
+fn run(op: &str, x: &[Tensor], device: Device) -> kiln::Result<Tensor> {
     let a = &x[0];
     Ok(match op {
         "where_gt0" => ops::r#where(&ops::greater(a, 0)?, a, &x[1])?,
@@ -25,11 +25,7 @@ fn run(op: &str, x: &[Tensor]) -> kiln::Result<Tensor> {
         "repeat_2_ax1" => ops::repeat(a, 2, Some(1))?,
         "pad_1_0_0_2" => ops::pad(a, &[(1, 0), (0, 2)], 0)?,
         "take_3_0_m1_ax1" => {
-            let idx = convert_to_tensor(
-                &kiln::ArrayData::from(vec![3i32, 0, -1]),
-                None,
-                &Device::Cpu,
-            )?;
+            let idx = convert_to_tensor(&kiln::ArrayData::from(vec![3i32, 0, -1]), None, &device)?;
             ops::take(a, &idx, Some(1))?
         }
         "take_along_argsort_ax1" => ops::take_along_axis(a, &ops::argsort(a, 1)?, 1)?,
@@ -54,8 +50,8 @@ fn parameterised_ops_and_every_cast_match_numpy() {
     let cases = load_cases("value_oracles_extra.json");
     assert!(cases.len() > 400, "{}", cases.len());
     let mut failures = vec![];
-    for engine in engines() {
-        let _g = Scope::new().x64(true).backend(Some(engine)).enter();
+    for (engine, device) in targets() {
+        let _g = target_scope(engine, device, true);
         let mut ran = 0;
         for c in &cases {
             let op = c["op"].as_str().unwrap();
@@ -68,7 +64,10 @@ fn parameterised_ops_and_every_cast_match_numpy() {
             if let Some(t) = op.strip_prefix("cast_") {
                 dtypes.push(DType::parse(t).unwrap());
             }
-            if !dtypes.iter().all(|d| engine_supports(engine, *d, true)) {
+            if !dtypes
+                .iter()
+                .all(|d| engine_supports(engine, device, *d, true))
+            {
                 continue;
             }
             ran += 1;
@@ -76,11 +75,11 @@ fn parameterised_ops_and_every_cast_match_numpy() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| convert_to_tensor(&decode(v), None, &Device::Cpu).unwrap())
+                .map(|v| convert_to_tensor(&decode(v), None, &device).unwrap())
                 .collect();
             let want = decode(&c["result"]);
-            let tag = format!("{engine}: {op}({})", ins[0].dtype());
-            let got = match run(op, &ins) {
+            let tag = format!("{engine}@{device}: {op}({})", ins[0].dtype());
+            let got = match run(op, &ins, device) {
                 Ok(t) => t,
                 Err(e) => {
                     failures.push(format!("{tag}: {e}"));
@@ -94,9 +93,15 @@ fn parameterised_ops_and_every_cast_match_numpy() {
             };
             if let Some(m) = mismatch(&got, &want, tol) {
                 failures.push(format!("{tag}: {m}"));
+            } else if got.device() != expected_device(engine, device, got.dtype()) {
+                failures.push(format!("{tag}: result placed on {}", got.device()));
             }
         }
-        assert!(ran > 200, "{engine} ran only {ran} cases");
+        assert!(ran > 150, "{engine}@{device} ran only {ran} cases");
+        eprintln!(
+            "{engine}@{device}{}: {ran} cases",
+            if emulated(device) { " (emulated)" } else { "" }
+        );
     }
     assert!(
         failures.is_empty(),

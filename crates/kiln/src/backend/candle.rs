@@ -73,17 +73,63 @@ pub fn engine(device: Device) -> Result<Arc<dyn Backend>> {
             })
             .clone());
     }
+    // One candle device per GPU for the whole process: candle gives every `new_cuda` /
+    // `new_metal` its own id (and CUDA stream and cuBLAS handle), and refuses binary ops
+    // between tensors of two ids, so tensors placed on `cuda:0` at different times must share
+    // the engine that opened it. A failed open is not cached (the next call tries again).
+    static GPUS: Mutex<BTreeMap<String, Arc<dyn Backend>>> = Mutex::new(BTreeMap::new());
+    let mut gpus = GPUS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = gpus.get(&device.to_string()) {
+        return Ok(e.clone());
+    }
     let dev = open(device)?;
-    Ok(Arc::new(CandleBackend {
+    let e: Arc<dyn Backend> = Arc::new(CandleBackend {
         device: dev,
         host: false,
         label: device,
-    }))
+    });
+    gpus.insert(device.to_string(), e.clone());
+    Ok(e)
+}
+
+static EMULATED: Mutex<Vec<Device>> = Mutex::new(Vec::new());
+
+/// Test support: from now on `device` (a `cuda:N` or `metal:N`) opens as candle's CPU
+/// device while staying a GPU in every other respect: its capability profile, tensor
+/// placement, transfers, and the rule that a primitive candle has no kernel for is a
+/// policy-governed CPU fallback there. It lets the suite exercise kiln's GPU code paths on
+/// a machine without one (the test suite does this when no GPU opens); the kernels are candle's CPU kernels,
+/// so it says nothing about candle's CUDA or Metal kernels themselves.
+#[doc(hidden)]
+pub fn emulate_gpu_on_cpu(device: Device) -> Result<()> {
+    if device.runs_on_host() {
+        return Err(KilnError::invalid(
+            "emulate_gpu_on_cpu",
+            format!("{device} is not a GPU; pass cuda:N or metal:N"),
+        ));
+    }
+    let mut v = EMULATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !v.contains(&device) {
+        v.push(device);
+    }
+    Ok(())
+}
+
+/// Whether `device` is emulated on the cpu (see [`emulate_gpu_on_cpu`]).
+#[doc(hidden)]
+pub fn is_emulated(device: Device) -> bool {
+    EMULATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&device)
 }
 
 /// Opens candle's device for a GPU.
 #[allow(unreachable_code, unused_variables)]
 fn open(device: Device) -> Result<cc::Device> {
+    if is_emulated(device) {
+        return Ok(cc::Device::Cpu);
+    }
     let opened: cc::Result<cc::Device> = match device {
         #[cfg(feature = "cuda")]
         Device::Cuda(n) => cc::Device::new_cuda(n),
@@ -153,6 +199,90 @@ fn shape_of(t: &cc::Tensor) -> Vec<usize> {
     t.dims().to_vec()
 }
 
+/// `expm1`, `log1p`, `sign` and round-half-to-even composed from candle kernels, for GPUs
+/// (candle has no kernel for the first two, rounds half away from zero, and its `sign`
+/// drops NaN). `expm1` and `log1p` use Kahan's formulas (Goldberg, "What every computer
+/// scientist should know about floating-point arithmetic", theorem 4): accurate to a few
+/// ulps near zero, where `exp(x) - 1` and `log(1 + x)` lose every digit. Half precisions
+/// are computed in float32.
+fn gpu_unary(op: UnaryOp, x: &cc::Tensor) -> cc::Result<cc::Tensor> {
+    let dt = x.dtype();
+    let x = if matches!(dt, cc::DType::F16 | cc::DType::BF16) {
+        x.to_dtype(cc::DType::F32)?
+    } else {
+        x.clone()
+    };
+    let r = match op {
+        UnaryOp::Expm1 => {
+            // u = e^x; u == 1: x; u - 1 == -1: -1; u == inf: inf; else (u - 1) * x / ln(u).
+            let u = x.exp()?;
+            let um1 = u.affine(1.0, -1.0)?;
+            let body = um1.mul(&x.div(&u.log()?)?)?;
+            let r = um1.eq(-1.0)?.where_cond(&um1, &body)?;
+            let r = u.eq(1.0)?.where_cond(&x, &r)?;
+            u.eq(f64::INFINITY)?.where_cond(&u, &r)?
+        }
+        UnaryOp::Log1p => {
+            // u = 1 + x; u == 1: x; u == inf: inf; else ln(u) * x / (u - 1).
+            let u = x.affine(1.0, 1.0)?;
+            let body = u.log()?.mul(&x.div(&u.affine(1.0, -1.0)?)?)?;
+            let r = u.eq(1.0)?.where_cond(&x, &body)?;
+            u.eq(f64::INFINITY)?.where_cond(&u, &r)?
+        }
+        UnaryOp::Sign => {
+            // (x > 0) - (x < 0), NaN kept (NumPy's sign).
+            let s = x
+                .gt(0.0)?
+                .to_dtype(x.dtype())?
+                .sub(&x.lt(0.0)?.to_dtype(x.dtype())?)?;
+            x.ne(&x)?.where_cond(&x, &s)?
+        }
+        UnaryOp::Round => {
+            // candle rounds ties away from zero; NumPy to even: a tie (x - floor(x) == 0.5,
+            // exact) goes to 2 * round(x / 2), the even neighbour.
+            let tie = x.sub(&x.floor()?)?.eq(0.5)?;
+            let even = x.affine(0.5, 0.0)?.round()?.affine(2.0, 0.0)?;
+            tie.where_cond(&even, &x.round()?)?
+        }
+        other => return Err(cc::Error::Msg(format!("no GPU composition for {other:?}"))),
+    };
+    r.to_dtype(dt)
+}
+
+/// The index of the first maximum (minimum) along `axis`, NumPy's argmax (argmin): the first
+/// NaN wins when `nan_first`. Built from reductions whose result does not depend on the
+/// order a GPU combines partial results in (max/min of values, then the smallest index that
+/// holds it), so ties resolve to the first index on every device.
+fn first_extreme(
+    t: &cc::Tensor,
+    op: ArgOp,
+    axis: usize,
+    nan_first: bool,
+) -> cc::Result<cc::Tensor> {
+    let dims = t.dims().to_vec();
+    let n = dims[axis];
+    let m = if op == ArgOp::ArgMax {
+        t.max_keepdim(axis)?
+    } else {
+        t.min_keepdim(axis)?
+    };
+    let mut hit = t.broadcast_eq(&m)?;
+    if nan_first {
+        let nan = t.ne(t)?;
+        let any = nan.max_keepdim(axis)?.broadcast_as(dims.clone())?;
+        hit = any.where_cond(&nan, &hit)?;
+    }
+    let mut ishape = vec![1usize; dims.len()];
+    ishape[axis] = n;
+    let idx = cc::Tensor::arange(0i64, n as i64, t.device())?
+        .reshape(ishape)?
+        .broadcast_as(dims.clone())?;
+    let none = cc::Tensor::full(n as i64, dims, t.device())?;
+    hit.where_cond(&idx, &none)?
+        .min_keepdim(axis)?
+        .squeeze(axis)
+}
+
 impl CandleBackend {
     /// Computes a primitive with kiln's reference kernels on the host copy (see the module
     /// docs for when this is allowed).
@@ -164,7 +294,12 @@ impl CandleBackend {
         f: impl FnOnce(&NdarrayBackend, &[Storage]) -> Result<Storage>,
     ) -> Result<Storage> {
         let cause = format!("{op}:{dtype}");
-        if !self.host {
+        // Zero-element inputs carry no data to compute on: the reference kernels only give
+        // the result's shape (or NumPy's error), so no fallback is involved.
+        let empty = ins
+            .iter()
+            .all(|s| store(s).is_ok_and(|st| st.t.elem_count() == 0));
+        if !self.host && !empty {
             let cfg = crate::precision::config::current()?;
             if cfg.policy != crate::precision::Policy::CpuFallback || cfg.strict_fallback {
                 return Err(KilnError::UnsupportedOp {
@@ -245,6 +380,10 @@ impl Backend for CandleBackend {
     fn describe(&self, s: &Storage) -> Result<(DType, Vec<usize>)> {
         let st = store(s)?;
         Ok((st.dtype, shape_of(&st.t)))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        call("synchronize", DType::Float32, || self.device.synchronize())
     }
 
     fn upload(&self, data: ArrayData) -> Result<Storage> {
@@ -347,6 +486,11 @@ impl Backend for CandleBackend {
             let name = format!("{op:?}");
             let c = |f: &dyn Fn() -> cc::Result<cc::Tensor>| call(&name, d, f);
             use UnaryOp::*;
+            if !self.host && is_float(d) && matches!(op, Expm1 | Log1p | Sign | Round) {
+                // On a GPU, accurate compositions of candle kernels instead of a host round
+                // trip (on the cpu the reference kernels are as fast and exact).
+                return Ok(wrap(c(&|| gpu_unary(op, t))?, d));
+            }
             let out = match op {
                 IsNan | IsInf | IsFinite | LogicalNot if d == DType::Bool || d.is_integer() => {
                     match op {
@@ -414,6 +558,14 @@ impl Backend for CandleBackend {
                 Sub if d != DType::Bool => c(&|| x.sub(&y))?,
                 Mul if d != DType::Bool => c(&|| x.mul(&y))?,
                 Div if is_float(d) => c(&|| x.div(&y))?,
+                // A float raised to one exponent (`x ** 2`, `x ** 0.5`): candle's `powf` kernel
+                // is C's `pow` (NumPy's semantics, negative bases with integral exponents
+                // included). Exponent tensors still go to the reference kernel on the host.
+                Pow if !self.host && is_float(d) && sb.t.elem_count() == 1 => {
+                    let e = c(&|| sb.t.flatten_all()?.to_dtype(cc::DType::F64))?;
+                    let e = call(&name, d, || e.to_vec1::<f64>())?[0];
+                    c(&|| x.powf(e))?
+                }
                 Max | Min if d.is_integer() => c(&|| {
                     if op == Max {
                         x.maximum(&y)
@@ -483,10 +635,11 @@ impl Backend for CandleBackend {
             let empty = axes.iter().any(|a| dims[*a] == 0);
             // candle has no product, and its float64 sum is sequential: NumPy's (and the
             // reference engine's) pairwise sum keeps ill-conditioned sums accurate.
+            // (CUDA's sum is a parallel tree reduction, as accurate as a pairwise one.)
             if axes.is_empty()
                 || empty
                 || op == ReduceOp::Prod
-                || (op == ReduceOp::Sum && d == DType::Float64)
+                || (op == ReduceOp::Sum && d == DType::Float64 && self.host)
             {
                 return self.host(&name, d, &[s], |nd, v| nd.reduce(op, &v[0], axes, keepdims));
             }
@@ -561,6 +714,12 @@ impl Backend for CandleBackend {
         guarded("arg_reduce", || {
             let st = store(s)?;
             let name = format!("{op:?}");
+            if !self.host && st.t.dims()[axis] > 0 {
+                let r = call(&name, st.dtype, || {
+                    first_extreme(&st.t, op, axis, is_float(st.dtype))
+                })?;
+                return Ok(wrap(r, DType::Int64));
+            }
             if is_float(st.dtype) || st.t.dims()[axis] == 0 {
                 // NumPy's argmax returns the first NaN; candle's comparisons skip it.
                 return self.host(&name, st.dtype, &[s], |nd, v| {

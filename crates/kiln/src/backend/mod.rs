@@ -194,6 +194,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     /// The dtype and shape of a storage.
     fn describe(&self, s: &Storage) -> Result<(DType, Vec<usize>)>;
+    /// Waits until every kernel queued on this engine has finished (GPU engines queue work
+    /// asynchronously; timing a GPU op needs this). Host engines compute eagerly.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
     /// Moves host data into engine storage.
     fn upload(&self, data: ArrayData) -> Result<Storage>;
     /// Copies storage back to the host.

@@ -26,7 +26,7 @@ fn upload(data: ArrayData, at: Place) -> Result<Tensor> {
 
 /// Whether an integer target changed a value by more than truncation toward zero (NumPy's
 /// float-to-int rule): a wrap or saturation, which kiln refuses rather than hides.
-fn wrapped(from: Scalar, to: Scalar) -> bool {
+pub(crate) fn wrapped(from: Scalar, to: Scalar) -> bool {
     match (from, to) {
         (Scalar::Int(a), Scalar::Int(b)) => a != b,
         (Scalar::Int(a), Scalar::UInt(b)) => a < 0 || a as u64 != b,

@@ -500,17 +500,31 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         ));
     }
     let cfg = cfg()?;
-    // Classes as int32 (not the indices' dtype, where 300 classes would wrap for uint8): the
-    // comparison promotes both sides to a dtype that holds every index and class.
-    if num_classes > i32::MAX as usize {
-        return Err(KilnError::invalid(
-            "one_hot",
-            format!("{num_classes} classes do not fit int32"),
-        ));
-    }
-    let classes = indices.upload_like(ArrayData::from(
-        (0..num_classes as i32).collect::<Vec<i32>>(),
-    ))?;
+    // The classes are built in the indices' own dtype when every class fits it (300 classes
+    // would wrap in uint8), else in the narrowest of int32/int64 that the indices' device
+    // computes in (CUDA has no int32, TPUs no int64): the comparison then promotes both sides
+    // to a dtype that holds every index and class, without leaving the device.
+    let caps = crate::device::Capabilities::of_engine(indices.device(), indices.backend_kind());
+    let last = Scalar::Int(num_classes.saturating_sub(1) as i64);
+    let fits = |d: DType| {
+        d.is_integer()
+            && !super::creation::wrapped(last, ArrayData::scalar(last, d).to_scalars()[0])
+    };
+    let class_dtype = [indices.dtype(), DType::Int32, DType::Int64]
+        .into_iter()
+        .find(|d| fits(*d) && caps.supports(*d))
+        .ok_or_else(|| {
+            KilnError::invalid(
+                "one_hot",
+                format!(
+                    "{num_classes} classes fit no integer dtype that {} computes in",
+                    indices.device()
+                ),
+            )
+        })?;
+    let all = ArrayData::from((0..num_classes as i64).collect::<Vec<i64>>());
+    let classes =
+        indices.upload_like(crate::precision::report::convert_with_report(&all, class_dtype).0)?;
     let hit = equal(&expand_dims(indices, -1)?, &classes)?;
     let at = super::Place {
         device: indices.device(),

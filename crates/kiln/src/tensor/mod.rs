@@ -63,7 +63,7 @@ pub fn engine(kind: BackendKind, device: Device) -> Result<Arc<dyn Backend>> {
         #[cfg(not(feature = "candle"))]
         BackendKind::Candle => Err(KilnError::Device {
             device: device.to_string(),
-            message: "this build has no candle engine; build kiln with the `candle` feature".into(),
+            message: "this build has no candle engine, which GPUs need; build kiln with the `candle` feature (and `cuda` or `metal`), or use cpu, or a simulated profile such as sim:mps to test its dtype limits".into(),
         }),
     }
 }
@@ -128,6 +128,12 @@ impl Tensor {
     /// The engine computing it.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Waits until the kernels queued on this tensor's engine have finished (a no-op on the
+    /// cpu; on a GPU, what a benchmark needs before it stops the clock).
+    pub fn synchronize(&self) -> Result<()> {
+        self.backend.synchronize()
     }
 
     /// Which engine computes it.

@@ -160,8 +160,102 @@ pub fn engines() -> Vec<kiln::backend::BackendKind> {
     kiln::backend::BackendKind::available()
 }
 
-/// Whether `engine` computes in `dtype` on the cpu once x64 mode has narrowed it.
-pub fn engine_supports(engine: kiln::backend::BackendKind, dtype: DType, x64: bool) -> bool {
+/// Whether `engine` computes in `dtype` on `device` once x64 mode has narrowed it.
+pub fn engine_supports(
+    engine: kiln::backend::BackendKind,
+    device: kiln::Device,
+    dtype: DType,
+    x64: bool,
+) -> bool {
     let d = if x64 { dtype } else { dtype.to_32bit() };
-    kiln::device::Capabilities::of_engine(kiln::Device::Cpu, engine).supports(d)
+    kiln::device::Capabilities::of_engine(device, engine).supports(d)
+}
+
+/// Every (engine, device) pair the suite runs on in this build and on this machine: each
+/// engine on the cpu, and candle on `cuda:0` / `metal:0` when kiln was built with that
+/// feature (`cargo test --features cuda`) and the device opens.
+///
+/// `KILN_TEST_REQUIRE_GPU=1` makes a missing GPU a failure instead of a silent CPU-only run,
+/// so a GPU job cannot pass without having run there. Without a GPU, `cuda:0` is emulated
+/// (candle's CPU kernels behind the GPU's profile and placement rules; see
+/// `kiln::backend::candle::emulate_gpu_on_cpu`), so every run exercises the GPU code paths.
+pub fn targets() -> Vec<(kiln::backend::BackendKind, kiln::Device)> {
+    use kiln::backend::BackendKind;
+    let mut v: Vec<_> = engines()
+        .into_iter()
+        .map(|e| (e, kiln::Device::Cpu))
+        .collect();
+    let real: Vec<_> = kiln::doctor::devices_here()
+        .into_iter()
+        .filter(|d| !d.runs_on_host())
+        .collect();
+    if real.is_empty() && std::env::var("KILN_TEST_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        panic!(
+            "KILN_TEST_REQUIRE_GPU=1 but no GPU opened: cuda:0: {:?}; metal:0: {:?}",
+            kiln::doctor::available(BackendKind::Candle, kiln::Device::Cuda(0)),
+            kiln::doctor::available(BackendKind::Candle, kiln::Device::Metal(0))
+        );
+    }
+    #[cfg(feature = "candle")]
+    if real.is_empty() {
+        // No GPU here: an emulated cuda:0 keeps kiln's GPU code paths under test.
+        kiln::backend::candle::emulate_gpu_on_cpu(kiln::Device::Cuda(0)).unwrap();
+    }
+    v.extend(
+        kiln::doctor::devices_here()
+            .into_iter()
+            .filter(|d| !d.runs_on_host())
+            .map(|d| (BackendKind::Candle, d)),
+    );
+    v
+}
+
+/// Whether `device` is a GPU that is only emulated on the cpu (see [`targets`]).
+pub fn emulated(device: kiln::Device) -> bool {
+    #[cfg(feature = "candle")]
+    {
+        kiln::backend::candle::is_emulated(device)
+    }
+    #[cfg(not(feature = "candle"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// The configuration a target runs the value suites under. On a GPU the policy is
+/// `cpu-fallback`, so that primitives candle has no GPU kernel for are computed on the host
+/// (counted in `kiln::backend::candle::host_kernel_counts`) and their values checked too,
+/// instead of being refused.
+pub fn target_scope(
+    engine: kiln::backend::BackendKind,
+    device: kiln::Device,
+    x64: bool,
+) -> kiln::precision::ScopeGuard {
+    let s = kiln::precision::Scope::new()
+        .x64(x64)
+        .backend(Some(engine))
+        .device(device);
+    if device.runs_on_host() {
+        s.enter()
+    } else {
+        s.policy(kiln::precision::Policy::CpuFallback)
+            .strict_fallback(false)
+            .enter()
+    }
+}
+
+/// Where a result of `dtype` computed on a target must be: on the target's device, or, for
+/// a dtype the device lacks, on the cpu (a GPU target runs under `cpu-fallback`, which keeps
+/// the dtype and places the tensor on the cpu).
+pub fn expected_device(
+    engine: kiln::backend::BackendKind,
+    device: kiln::Device,
+    dtype: DType,
+) -> kiln::Device {
+    if kiln::device::Capabilities::of_engine(device, engine).supports(dtype) {
+        device
+    } else {
+        kiln::Device::Cpu
+    }
 }
