@@ -5,7 +5,7 @@
 #
 #   scripts/cuda/build_bundle.sh        # -> .cuda-bundle/kiln-cuda.tar.xz (git-ignored)
 #
-# Then, on the GPU machine, from the repository root: `bash scripts/cuda/device_check.sh`.
+# About 15 minutes on 2 cores (nvcc compiles candle's kernels). Then, on the GPU machine, from the repository root: `bash scripts/cuda/device_check.sh`.
 #
 # What it needs here: Rust, Python's pip (PyPI reachable) and gcc. It fetches, from PyPI,
 # NVIDIA's own wheels of CUDA 13.0: nvcc (candle-kernels compiles its kernels to PTX with it)
@@ -40,35 +40,47 @@ done
 export PATH=$CUDA/bin:$PATH CUDA_ROOT=$CUDA CUDA_PATH=$CUDA CUDA_COMPUTE_CAP=$CAP
 export LIBRARY_PATH=$TOOLS/link CARGO_TARGET_DIR=$TARGET
 
-# 1. The library (no linking yet), then the driver stub from the symbols it references.
-cargo build --release --locked -p kiln --features cuda
-nm -u "$TARGET"/release/deps/lib{cudarc,candle_core,candle_kernels,kiln}-*.rlib 2>/dev/null |
-    awk '{print $NF}' | grep -E '^cu[A-Z]' | sort -u |
+# 1. The driver stub: every driver function cudarc can call (its `cu*` bindings), so the
+# link succeeds whatever subset the code uses.
+cargo fetch --locked >/dev/null
+cudarc=$(cargo metadata --locked --format-version 1 --features kiln/cuda |
+    python3 -c 'import json,sys,os
+m = json.load(sys.stdin)
+print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "cudarc"))')
+grep -ohE 'pub unsafe fn cu[A-Z][A-Za-z0-9_]*\(' "$cudarc"/src/driver/sys/*.rs |
+    sed -E 's/pub unsafe fn (\w+)\(/\1/' | sort -u |
     awk '{print "void " $1 "(void) {}"}' >"$TOOLS/link/cuda_stub.c"
 gcc -shared -fPIC -Wl,-soname,libcuda.so.1 "$TOOLS/link/cuda_stub.c" -o "$TOOLS/link/libcuda.so"
 
-# 2. The binaries: the CLI, every test target of kiln, and the engine benchmark.
-cargo build --release --locked -p kiln-cli --features cuda
-tests=$(cargo test --release --locked -p kiln --features cuda --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["target"]["name"], m["executable"])')
-benches=$(cargo bench --locked -p kiln --features cuda --bench engines --no-run --message-format=json 2>/dev/null |
+# 2. Everything in one build (one feature set, so nothing compiles twice): the CLI, every
+# test target of the workspace and the benchmarks.
+artifacts=$(cargo test --release --locked --workspace --features kiln/cuda,kiln-cli/cuda \
+    --all-targets --no-run --message-format=json |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        print(m["target"]["name"], m["executable"])')
+        kind = m["target"]["kind"][0]
+        if kind == "bin" and m["profile"]["test"]:
+            kind = "unit"
+        if kind == "lib":
+            kind = "unit"
+        print(kind, m["target"]["name"], m["executable"])')
+echo "$artifacts"
 
 # 3. Stripped, in one tar, compressed with a dictionary larger than one binary: every
 # binary embeds the same ~60 MB of candle's PTX, which then compresses once.
 stage=$(mktemp -d)
 mkdir -p "$stage/bin/tests" "$stage/bin/benches"
-cp "$TARGET/release/kiln" "$stage/bin/kiln"
-while read -r name exe; do cp "$exe" "$stage/bin/tests/$name"; done <<<"$tests"
-while read -r name exe; do cp "$exe" "$stage/bin/benches/$name"; done <<<"$benches"
+while read -r kind name exe; do
+    case $kind in
+    bin) cp "$exe" "$stage/bin/$name" ;;
+    unit) cp "$exe" "$stage/bin/tests/unit-$name" ;;
+    test) # `cli` runs the kiln binary by its build path; device_check.sh runs it directly.
+        if [ "$name" != cli ]; then cp "$exe" "$stage/bin/tests/$name"; fi ;;
+    bench) if [ "$name" = engines ]; then cp "$exe" "$stage/bin/benches/$name"; fi ;;
+    esac
+done <<<"$artifacts"
 strip "$stage"/bin/kiln "$stage"/bin/tests/* "$stage"/bin/benches/*
 git rev-parse HEAD >"$stage/bin/COMMIT"
 echo "$ROOT" >"$stage/bin/ROOT" # the test binaries read their data under this path
