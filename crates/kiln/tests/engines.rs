@@ -64,9 +64,9 @@ fn every_candle_profile_entry_is_true() {
     assert_eq!(caps.usage(DType::BFloat16).level(), "arithmetic");
 }
 
-/// The same seeded random inputs through every registry op on both engines: identical
-/// dtypes, values within 64 ulps of the result dtype (exact for integers and bools),
-/// identical error kinds.
+/// The same seeded random inputs through every registry op on every target (candle on the
+/// cpu and on cuda:0) and on the reference: identical dtypes, values within 64 ulps of the
+/// result dtype (exact for integers and bools), identical error kinds.
 #[test]
 fn same_answers_on_seeded_random_inputs() {
     let mut compared = 0;
@@ -95,9 +95,12 @@ fn same_answers_on_seeded_random_inputs() {
                 kiln::precision::report::convert_with_report(&h, dtype).0
             };
             let (a, b, bt) = (mk(1, &[3, 4]), mk(2, &[3, 4]), mk(3, &[4, 3]));
-            let run = |engine: BackendKind, op: &str, binary: bool| -> kiln::Result<Tensor> {
-                let _g = on(engine);
-                let x = convert_to_tensor(&a, None, &Device::Cpu)?;
+            let run = |(engine, device): (BackendKind, Device),
+                       op: &str,
+                       binary: bool|
+             -> kiln::Result<Tensor> {
+                let _g = common::target_scope(engine, device, x64);
+                let x = convert_to_tensor(&a, None, &device)?;
                 if !binary {
                     return call_unary(op, &x);
                 }
@@ -108,36 +111,60 @@ fn same_answers_on_seeded_random_inputs() {
                         &b
                     },
                     None,
-                    &Device::Cpu,
+                    &device,
                 )?;
                 call_binary(op, Operand::Tensor(&x), Operand::Tensor(&y))
             };
-            for (op, binary) in UNARY
-                .iter()
-                .map(|o| (*o, false))
-                .chain(BINARY.iter().map(|o| (*o, true)))
+            // Every target against the reference (ndarray on the cpu); a GPU target runs
+            // under cpu-fallback (`common::target_scope`) and skips the dtypes it lacks.
+            let others = common::targets()
+                .into_iter()
+                .filter(|t| *t != (BackendKind::Ndarray, Device::Cpu));
+            for (target, (op, binary)) in others
+                .filter(|(e, d)| common::engine_supports(*e, *d, dtype, x64))
+                .flat_map(|t| {
+                    UNARY
+                        .iter()
+                        .map(|o| (*o, false))
+                        .chain(BINARY.iter().map(|o| (*o, true)))
+                        .map(move |o| (t, o))
+                })
             {
                 let (r, c) = (
-                    run(BackendKind::Ndarray, op, binary),
-                    run(BackendKind::Candle, op, binary),
+                    run((BackendKind::Ndarray, Device::Cpu), op, binary),
+                    run(target, op, binary),
                 );
                 match (r, c) {
                     (Ok(r), Ok(c)) => {
                         // Where the reference's result dtype is one candle lacks (uint64 sums
                         // with x64 on), candle's is the resolver's documented stand-in.
-                        let caps = Capabilities::of_engine(Device::Cpu, BackendKind::Candle);
-                        let want = if caps.supports(r.dtype()) {
+                        // (A GPU target runs under cpu-fallback, which keeps such a dtype and
+                        // places the result on the cpu.)
+                        let caps = Capabilities::of_engine(target.1, target.0);
+                        let want = if caps.supports(r.dtype()) || !target.1.runs_on_host() {
                             Some(r.dtype())
                         } else {
                             caps.substitute(r.dtype())
                         };
-                        assert_eq!(Some(c.dtype()), want, "{op}({dtype}) x64={x64}");
+                        let (engine, device) = target;
+                        assert_eq!(
+                            Some(c.dtype()),
+                            want,
+                            "{engine}@{device}: {op}({dtype}) x64={x64}"
+                        );
                         let r = if r.dtype() != c.dtype() {
                             ops::cast(&r, c.dtype()).unwrap()
                         } else {
                             r
                         };
-                        assert_eq!(c.backend_kind(), BackendKind::Candle);
+                        // On its device with its engine, or fallen back to the cpu's reference.
+                        let at = common::expected_device(engine, device, c.dtype());
+                        let by = if at == device {
+                            engine
+                        } else {
+                            BackendKind::Ndarray
+                        };
+                        assert_eq!((c.device(), c.backend_kind()), (at, by), "{op}({dtype})");
                         let tol = 64.0 * r.dtype().eps();
                         let (rv, cv) = (
                             r.to_host().unwrap().to_scalars(),
@@ -148,19 +175,26 @@ fn same_answers_on_seeded_random_inputs() {
                             let ok = p == q
                                 || (p.is_nan() && q.is_nan())
                                 || (p - q).abs() <= tol * (p.abs() + 1.0);
-                            assert!(ok, "{op}({dtype}) x64={x64}: ndarray {p}, candle {q}");
+                            assert!(
+                                ok,
+                                "{op}({dtype}) x64={x64}: ndarray {p}, {engine}@{device} {q}"
+                            );
                         }
                         compared += 1;
                     }
                     (Err(r), Err(c)) => {
-                        assert_eq!(r.kind_name(), c.kind_name(), "{op}({dtype}): {r} vs {c}")
+                        assert_eq!(
+                            r.kind_name(),
+                            c.kind_name(),
+                            "{op}({dtype}) on {target:?}: {r} vs {c}"
+                        )
                     }
-                    (r, c) => panic!("{op}({dtype}) x64={x64}: ndarray {r:?}, candle {c:?}"),
+                    (r, c) => panic!("{op}({dtype}) x64={x64}: ndarray {r:?}, {target:?} {c:?}"),
                 }
             }
         }
     }
-    assert!(compared > 900, "{compared}");
+    assert!(compared > 1500, "{compared}");
 }
 
 #[test]
