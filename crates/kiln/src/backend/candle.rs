@@ -508,6 +508,15 @@ impl Backend for CandleBackend {
                 Floor | Ceil | Round | Abs if d == DType::Bool || (d.is_integer() && op != Abs) => {
                     t.clone()
                 }
+                // candle's GPU unary kernels are float-only: |x| of a signed integer is
+                // composed there (unsigned ones are their own absolute value).
+                Abs if d.is_integer() && !self.host => {
+                    if d.kind() == crate::dtype::DTypeKind::Int {
+                        c(&|| t.lt(0f64)?.where_cond(&t.zeros_like()?.sub(t)?, t))?
+                    } else {
+                        t.clone()
+                    }
+                }
                 Abs if d.is_integer() || is_float(d) => c(&|| t.abs())?,
                 Neg if d.is_integer() => c(&|| t.zeros_like()?.sub(t))?,
                 Neg if is_float(d) => c(&|| t.neg())?,
