@@ -12,7 +12,8 @@
 # and the cuBLAS/cuRAND/NVRTC libraries (candle links them; only their sonames end up in the
 # binaries, the GPU machine's own copies are loaded at run time). libcuda.so belongs to the
 # driver, which a toolkit-less machine lacks, so the link uses a stub that defines every
-# driver symbol the code references; the real driver library replaces it at run time.
+# driver function cudarc binds (each returns CUDA_ERROR_NO_DEVICE, so a binary run against the
+# stub by mistake reports "no GPU"); the GPU machine's real driver library is loaded instead.
 #
 # The version is pinned to 13.0 because the GPU machines' driver (580) runs CUDA 13.0: PTX
 # written by a newer nvcc carries an ISA version that driver refuses.
@@ -40,8 +41,8 @@ done
 export PATH=$CUDA/bin:$PATH CUDA_ROOT=$CUDA CUDA_PATH=$CUDA CUDA_COMPUTE_CAP=$CAP
 export LIBRARY_PATH=$TOOLS/link CARGO_TARGET_DIR=$TARGET
 
-# 1. The driver stub: every driver function cudarc can call (its `cu*` bindings), so the
-# link succeeds whatever subset the code uses.
+# 1. The driver stub: every driver function cudarc binds (its `cu*` bindings), so the link
+# succeeds whatever subset the code uses.
 cargo fetch --locked >/dev/null
 cudarc=$(cargo metadata --locked --format-version 1 --features kiln/cuda |
     python3 -c 'import json,sys,os
@@ -49,7 +50,7 @@ m = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "cudarc"))')
 grep -ohE 'pub unsafe fn cu[A-Z][A-Za-z0-9_]*\(' "$cudarc"/src/driver/sys/*.rs |
     sed -E 's/pub unsafe fn (\w+)\(/\1/' | sort -u |
-    awk '{print "void " $1 "(void) {}"}' >"$TOOLS/link/cuda_stub.c"
+    awk '{print "int " $1 "(void) { return 100; }"}' >"$TOOLS/link/cuda_stub.c" # CUDA_ERROR_NO_DEVICE
 gcc -shared -fPIC -Wl,-soname,libcuda.so.1 "$TOOLS/link/cuda_stub.c" -o "$TOOLS/link/libcuda.so"
 
 # 2. Everything in one build (one feature set, so nothing compiles twice): the CLI, every

@@ -139,15 +139,31 @@ fn doctor(matrix: bool, x64: &str, engine: &str, devices: Option<&str>) -> kiln:
             .collect::<kiln::Result<Vec<_>>>()?,
         None => kiln::doctor::devices_here(),
     };
+    let mut unrunnable = vec![];
     for d in &devs {
+        let mut any = false;
         for e in &engines {
-            if let Err(why) = kiln::doctor::available(*e, *d) {
-                println!("skipping {e} on {d}: {why}");
+            match kiln::doctor::available(*e, *d) {
+                Ok(()) => any = true,
+                Err(why) => println!("skipping {e} on {d}: {why}"),
             }
+        }
+        if !any {
+            unrunnable.push(d.to_string());
         }
     }
     let cells = kiln::doctor::matrix(&engines, &devs, &modes);
     println!("{}", kiln::doctor::render(&cells));
+    // A device asked for by name that nothing here can run is an error, not an empty matrix.
+    if devices.is_some() && !unrunnable.is_empty() {
+        return Err(kiln::KilnError::InvalidArgument {
+            op: "doctor".into(),
+            message: format!(
+                "no engine can run {} here (see the reasons above)",
+                unrunnable.join(", ")
+            ),
+        });
+    }
     if let Some(n) = kiln::doctor::counts(&cells).get(&CellKind::Failed) {
         return Err(kiln::KilnError::InvalidArgument {
             op: "doctor".into(),

@@ -77,3 +77,14 @@ fn doctor_covers_a_gpu_device_with_no_failed_cell() {
     assert!(out.contains("candle on cuda:0"), "{out}");
     assert!(out.contains(" 0 failed"), "{out}");
 }
+
+#[test]
+fn doctor_on_a_device_nothing_here_runs_is_an_error() {
+    // No emulation and (in CI) no GPU: an empty matrix must not pass for a checked one.
+    let (ok, out) = kiln(
+        &["doctor", "--matrix", "--x64", "off", "--devices", "metal:0"],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("no engine can run metal:0 here"), "{out}");
+}

@@ -144,7 +144,10 @@ fn open(device: Device) -> Result<cc::Device> {
     };
     opened.map_err(|e| KilnError::Device {
         device: device.to_string(),
-        message: format!("candle could not open it: {e}"),
+        message: format!(
+            "candle could not open it: {}; check that the driver sees the GPU (nvidia-smi for CUDA), or use cpu, or a simulated profile such as sim:mps to test its dtype limits",
+            candle_message(&e)
+        ),
     })
 }
 
@@ -177,11 +180,20 @@ fn wrap(t: cc::Tensor, dtype: DType) -> Storage {
     Storage(Arc::new(CStore { t, dtype }))
 }
 
+/// A candle error's message without the stack trace candle attaches when `RUST_BACKTRACE`
+/// is set (an error message names the problem and its fix; a trace belongs in a debugger).
+fn candle_message(e: &cc::Error) -> String {
+    match e {
+        cc::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        e => e.to_string(),
+    }
+}
+
 /// Runs a candle call, turning both its errors and its panics into kiln errors.
 fn call<T>(op: &str, dtype: DType, f: impl FnOnce() -> cc::Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(backend_err(NAME, op, dtype, e.to_string())),
+        Ok(Err(e)) => Err(backend_err(NAME, op, dtype, candle_message(&e))),
         Err(p) => Err(backend_err(
             NAME,
             op,
