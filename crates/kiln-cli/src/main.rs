@@ -330,5 +330,13 @@ fn train(path: &str, device: Option<&str>, epochs: usize, lr: f64) -> kiln::Resu
         b = ops::subtract(&b, &ops::multiply(&gb, lr)?)?;
     }
     println!("done: weights {} on {}", w.dtype(), w.device());
+    // What ran on the cpu instead of the device (cpu-fallback policy), by cause.
+    let fallbacks = kiln::precision::warnings::fallback_summary();
+    if fallbacks.is_empty() {
+        println!("cpu fallbacks: none");
+    } else {
+        let list: Vec<String> = fallbacks.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        println!("cpu fallbacks: {}", list.join(", "));
+    }
     Ok(())
 }

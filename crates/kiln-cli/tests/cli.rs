@@ -54,8 +54,25 @@ fn train_runs_on_the_cpu_and_on_a_gpu() {
     );
     assert!(ok, "{gpu}");
     assert!(gpu.contains("device cuda:0"), "{gpu}");
+    // Everything the job does has a kernel (or a composition) on the GPU.
+    assert!(gpu.contains("cpu fallbacks: none"), "{gpu}");
     let (a, b) = (final_accuracy(&cpu), final_accuracy(&gpu));
     assert!(a > 90.0 && (a - b).abs() < 0.5, "cpu {a}%, cuda:0 {b}%");
+    // cpu-fallback: the int32 labels CUDA lacks stay on the cpu, counted; the job still runs
+    // (values on the cpu and the GPU meet on the GPU) and says what fell back.
+    let (ok, fb) = kiln(
+        &["train", "--epochs", "60", "--device", "cuda:0"],
+        &[
+            ("KILN_EMULATE_GPU", "cuda:0"),
+            ("KILN_PRECISION", "cpu-fallback"),
+        ],
+    );
+    assert!(ok, "{fb}");
+    assert!(
+        fb.contains("cpu fallbacks: cpu-fallback:int32@cuda:0 x"),
+        "{fb}"
+    );
+    assert!((final_accuracy(&fb) - a).abs() < 0.5, "{fb}");
 }
 
 #[test]

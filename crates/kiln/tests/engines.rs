@@ -483,3 +483,53 @@ fn gpu_compositions_are_accurate_and_stay_on_the_device() {
                                   // No primitive above went to the host: under the `error` policy a host kernel on a GPU
                                   // is refused (UnsupportedOp), and every call above succeeded.
 }
+
+/// Under `cpu-fallback` (strict mode off) values the policy put on the cpu meet the GPU's: the
+/// op runs on the GPU when it can (the cpu operand moves there), else on the cpu as a counted
+/// fallback. Under any other policy, or in strict mode, mixing devices stays an error.
+#[test]
+fn cpu_fallback_joins_cpu_and_gpu_operands() {
+    let dev = gpu();
+    let host = ArrayData::from(vec![1.0f32, -2.0, 3.5]);
+    let labels = ArrayData::from(vec![2i32, 0, 1]);
+    {
+        let _g = Scope::new()
+            .backend(Some(BackendKind::Candle))
+            .policy(Policy::CpuFallback)
+            .strict_fallback(false)
+            .enter();
+        let g = convert_to_tensor(&host, None, &dev).unwrap();
+        let c = convert_to_tensor(&host, None, &Device::Cpu).unwrap();
+        let y = ops::multiply(&g, &c).unwrap();
+        assert_eq!((y.device(), y.dtype()), (dev, DType::Float32));
+        assert_eq!(y.to_host().unwrap().to_f64_vec(), [1.0, 4.0, 12.25]);
+        // int32 has no place on CUDA: kept, on the cpu (a fallback), and usable with the GPU's
+        // values; a result the GPU holds goes back there.
+        let l = convert_to_tensor(&labels, None, &dev).unwrap();
+        assert_eq!((l.device(), l.dtype()), (Device::Cpu, DType::Int32));
+        let s = ops::add(&l, &g).unwrap();
+        assert_eq!((s.device(), s.dtype()), (dev, DType::Float32));
+        assert_eq!(s.to_host().unwrap().to_f64_vec(), [3.0, -2.0, 4.5]);
+        let i = ops::add(
+            &l,
+            &ops::argmax(&ops::reshape(&g, &[1, 3]).unwrap(), None, false).unwrap(),
+        )
+        .unwrap();
+        assert_eq!((i.device(), i.dtype()), (Device::Cpu, DType::Int32));
+        assert_eq!(i.to_host().unwrap().to_f64_vec(), [4.0, 2.0, 3.0]);
+    }
+    for (policy, strict) in [(Policy::Downcast, false), (Policy::CpuFallback, true)] {
+        let _g = Scope::new()
+            .backend(Some(BackendKind::Candle))
+            .policy(policy)
+            .strict_fallback(strict)
+            .enter();
+        let g = convert_to_tensor(&host, None, &dev).unwrap();
+        let c = convert_to_tensor(&host, None, &Device::Cpu).unwrap();
+        let e = ops::multiply(&g, &c).unwrap_err();
+        assert!(
+            matches!(e, KilnError::DeviceMismatch { .. }),
+            "{policy:?}: {e}"
+        );
+    }
+}

@@ -167,8 +167,12 @@ pub(crate) struct Place {
 
 /// The device and engine shared by the tensor operands (the configured ones if there are
 /// none). Tensors on different devices or engines meet only through an explicit
-/// `to_device`/`to_backend`.
+/// `to_device`/`to_backend`, with one automatic rule: under the `cpu-fallback` policy (strict
+/// mode off), where the policy itself puts values on the cpu, operands on the cpu and on one
+/// GPU meet on the GPU (the resolver may still send the op to the cpu, as a counted fallback);
+/// the cpu operands are moved there in the op's compute dtype.
 pub(crate) fn common_place(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Result<Place> {
+    let joins = cfg.policy == crate::precision::Policy::CpuFallback && !cfg.strict_fallback;
     let mut place: Option<Place> = None;
     for o in ops {
         if let Operand::Tensor(t) = o {
@@ -178,6 +182,11 @@ pub(crate) fn common_place(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Resu
             };
             match place {
                 None => place = Some(p),
+                // (Joining: the GPU operand decides the place, whichever came first.)
+                Some(q) if joins && q.device == Device::Cpu && p.device != Device::Cpu => {
+                    place = Some(p)
+                }
+                Some(q) if joins && p.device == Device::Cpu && q.device != Device::Cpu => {}
                 Some(q) if q.device != p.device => {
                     return Err(KilnError::DeviceMismatch { op: op.into(), lhs: q.device, rhs: p.device })
                 }
@@ -299,16 +308,24 @@ pub(crate) fn to_compute(
     device: Device,
     engine: BackendKind,
 ) -> Result<Tensor> {
-    let t = if t.device() != device || t.backend_kind() != engine {
-        Tensor::upload_on(t.to_host()?, device, engine)?
-    } else {
-        t.clone()
+    let cast = |t: &Tensor| -> Result<Tensor> {
+        if t.dtype() == dtype {
+            return Ok(t.clone());
+        }
+        let s = t.backend.cast(&t.storage, dtype)?;
+        Tensor::from_storage(s, t.backend.clone(), t.device())
     };
-    if t.dtype() == dtype {
-        return Ok(t);
+    if t.device() == device && t.backend_kind() == engine {
+        return cast(t);
     }
-    let s = t.backend.cast(&t.storage, dtype)?;
-    Tensor::from_storage(s, t.backend.clone(), device)
+    // Cast on whichever side surely has `dtype`: a move to the host casts there (the host
+    // engines have every dtype); a move to a GPU casts first, since the GPU holds `dtype`
+    // (the resolver decided that) but not necessarily the value's current one (int32 on CUDA).
+    if device.runs_on_host() {
+        cast(&Tensor::upload_on(t.to_host()?, device, engine)?)
+    } else {
+        Tensor::upload_on(cast(t)?.to_host()?, device, engine)
+    }
 }
 
 /// Materialises an operand as a tensor of `dtype` at `place`. A weak integer scalar must
