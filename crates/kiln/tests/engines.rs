@@ -533,3 +533,13 @@ fn cpu_fallback_joins_cpu_and_gpu_operands() {
         );
     }
 }
+
+/// One engine per GPU for the whole process: candle gives each opened device its own id and
+/// refuses ops across ids, so two tensors placed on cuda:0 at different times must share it.
+#[test]
+fn one_engine_per_gpu() {
+    let dev = gpu();
+    let a = kiln::tensor::engine(BackendKind::Candle, dev).unwrap();
+    let b = kiln::tensor::engine(BackendKind::Candle, dev).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+}
