@@ -276,16 +276,15 @@ fn train(path: &str, device: Option<&str>, epochs: usize, lr: f64) -> kiln::Resu
         ),
         None => println!("conversion: kept {}", x.dtype()),
     }
+    // Class indices in whatever integer dtype the resolver gave them on this device (int32
+    // with x64 off; int64 on CUDA, which has no int32).
     let y = kiln::convert_to_tensor(yh, None, &device)?;
-    // Class indices as int32 (Keras's sparse labels), or int64 where the device computes
-    // in no int32 (CUDA): an explicit cast is honoured or refused, never adapted.
-    let caps = kiln::device::Capabilities::of_engine(y.device(), y.backend_kind());
-    let labels = if caps.supports(DType::Int32) {
-        DType::Int32
-    } else {
-        DType::Int64
-    };
-    let y = ops::cast(&y, labels)?;
+    if !y.dtype().is_integer() {
+        return Err(kiln::KilnError::Format {
+            path: path.to_string(),
+            message: format!("labels y are {}; expected integer class indices", y.dtype()),
+        });
+    }
     // Standardise features with the data's own statistics (constant pixels stay 0).
     let mean = ops::mean(&x, Some(&[0]), true)?;
     let std = ops::std(&x, Some(&[0]), true)?;

@@ -543,3 +543,26 @@ fn one_engine_per_gpu() {
     let b = kiln::tensor::engine(BackendKind::Candle, dev).unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b));
 }
+
+/// one_hot with more classes than its indices' dtype holds widens the indices through the
+/// resolver (int32, which CUDA lacks, becomes int64 there) and stays on the GPU.
+#[test]
+fn one_hot_widens_narrow_indices_on_the_gpu() {
+    let dev = gpu();
+    let _g = Scope::new().backend(Some(BackendKind::Candle)).enter();
+    let i = convert_to_tensor(&ArrayData::from(vec![0u8, 255]), None, &dev).unwrap();
+    let oh = ops::one_hot(&i, 300, None).unwrap();
+    assert_eq!(
+        (oh.device(), oh.dtype(), oh.shape()),
+        (dev, DType::Float32, &[2usize, 300][..])
+    );
+    let v = oh.to_host().unwrap().to_f64_vec();
+    let hot: Vec<usize> = v
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| **x == 1.0)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(hot, [0, 300 + 255]);
+    assert_eq!(v.iter().sum::<f64>(), 2.0);
+}

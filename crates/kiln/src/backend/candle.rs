@@ -77,9 +77,9 @@ pub fn engine(device: Device) -> Result<Arc<dyn Backend>> {
     // `new_metal` its own id (and CUDA stream and cuBLAS handle), and refuses binary ops
     // between tensors of two ids, so tensors placed on `cuda:0` at different times must share
     // the engine that opened it. A failed open is not cached (the next call tries again).
-    static GPUS: Mutex<BTreeMap<String, Arc<dyn Backend>>> = Mutex::new(BTreeMap::new());
+    static GPUS: Mutex<Vec<(Device, Arc<dyn Backend>)>> = Mutex::new(Vec::new());
     let mut gpus = GPUS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = gpus.get(&device.to_string()) {
+    if let Some((_, e)) = gpus.iter().find(|(d, _)| *d == device) {
         return Ok(e.clone());
     }
     let dev = open(device)?;
@@ -88,7 +88,7 @@ pub fn engine(device: Device) -> Result<Arc<dyn Backend>> {
         host: false,
         label: device,
     });
-    gpus.insert(device.to_string(), e.clone());
+    gpus.push((device, e.clone()));
     Ok(e)
 }
 

@@ -500,32 +500,35 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         ));
     }
     let cfg = cfg()?;
-    // The classes are built in the indices' own dtype when every class fits it (300 classes
-    // would wrap in uint8), else in the narrowest of int32/int64 that the indices' device
-    // computes in (CUDA has no int32, TPUs no int64): the comparison then promotes both sides
-    // to a dtype that holds every index and class, without leaving the device.
-    let caps = crate::device::Capabilities::of_engine(indices.device(), indices.backend_kind());
+    // The classes are built in the indices' dtype when every class fits it; else (300
+    // classes would wrap in uint8) the indices are first widened by the promotion rule,
+    // through the resolver, which picks a dtype the device holds (int32; int64 on CUDA).
     let last = Scalar::Int(num_classes.saturating_sub(1) as i64);
-    let fits = |d: DType| {
-        d.is_integer()
-            && !super::creation::wrapped(last, ArrayData::scalar(last, d).to_scalars()[0])
+    let fits =
+        |d: DType| !super::creation::wrapped(last, ArrayData::scalar(last, d).to_scalars()[0]);
+    let indices = if fits(indices.dtype()) {
+        indices.clone()
+    } else {
+        let wide = result_type(
+            &[
+                DTypeLike::Strong(indices.dtype()),
+                DTypeLike::Strong(DType::Int32),
+            ],
+            cfg.floatx,
+            cfg.x64,
+        )?;
+        cast_internal(indices, wide, "one_hot")?
     };
-    let class_dtype = [indices.dtype(), DType::Int32, DType::Int64]
-        .into_iter()
-        .find(|d| fits(*d) && caps.supports(*d))
-        .ok_or_else(|| {
-            KilnError::invalid(
-                "one_hot",
-                format!(
-                    "{num_classes} classes fit no integer dtype that {} computes in",
-                    indices.device()
-                ),
-            )
-        })?;
+    if !fits(indices.dtype()) {
+        return Err(KilnError::invalid(
+            "one_hot",
+            format!("{num_classes} classes do not fit {}", indices.dtype()),
+        ));
+    }
     let all = ArrayData::from((0..num_classes as i64).collect::<Vec<i64>>());
-    let classes =
-        indices.upload_like(crate::precision::report::convert_with_report(&all, class_dtype).0)?;
-    let hit = equal(&expand_dims(indices, -1)?, &classes)?;
+    let classes = indices
+        .upload_like(crate::precision::report::convert_with_report(&all, indices.dtype()).0)?;
+    let hit = equal(&expand_dims(&indices, -1)?, &classes)?;
     let at = super::Place {
         device: indices.device(),
         engine: indices.backend_kind(),

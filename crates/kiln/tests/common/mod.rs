@@ -259,3 +259,30 @@ pub fn expected_device(
         kiln::Device::Cpu
     }
 }
+
+/// A target's result against the oracle: the values (see [`mismatch`]), then where the result
+/// was placed (see [`expected_device`]). `None` when both are right.
+pub fn check(
+    got: &kiln::Tensor,
+    want: &ArrayData,
+    tol: f64,
+    engine: kiln::backend::BackendKind,
+    device: kiln::Device,
+) -> Option<String> {
+    mismatch(got, want, tol).or_else(|| {
+        (got.device() != expected_device(engine, device, got.dtype()))
+            .then(|| format!("result placed on {}", got.device()))
+    })
+}
+
+/// Asserts that a target ran at least `floor` cases and says how many (with `--nocapture`).
+pub fn ran_enough(
+    engine: kiln::backend::BackendKind,
+    device: kiln::Device,
+    ran: usize,
+    floor: usize,
+) {
+    assert!(ran > floor, "{engine}@{device} ran only {ran} cases");
+    let how = if emulated(device) { " (emulated)" } else { "" };
+    eprintln!("{engine}@{device}{how}: {ran} cases");
+}
