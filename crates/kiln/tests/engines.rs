@@ -566,3 +566,35 @@ fn one_hot_widens_narrow_indices_on_the_gpu() {
     assert_eq!(hot, [0, 300 + 255]);
     assert_eq!(v.iter().sum::<f64>(), 2.0);
 }
+
+/// A transfer keeps an existing tensor's dtype where the target computes in it, even with x64
+/// off (the narrowing rule is for data entering kiln, not for values already in it); where
+/// the target lacks it, the policy adapts it visibly.
+#[test]
+fn transfers_keep_the_dtype_with_x64_off() {
+    let dev = gpu();
+    // (Always: the warning must show even if another test here warned of the same cause.)
+    let _g = Scope::new()
+        .x64(false)
+        .warnings(kiln::precision::WarnMode::Always)
+        .enter();
+    let x = ops::ones(&[3], Some(DType::Float64), Some(Device::Cpu)).unwrap();
+    assert_eq!(
+        x.dtype(),
+        DType::Float64,
+        "explicit float64 is honoured on the cpu"
+    );
+    let c = x.to_backend(BackendKind::Candle).unwrap();
+    assert_eq!(
+        (c.dtype(), c.backend_kind()),
+        (DType::Float64, BackendKind::Candle)
+    );
+    let g = x.to_device(dev).unwrap();
+    assert_eq!((g.dtype(), g.device()), (DType::Float64, dev));
+    let (m, w) = warnings::capture(|| x.to_device(Device::parse("sim:mps").unwrap()).unwrap());
+    assert_eq!(m.dtype(), DType::Float32);
+    assert!(
+        w.iter().any(|l| l.cause.contains("float64")),
+        "adapted with a warning: {w:?}"
+    );
+}

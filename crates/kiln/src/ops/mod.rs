@@ -176,10 +176,7 @@ pub(crate) fn common_place(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Resu
     let mut place: Option<Place> = None;
     for o in ops {
         if let Operand::Tensor(t) = o {
-            let p = Place {
-                device: t.device(),
-                engine: t.backend_kind(),
-            };
+            let p = place_of(t);
             match place {
                 None => place = Some(p),
                 // (Joining: the GPU operand decides the place, whichever came first.)
@@ -300,8 +297,8 @@ pub(crate) fn resolve_creation_at(
     ))
 }
 
-/// Casts a tensor to `dtype` at `place` for internal use (the resolver already decided).
-/// A tensor that must move (a CPU fallback) is copied through the host and counted.
+/// Casts a tensor to `dtype` on `device`/`engine` for internal use (the resolver already
+/// decided, and counted any fallback). A tensor that must move is copied through the host.
 pub(crate) fn to_compute(
     t: &Tensor,
     dtype: DType,

@@ -7,7 +7,7 @@
 //! Rules, in order:
 //! 1. An *implicit* dtype in x64-off mode (Keras's default) is narrowed to 32 bits
 //!    (`float64 -> float32`) on every device: Keras's semantics, not an adaptation, so no
-//!    warning.
+//!    warning. A transfer of an existing tensor is not narrowed.
 //! 2. If the device computes in the dtype, it is kept.
 //! 3. Otherwise, by policy: `error` refuses; `downcast` substitutes the nearest supported
 //!    dtype of the same kind for an implicit dtype (one warning per cause, a loss report,
@@ -35,6 +35,10 @@ pub enum Site {
     Promotion,
     /// A variable's dtype.
     Variable,
+    /// An existing tensor moving to another device or engine (`to_device`, `to_backend`):
+    /// its dtype is kept where the target computes in it (no x64-off narrowing: the value
+    /// already lives in kiln), else the policy applies as to any implicit dtype.
+    Transfer,
 }
 
 /// One dtype question for the resolver.
@@ -170,7 +174,7 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
     let mut dtype = req.dtype;
     let mut action = Action::Keep;
     let mut reason = format!("{dtype} is supported on {}", req.device);
-    if !req.explicit && !cfg.x64 && dtype.is_64bit() {
+    if !req.explicit && !cfg.x64 && dtype.is_64bit() && req.site != Site::Transfer {
         dtype = dtype.to_32bit();
         action = Action::Narrow64 { from: req.dtype };
         reason = format!(

@@ -148,8 +148,17 @@ impl Tensor {
         if kind == self.backend_kind() {
             return Ok(self.clone());
         }
-        let _g = crate::precision::Scope::new().backend(Some(kind)).enter();
-        convert_to_tensor(&self.to_host()?, None, &self.device)
+        let origin = Location::caller();
+        convert_at(
+            &self.to_host()?,
+            None,
+            self.device,
+            kind,
+            Site::Transfer,
+            "to_backend",
+            origin,
+        )
+        .map(|(t, _)| t)
     }
 
     /// Copies the tensor to host memory.
@@ -174,7 +183,19 @@ impl Tensor {
         if device == self.device {
             return Ok(self.clone());
         }
-        convert_to_tensor(&self.to_host()?, None, &device)
+        let cfg = config::current()?;
+        let origin = Location::caller();
+        let engine = engine_kind_for(device, &cfg);
+        convert_at(
+            &self.to_host()?,
+            None,
+            device,
+            engine,
+            Site::Transfer,
+            "to_device",
+            origin,
+        )
+        .map(|(t, _)| t)
     }
 }
 
@@ -213,15 +234,32 @@ pub fn convert_to_tensor_with_report(
     device: &Device,
 ) -> Result<(Tensor, Option<ConversionReport>)> {
     let cfg = config::current()?;
+    let engine = engine_kind_for(*device, &cfg);
     let origin = Location::caller();
+    let op = "convert_to_tensor";
+    convert_at(data, dtype, *device, engine, Site::Conversion, op, origin)
+}
+
+/// Host data onto `device`/`engine` through the resolver at `site`: the conversion boundary
+/// shared by `convert_to_tensor` and the transfers.
+fn convert_at(
+    data: &ArrayData,
+    dtype: Option<DType>,
+    device: Device,
+    engine: BackendKind,
+    site: Site,
+    op: &str,
+    origin: &'static Location<'static>,
+) -> Result<(Tensor, Option<ConversionReport>)> {
+    let cfg = config::current()?;
     let src = data.dtype();
     let req = Request {
-        op: "convert_to_tensor",
-        site: Site::Conversion,
+        op,
+        site,
         dtype: dtype.unwrap_or(src),
         explicit: dtype.is_some(),
-        device: *device,
-        engine: engine_kind_for(*device, &cfg),
+        device,
+        engine,
         origin,
     };
     let decision = resolve(&req, &cfg)?;
@@ -241,9 +279,9 @@ pub fn convert_to_tensor_with_report(
                 .map(|(a, _)| a.to_string())
                 .unwrap_or_default();
             return Err(KilnError::OutOfRange {
-                op: "convert_to_tensor".into(),
+                op: op.into(),
                 to: decision.dtype,
-                device: *device,
+                device,
                 count: report.integers_changed,
                 example,
                 origin,
