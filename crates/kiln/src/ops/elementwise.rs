@@ -21,14 +21,14 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     let reads_input = matches!(rule, UnaryRule::Bool | UnaryRule::RealPart);
     let (dtype, device) = resolve_result(op, out, super::place_of(x), &cfg)?;
     let input = if reads_input {
-        to_compute(x, x.dtype(), device.device, device.engine)?
+        to_compute(x, x.dtype(), device)?
     } else {
-        to_compute(x, dtype, device.device, device.engine)?
+        to_compute(x, dtype, device)?
     };
     let s = input.backend.unary(prim, &input.storage)?;
     let t = Tensor::from_storage(s, input.backend.clone(), device.device)?;
     if t.dtype() != dtype {
-        return to_compute(&t, dtype, device.device, device.engine);
+        return to_compute(&t, dtype, device);
     }
     Ok(t)
 }
@@ -145,7 +145,7 @@ pub(crate) fn cast_internal(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor
     // indices on sim:tpu, say) must still pass the resolver before it is returned.
     let cfg = cfg()?;
     let (d, dev) = resolve_result(op, dtype, super::place_of(x), &cfg)?;
-    to_compute(x, d, dev.device, dev.engine)
+    to_compute(x, d, dev)
 }
 
 /// Primitive behind a binary op.
@@ -258,7 +258,7 @@ pub fn r#where<'a, 'b>(
         b.shape(),
         "where",
     )?;
-    let tc = to_compute(cond, DType::Bool, device.device, device.engine)?;
+    let tc = to_compute(cond, DType::Bool, device)?;
     let ta = operand_tensor(&a, compute, device, "where")?;
     let tb = operand_tensor(&b, compute, device, "where")?;
     let s = ta
@@ -312,5 +312,5 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
         &cfg,
     )?;
     d.announce(None);
-    to_compute(x, d.dtype, d.device, d.engine)
+    to_compute(x, d.dtype, super::Place::of(&d))
 }

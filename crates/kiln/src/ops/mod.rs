@@ -206,6 +206,16 @@ pub(crate) fn common_place(ops: &[&Operand<'_>], op: &str, cfg: &Config) -> Resu
     }))
 }
 
+impl Place {
+    /// Where the resolver placed a value.
+    pub(crate) fn of(d: &crate::precision::Decision) -> Place {
+        Place {
+            device: d.device,
+            engine: d.engine,
+        }
+    }
+}
+
 /// Where a tensor lives.
 pub(crate) fn place_of(t: &Tensor) -> Place {
     Place {
@@ -235,13 +245,7 @@ pub(crate) fn resolve_result(
         cfg,
     )?;
     d.announce(None);
-    Ok((
-        d.dtype,
-        Place {
-            device: d.device,
-            engine: d.engine,
-        },
-    ))
+    Ok((d.dtype, Place::of(&d)))
 }
 
 /// Asks the resolver about an explicit or default dtype for a creation op on `device`
@@ -288,23 +292,13 @@ pub(crate) fn resolve_creation_at(
         cfg,
     )?;
     d.announce(None);
-    Ok((
-        d.dtype,
-        Place {
-            device: d.device,
-            engine: d.engine,
-        },
-    ))
+    Ok((d.dtype, Place::of(&d)))
 }
 
-/// Casts a tensor to `dtype` on `device`/`engine` for internal use (the resolver already
+/// Casts a tensor to `dtype` at `at` for internal use (the resolver already
 /// decided, and counted any fallback). A tensor that must move is copied through the host.
-pub(crate) fn to_compute(
-    t: &Tensor,
-    dtype: DType,
-    device: Device,
-    engine: BackendKind,
-) -> Result<Tensor> {
+pub(crate) fn to_compute(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> {
+    let Place { device, engine } = at;
     let cast = |t: &Tensor| -> Result<Tensor> {
         if t.dtype() == dtype {
             return Ok(t.clone());
@@ -334,7 +328,7 @@ pub(crate) fn operand_tensor(
     op: &str,
 ) -> Result<Tensor> {
     match o {
-        Operand::Tensor(t) => to_compute(t, dtype, place.device, place.engine),
+        Operand::Tensor(t) => to_compute(t, dtype, place),
         Operand::Scalar(s) => {
             let host = ArrayData::scalar(*s, dtype);
             if dtype.is_integer() {

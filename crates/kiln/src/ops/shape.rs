@@ -263,7 +263,7 @@ pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
     }
     let cast: Vec<Tensor> = xs
         .iter()
-        .map(|t| to_compute(t, dtype, place.device, place.engine))
+        .map(|t| to_compute(t, dtype, place))
         .collect::<Result<_>>()?;
     let refs: Vec<&crate::backend::Storage> = cast.iter().map(|t| &t.storage).collect();
     wrap(&cast[0], cast[0].backend.concat(&refs, ax)?)

@@ -50,7 +50,7 @@ impl Variable {
             &cfg,
         )?;
         d.announce(None);
-        let value = crate::ops::to_compute(initial, d.dtype, d.device, d.engine)?;
+        let value = crate::ops::to_compute(initial, d.dtype, crate::ops::Place::of(&d))?;
         Ok(Variable {
             name: name.to_string(),
             value,
@@ -71,12 +71,8 @@ impl Variable {
                 ),
             ));
         }
-        self.value = crate::ops::to_compute(
-            value,
-            self.value.dtype(),
-            self.value.device(),
-            self.value.backend_kind(),
-        )?;
+        self.value =
+            crate::ops::to_compute(value, self.value.dtype(), crate::ops::place_of(&self.value))?;
         Ok(())
     }
 
