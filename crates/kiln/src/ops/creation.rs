@@ -26,7 +26,7 @@ fn upload(data: ArrayData, at: Place) -> Result<Tensor> {
 
 /// Whether an integer target changed a value by more than truncation toward zero (NumPy's
 /// float-to-int rule): a wrap or saturation, which kiln refuses rather than hides.
-pub(crate) fn wrapped(from: Scalar, to: Scalar) -> bool {
+fn wrapped(from: Scalar, to: Scalar) -> bool {
     match (from, to) {
         (Scalar::Int(a), Scalar::Int(b)) => a != b,
         (Scalar::Int(a), Scalar::UInt(b)) => a < 0 || a as u64 != b,
@@ -42,19 +42,28 @@ pub(crate) fn wrapped(from: Scalar, to: Scalar) -> bool {
 pub(crate) fn materialize(op: &str, host: &ArrayData, d: DType, at: Place) -> Result<Tensor> {
     let (conv, _) = crate::precision::report::convert_with_report(host, d);
     if d.is_integer() {
-        if let Some((a, _)) = host
-            .to_scalars()
-            .into_iter()
-            .zip(conv.to_scalars())
-            .find(|(a, b)| wrapped(*a, *b))
-        {
-            return Err(KilnError::invalid(
-                op,
-                format!("the value {a} does not fit {d}; pick a wider dtype"),
-            ));
+        for (a, b) in host.to_scalars().into_iter().zip(conv.to_scalars()) {
+            if wrapped(a, b) {
+                return Err(unfit(op, a, d));
+            }
         }
     }
     upload(conv, at)
+}
+
+fn unfit(op: &str, value: Scalar, d: DType) -> KilnError {
+    KilnError::invalid(
+        op,
+        format!("the value {value} does not fit {d}; pick a wider dtype"),
+    )
+}
+
+/// Refuses a fill value that an integer `d` cannot hold (see [`wrapped`]).
+pub(crate) fn fits(op: &str, value: Scalar, d: DType) -> Result<()> {
+    if d.is_integer() && wrapped(value, ArrayData::scalar(value, d).to_scalars()[0]) {
+        return Err(unfit(op, value, d));
+    }
+    Ok(())
 }
 
 /// A tensor filled with `value` (`dtype` defaults to the value's Keras dtype: Python int
@@ -71,12 +80,7 @@ pub fn full(
     let default = result_type(&[like(value)], cfg.floatx, cfg.x64)?;
     let (d, dev) = resolve_creation("full", dtype, default, device.unwrap_or(cfg.device), &cfg)?;
     crate::array::checked_numel(shape, "full")?;
-    if d.is_integer() && wrapped(value, ArrayData::scalar(value, d).to_scalars()[0]) {
-        return Err(KilnError::invalid(
-            "full",
-            format!("the value {value} does not fit {d}; pick a wider dtype"),
-        ));
-    }
+    fits("full", value, d)?;
     upload(ArrayData::full(shape, value, d)?, dev)
 }
 
@@ -134,18 +138,10 @@ pub fn ones_like(x: &Tensor, dtype: Option<DType>) -> Result<Tensor> {
 #[track_caller]
 pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> Result<Tensor> {
     let cfg = cfg()?;
-    let at = Place {
-        device: x.device(),
-        engine: x.backend_kind(),
-    };
+    let at = super::place_of(x);
     let (d, dev) = resolve_creation_at("full_like", dtype, x.dtype(), at, &cfg)?;
     let value = value.into();
-    if d.is_integer() && wrapped(value, ArrayData::scalar(value, d).to_scalars()[0]) {
-        return Err(KilnError::invalid(
-            "full_like",
-            format!("the value {value} does not fit {d}; pick a wider dtype"),
-        ));
-    }
+    fits("full_like", value, d)?;
     upload(ArrayData::full(x.shape(), value, d)?, dev)
 }
 

@@ -504,9 +504,8 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
     // classes would wrap in uint8) the indices are first widened by the promotion rule,
     // through the resolver, which picks a dtype the device holds (int32; int64 on CUDA).
     let last = Scalar::Int(num_classes.saturating_sub(1) as i64);
-    let fits =
-        |d: DType| !super::creation::wrapped(last, ArrayData::scalar(last, d).to_scalars()[0]);
-    let indices = if fits(indices.dtype()) {
+    let fits = |d: DType| super::creation::fits("one_hot", last, d);
+    let indices = if fits(indices.dtype()).is_ok() {
         indices.clone()
     } else {
         let wide = result_type(
@@ -519,20 +518,12 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         )?;
         cast_internal(indices, wide, "one_hot")?
     };
-    if !fits(indices.dtype()) {
-        return Err(KilnError::invalid(
-            "one_hot",
-            format!("{num_classes} classes do not fit {}", indices.dtype()),
-        ));
-    }
+    fits(indices.dtype())?;
     let all = ArrayData::from((0..num_classes as i64).collect::<Vec<i64>>());
     let classes = indices
         .upload_like(crate::precision::report::convert_with_report(&all, indices.dtype()).0)?;
     let hit = equal(&expand_dims(&indices, -1)?, &classes)?;
-    let at = super::Place {
-        device: indices.device(),
-        engine: indices.backend_kind(),
-    };
+    let at = super::place_of(&indices);
     let (d, _) = super::resolve_creation_at("one_hot", dtype, cfg.floatx, at, &cfg)?;
     cast_internal(&hit, d, "one_hot")
 }
