@@ -210,7 +210,7 @@ if __name__ == "__main__":
 
 # ---------------------------------------------------------------------------------------------
 # The ops outside the name registry (they take parameters), and cast between every dtype pair:
-# crates/kiln/tests/data/value_oracles_extra.json, run by tests/value_oracles_extra.rs with x64
+# crates/kiln/tests/data/value_oracles_extra.json, run by tests/suite/value_oracles_extra.rs with x64
 # on (inputs keep their dtype). Parameters are fixed here and in the Rust test.
 
 def extra():

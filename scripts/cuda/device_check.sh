@@ -53,7 +53,7 @@ for t in "$BIN"/tests/*; do
     echo "$name: rc=$rc $line" | tee -a "$RESULTS/summary.txt"
     [ $rc -eq 0 ] || status=1
 done
-grep -h -E '@cuda:0|cuda:0' "$RESULTS"/test-value_oracles*.txt | grep cases | tee -a "$RESULTS/summary.txt"
+grep -h -E '@cuda:0|cuda:0' "$RESULTS"/test-*.txt | grep cases | tee -a "$RESULTS/summary.txt"
 
 step "doctor --matrix --devices cuda:0"
 "$BIN/kiln" doctor --matrix --x64 both --engine candle --devices cuda:0 >"$RESULTS/doctor.txt" 2>&1 || status=1

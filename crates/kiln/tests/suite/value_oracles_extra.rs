@@ -4,8 +4,7 @@
 //! x64 on so that every input keeps its dtype, on every engine and device of this build
 //! (`common::targets`).
 
-mod common;
-use common::*;
+use crate::common::*;
 use kiln::ops::{self, SliceArg, Split};
 use kiln::{convert_to_tensor, DType, Device, Tensor};
 

@@ -2,7 +2,7 @@
 //! same seeded random inputs, switching and transfers, the CPU fallback and strict mode.
 #![cfg(feature = "candle")]
 
-mod common;
+use crate::common;
 
 use kiln::backend::BackendKind;
 use kiln::device::Capabilities;

@@ -3,8 +3,7 @@
 //! (inputs narrowed as Keras does) and, for 64-bit inputs, in x64 mode, on every engine and
 //! device of this build (`common::targets`: cuda:0 too with `--features cuda` and a GPU).
 
-mod common;
-use common::*;
+use crate::common::*;
 use kiln::ops::registry::{call_binary, call_unary};
 use kiln::ops::Operand;
 use kiln::{convert_to_tensor, DType};

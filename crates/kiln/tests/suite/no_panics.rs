@@ -2,7 +2,7 @@
 //! and axis/shape arguments out of range, must return a value or an error, never panic, on
 //! every engine and device of this build (cuda:0 emulated where no GPU opens).
 
-mod common;
+use crate::common;
 use kiln::ops::registry::{call_binary, call_unary, BINARY, UNARY};
 use kiln::ops::{self, Operand, SliceArg, Split};
 use kiln::{convert_to_tensor, ArrayData, DType, Scalar, Tensor};

@@ -2,7 +2,7 @@
 //! ../shared/fixtures (generated with NumPy 2.4.6, Keras 3.15.1 on JAX, JAX 0.10.2; each
 //! file's `source` field says how).
 
-mod common;
+use crate::common;
 use kiln::dtype::promote::{result_type, DTypeLike};
 use kiln::ops::registry::{call_binary, call_unary};
 use kiln::ops::Operand;

@@ -3,7 +3,7 @@
 //! machine with a GPU} x {x64 off, on}. Zero failed cells is the bar; run
 //! with `--nocapture` (or `kiln doctor --matrix`) to see it.
 
-mod common;
+use crate::common;
 use kiln::backend::BackendKind;
 use kiln::doctor::{counts, devices_here, matrix, render, CellKind};
 
