@@ -286,3 +286,14 @@ pub fn ran_enough(
     let how = if emulated(device) { " (emulated)" } else { "" };
     eprintln!("{engine}@{device}{how}: {ran} cases");
 }
+
+/// Fails with every differing case listed (not just the first), so one run shows the whole
+/// extent of a regression.
+pub fn assert_none_differ(failures: &[String], cases: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -45,13 +45,7 @@ fn keras_result_type_every_case() {
             ));
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{} of {} cases differ:\n{}",
-        bad.len(),
-        cases.len(),
-        bad.join("\n")
-    );
+    common::assert_none_differ(&bad, cases.len());
 }
 
 #[test]
@@ -69,13 +63,7 @@ fn jax_x64_result_type_every_case() {
             ));
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{} of {} cases differ:\n{}",
-        bad.len(),
-        cases.len(),
-        bad.join("\n")
-    );
+    common::assert_none_differ(&bad, cases.len());
 }
 
 fn ones(dtype: DType, shape: &[usize], device: Device) -> kiln::Tensor {
@@ -145,11 +133,5 @@ fn keras_op_dtypes_every_case() {
         }
     }
     assert!(ran > 6000, "only {ran} cases ran");
-    assert!(
-        bad.is_empty(),
-        "{} of {} cases differ:\n{}",
-        bad.len(),
-        cases.len(),
-        bad.join("\n")
-    );
+    common::assert_none_differ(&bad, cases.len());
 }

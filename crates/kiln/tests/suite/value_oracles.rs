@@ -108,11 +108,5 @@ fn every_op_matches_numpy() {
         }
         ran_enough(engine, device, ran, 800);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, cases.len());
 }

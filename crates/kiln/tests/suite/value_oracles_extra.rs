@@ -96,11 +96,5 @@ fn parameterised_ops_and_every_cast_match_numpy() {
         }
         ran_enough(engine, device, ran, 150);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_none_differ(&failures, cases.len());
 }
