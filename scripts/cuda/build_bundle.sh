@@ -63,7 +63,7 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable"):
         kind = m["target"]["kind"][0]
         if kind == "bin" and m["profile"]["test"]:
-            kind = "unit"
+            kind = "binunit"  # unit tests of the CLI binary, also named kiln
         if kind == "lib":
             kind = "unit"
         print(kind, m["target"]["name"], m["executable"])')
@@ -78,6 +78,7 @@ while read -r kind name exe; do
     case $kind in
     bin) cp "$exe" "$stage/bin/$name" ;;
     unit) cp "$exe" "$stage/bin/tests/unit-$name" ;;
+    binunit) cp "$exe" "$stage/bin/tests/unit-bin-$name" ;;
     test) # `cli` runs the kiln binary by its build path; device_check.sh runs it directly.
         if [ "$name" != cli ]; then cp "$exe" "$stage/bin/tests/$name"; fi ;;
     bench) if [ "$name" = engines ]; then cp "$exe" "$stage/bin/benches/$name"; fi ;;

@@ -137,7 +137,7 @@ pub fn ones_like(x: &Tensor, dtype: Option<DType>) -> Result<Tensor> {
 /// `value` shaped and typed like `x`.
 #[track_caller]
 pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = super::cfg_for_tensors(&[x])?;
     let at = super::place_of(x);
     let (d, dev) = resolve_creation_at("full_like", dtype, x.dtype(), at, &cfg)?;
     let value = value.into();

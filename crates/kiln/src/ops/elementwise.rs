@@ -3,7 +3,8 @@
 
 use super::rules::{self, BinaryRule, UnaryRule};
 use super::{
-    broadcast_shapes, cfg, common_place, operand_tensor, resolve_result, to_compute, Operand,
+    broadcast_shapes, cfg, cfg_for, cfg_for_tensors, common_place, operand_tensor, resolve_result,
+    to_compute, Operand,
 };
 use crate::backend::{BinaryOp, CmpOp, UnaryOp};
 use crate::dtype::DType;
@@ -15,7 +16,7 @@ use std::panic::Location;
 /// Runs a unary primitive after the dtype rule and the resolver.
 #[track_caller]
 pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary(op, rule, x.dtype(), &cfg)?;
     // Predicates and real-part ops read the input in its own dtype.
     let reads_input = matches!(rule, UnaryRule::Bool | UnaryRule::RealPart);
@@ -115,7 +116,7 @@ unary_ops! {
 /// `x * x`; bool becomes int32.
 #[track_caller]
 pub fn square(x: &Tensor) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("square", UnaryRule::BoolToInt, x.dtype(), &cfg)?;
     let x = cast_internal(x, out, "square")?;
     multiply(&x, &x)
@@ -124,7 +125,7 @@ pub fn square(x: &Tensor) -> Result<Tensor> {
 /// `1 / x` (ints become floats).
 #[track_caller]
 pub fn reciprocal(x: &Tensor) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("reciprocal", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let x = cast_internal(x, out, "reciprocal")?;
     divide(1.0, &x)
@@ -133,7 +134,7 @@ pub fn reciprocal(x: &Tensor) -> Result<Tensor> {
 /// `1 / sqrt(x)` (float and complex inputs only, as in Keras).
 #[track_caller]
 pub fn rsqrt(x: &Tensor) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     rules::unary("rsqrt", UnaryRule::FloatOnly, x.dtype(), &cfg)?;
     divide(1.0, &sqrt(x)?)
 }
@@ -143,7 +144,7 @@ pub fn rsqrt(x: &Tensor) -> Result<Tensor> {
 pub(crate) fn cast_internal(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor> {
     // No shortcut when the dtype already matches: an engine-internal intermediate (int64
     // indices on sim:tpu, say) must still pass the resolver before it is returned.
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let (d, dev) = resolve_result(op, dtype, super::place_of(x), &cfg)?;
     to_compute(x, d, dev)
 }
@@ -163,7 +164,7 @@ pub(crate) fn binary_op(
     b: Operand<'_>,
     prim: Prim,
 ) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for(&[&a, &b])?;
     let device = common_place(&[&a, &b], op, &cfg)?;
     let (compute, _out) = rules::binary(op, rule, a.like(), b.like(), &cfg)?;
     let (compute, device) = resolve_result(op, compute, device, &cfg)?;
@@ -248,7 +249,7 @@ pub fn r#where<'a, 'b>(
     b: impl Into<Operand<'b>>,
 ) -> Result<Tensor> {
     let (a, b) = (a.into(), b.into());
-    let cfg = cfg()?;
+    let cfg = cfg_for(&[&a, &b])?;
     let c = Operand::Tensor(cond);
     let device = common_place(&[&c, &a, &b], "where", &cfg)?;
     let (compute, _) = rules::binary("where", BinaryRule::Promote, a.like(), b.like(), &cfg)?;
@@ -274,7 +275,7 @@ pub fn clip<'a, 'b>(
     lo: impl Into<Operand<'a>>,
     hi: impl Into<Operand<'b>>,
 ) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let x = if x.dtype() == DType::Bool {
         cast_internal(x, rules::index_dtype(&cfg), "clip")?
     } else {

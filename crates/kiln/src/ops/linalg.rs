@@ -3,7 +3,7 @@
 use super::elementwise::multiply;
 use super::rules;
 use super::shape::{reshape, transpose};
-use super::{cfg, common_place, resolve_result, to_compute, Operand};
+use super::{cfg_for, cfg_for_tensors, common_place, resolve_result, to_compute, Operand};
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
 
@@ -18,7 +18,7 @@ use crate::tensor::Tensor;
 /// ```
 #[track_caller]
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[a, b])?;
     let dtype = rules::matmul(Operand::Tensor(a).like(), Operand::Tensor(b).like(), &cfg)?;
     matmul_in(a, b, dtype)
 }
@@ -26,7 +26,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `matmul` computing in `dtype` (from the caller's dtype rule).
 #[track_caller]
 fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[a, b])?;
     let (oa, ob) = (Operand::Tensor(a), Operand::Tensor(b));
     if a.ndim() == 0 || b.ndim() == 0 {
         return Err(KilnError::invalid(
@@ -79,7 +79,7 @@ fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tenso
 #[track_caller]
 pub fn dot<'a, 'b>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Result<Tensor> {
     let (a, b) = (a.into(), b.into());
-    let cfg = cfg()?;
+    let cfg = cfg_for(&[&a, &b])?;
     let dtype = rules::dot(a.like(), b.like(), &cfg)?;
     match (&a, &b) {
         (Operand::Tensor(x), Operand::Tensor(y)) if x.ndim() > 0 && y.ndim() > 0 => {
@@ -164,7 +164,7 @@ pub fn tensordot(a: &Tensor, b: &Tensor, axes: Axes) -> Result<Tensor> {
     let pb: Vec<usize> = ax_b.iter().chain(&free_b).copied().collect();
     let a2 = reshape(&transpose(a, Some(&pa))?, &[ma as isize, k as isize])?;
     let b2 = reshape(&transpose(b, Some(&pb))?, &[k as isize, nb as isize])?;
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[a, b])?;
     let dtype = crate::dtype::promote::promote_types(a.dtype(), b.dtype(), cfg.floatx, cfg.x64)?;
     let c = matmul_in(&a2, &b2, dtype)?;
     let shape: Vec<isize> = free_a
@@ -379,7 +379,7 @@ fn contract_pair(
     );
     let a3 = reshape(&transpose(a, Some(&pa))?, &[nb, m, k])?;
     let b3 = reshape(&transpose(b, Some(&pb))?, &[nb, k, n])?;
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[a, b])?;
     let dtype = crate::dtype::promote::promote_types(a.dtype(), b.dtype(), cfg.floatx, cfg.x64)?;
     let c = matmul_in(&a3, &b3, dtype)?;
     let shape: Vec<isize> = batch

@@ -355,3 +355,25 @@ pub(crate) fn operand_tensor(
 pub(crate) fn cfg() -> Result<Config> {
     config::current()
 }
+
+/// The configuration for an op on these operands: deliberately 64-bit operands keep x64
+/// semantics ([`Config::for_operands`]).
+pub(crate) fn cfg_for(operands: &[&Operand<'_>]) -> Result<Config> {
+    let held: Vec<(DType, Device, BackendKind)> = operands
+        .iter()
+        .filter_map(|o| match o {
+            Operand::Tensor(t) => Some((t.dtype(), t.device(), t.backend_kind())),
+            Operand::Scalar(_) => None,
+        })
+        .collect();
+    Ok(config::current()?.for_operands(&held))
+}
+
+/// [`cfg_for`] for tensor operands.
+pub(crate) fn cfg_for_tensors(xs: &[&Tensor]) -> Result<Config> {
+    let held: Vec<(DType, Device, BackendKind)> = xs
+        .iter()
+        .map(|t| (t.dtype(), t.device(), t.backend_kind()))
+        .collect();
+    Ok(config::current()?.for_operands(&held))
+}

@@ -5,13 +5,13 @@
 use super::elementwise::*;
 use super::reduce::{max, sum};
 use super::rules::{self, UnaryRule};
-use super::{cfg, normalize_axis};
+use super::{cfg_for_tensors, normalize_axis};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
 #[track_caller]
 fn float_in(op: &str, rule: UnaryRule, x: &Tensor) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let d = rules::unary(op, rule, x.dtype(), &cfg)?;
     cast_internal(x, d, op)
 }

@@ -3,7 +3,7 @@
 
 use super::elementwise::{cast_internal, divide, exp, log, not_equal, sqrt, subtract};
 use super::rules::{self, UnaryRule};
-use super::{cfg, normalize_axes, normalize_axis};
+use super::{cfg_for_tensors, normalize_axes, normalize_axis};
 use crate::backend::{ArgOp, ReduceOp, ScanOp};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -23,7 +23,7 @@ fn reduce_with(
     axis: Option<&[isize]>,
     keepdims: bool,
 ) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary(name, rule, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), name)?;
     let x = cast_internal(x, out, name)?;
@@ -82,7 +82,7 @@ fn count(x: &Tensor, axes: &[usize]) -> f64 {
 /// Arithmetic mean; ints become floats.
 #[track_caller]
 pub fn mean(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("mean", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "mean")?;
     let x = cast_internal(x, out, "mean")?;
@@ -94,7 +94,7 @@ pub fn mean(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor
 /// holding the real variance (Keras's dtype rule).
 #[track_caller]
 pub fn var(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("var", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "var")?;
     let iaxes: Vec<isize> = axes.iter().map(|a| *a as isize).collect();
@@ -112,7 +112,7 @@ pub fn var(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
 /// Population standard deviation; complex input gives its real dtype.
 #[track_caller]
 pub fn std(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("std", UnaryRule::RealFloat, x.dtype(), &cfg)?;
     let v = var(x, axis, keepdims)?;
     let v = super::elementwise::real(&v)?;
@@ -121,7 +121,7 @@ pub fn std(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
 
 #[track_caller]
 fn arg(name: &str, op: ArgOp, x: &Tensor, axis: Option<isize>, keepdims: bool) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary(name, UnaryRule::IndexNoComplex, x.dtype(), &cfg)?;
     let (flat, ax) = match axis {
         None => (super::shape::reshape(x, &[-1])?, 0),
@@ -159,7 +159,7 @@ pub fn argmin(x: &Tensor, axis: Option<isize>, keepdims: bool) -> Result<Tensor>
 
 #[track_caller]
 fn scan(name: &str, op: ScanOp, x: &Tensor, axis: Option<isize>) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary(name, UnaryRule::BoolToInt, x.dtype(), &cfg)?;
     let (x, ax) = match axis {
         None => (super::shape::reshape(x, &[-1])?, 0),
@@ -188,7 +188,7 @@ pub fn cumprod(x: &Tensor, axis: Option<isize>) -> Result<Tensor> {
 /// `log(sum(exp(x)))`, computed stably (shifted by the maximum).
 #[track_caller]
 pub fn logsumexp(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("logsumexp", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let x = cast_internal(x, out, "logsumexp")?;
     // Complex values have no order to shift by.
@@ -215,7 +215,7 @@ pub fn logsumexp(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<T
 /// Number of nonzero elements (index dtype).
 #[track_caller]
 pub fn count_nonzero(x: &Tensor, axis: Option<&[isize]>) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("count_nonzero", UnaryRule::Index, x.dtype(), &cfg)?;
     let nz = not_equal(x, 0)?;
     let s = sum(&nz, axis, false)?;

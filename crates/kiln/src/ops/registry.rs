@@ -220,7 +220,7 @@ pub fn call_binary(name: &str, a: Operand<'_>, b: Operand<'_>) -> Result<Tensor>
         "matmul" => match (&a, &b) {
             (Operand::Tensor(x), Operand::Tensor(y)) => matmul(x, y)?,
             _ => {
-                let cfg = super::cfg()?;
+                let cfg = super::cfg_for(&[&a, &b])?;
                 rules::matmul(a.like(), b.like(), &cfg)?;
                 return Err(KilnError::invalid("matmul", "operands must be tensors"));
             }

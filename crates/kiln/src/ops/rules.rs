@@ -1,6 +1,7 @@
 //! Per-op result dtypes, following Keras 3 (`keras/src/backend/jax/numpy.py` and
 //! `nn.py`), checked against `keras_op_dtypes.json` for every case it lists. Operand dtypes
-//! here are a tensor's dtype (already canonical for the x64 mode) or a weak scalar kind.
+//! here are a tensor's dtype or a weak scalar kind; `cfg` is the op's configuration, with x64
+//! on where an operand is 64-bit ([`Config::for_operands`]).
 
 use crate::dtype::promote::{result_type, DTypeLike};
 use crate::dtype::{DType, DTypeKind};

@@ -4,8 +4,8 @@
 use super::elementwise::{cast_internal, equal, r#where};
 use super::rules::{self, UnaryRule};
 use super::{
-    broadcast_shapes, cfg, common_place, normalize_axes, normalize_axis, resolve_result,
-    to_compute, Operand,
+    broadcast_shapes, cfg_for_tensors, common_place, normalize_axes, normalize_axis,
+    resolve_result, to_compute, Operand,
 };
 use crate::array::ArrayData;
 use crate::backend::SliceSpec;
@@ -242,7 +242,7 @@ pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
     let first = xs
         .first()
         .ok_or_else(|| KilnError::invalid("concatenate", "needs at least one tensor"))?;
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(xs)?;
     let ops: Vec<Operand<'_>> = xs.iter().map(|t| Operand::Tensor(t)).collect();
     let device = common_place(&ops.iter().collect::<Vec<_>>(), "concatenate", &cfg)?;
     let likes: Vec<DTypeLike> = xs.iter().map(|t| DTypeLike::Strong(t.dtype())).collect();
@@ -476,7 +476,7 @@ pub fn sort(x: &Tensor, axis: isize) -> Result<Tensor> {
 /// Indices that sort along `axis` (index dtype, stable).
 #[track_caller]
 pub fn argsort(x: &Tensor, axis: isize) -> Result<Tensor> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("argsort", UnaryRule::Index, x.dtype(), &cfg)?;
     let x = if x.ndim() == 0 {
         reshape(x, &[1])?
@@ -499,7 +499,7 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
             "indices must have an integer dtype",
         ));
     }
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[indices])?;
     // The classes are built in the indices' dtype when every class fits it; else (300
     // classes would wrap in uint8) the indices are first widened by the promotion rule,
     // through the resolver, which picks a dtype the device holds (int32; int64 on CUDA).
@@ -645,7 +645,7 @@ pub fn trace(x: &Tensor, offset: isize) -> Result<Tensor> {
 /// ```
 #[track_caller]
 pub fn nonzero(x: &Tensor) -> Result<Vec<Tensor>> {
-    let cfg = cfg()?;
+    let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("nonzero", UnaryRule::Index, x.dtype(), &cfg)?;
     let mask = super::elementwise::not_equal(x, Operand::Scalar(zero_for(x)))?
         .to_host()?

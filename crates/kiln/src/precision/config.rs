@@ -117,6 +117,41 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// The configuration an op on operands of these dtypes, held on these devices and
+    /// engines, runs under.
+    ///
+    /// x64-off mode narrows 64-bit dtypes *entering* kiln: host data, creation defaults and
+    /// results that promotion widens beyond 32-bit operands (`int32 + uint32`). A value that is
+    /// already 64-bit inside kiln was kept on purpose (requested explicitly, or made with x64
+    /// on), so an op on it follows x64 semantics (JAX's `jax_enable_x64`) rather than narrowing
+    /// its result without a word: an int64 sum does not wrap in int32, `float64 + 1.0` stays
+    /// float64. Transfers keep dtypes for the same reason ([`super::Site::Transfer`]).
+    ///
+    /// A 64-bit dtype that stands in for a 32-bit one its device lacks (int64 for int32 on
+    /// CUDA) is no such choice, and does not switch x64 on: the same program gives the same
+    /// dtypes on the cpu and on the GPU.
+    ///
+    /// ```
+    /// use kiln::backend::BackendKind::{Candle, Ndarray};
+    /// use kiln::{Config, DType, Device};
+    /// let off = Config::default();
+    /// let on_cpu = |d| (d, Device::Cpu, Ndarray);
+    /// assert!(!off.for_operands(&[on_cpu(DType::Float32), on_cpu(DType::Int32)]).x64);
+    /// assert!(off.for_operands(&[on_cpu(DType::Float32), on_cpu(DType::Int64)]).x64);
+    /// assert!(!off.for_operands(&[(DType::Int64, Device::Cuda(0), Candle)]).x64);
+    /// ```
+    pub fn for_operands(&self, operands: &[(DType, Device, BackendKind)]) -> Config {
+        let deliberate = |&(d, device, engine): &(DType, Device, BackendKind)| {
+            d.is_64bit()
+                && crate::device::Capabilities::of_engine(device, engine).supports(d.to_32bit())
+        };
+        let mut c = *self;
+        c.x64 |= operands.iter().any(deliberate);
+        c
+    }
+}
+
 /// Partial settings: what a scope, the environment or a file sets.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,9 @@
 //! Rules, in order:
 //! 1. An *implicit* dtype in x64-off mode (Keras's default) is narrowed to 32 bits
 //!    (`float64 -> float32`) on every device: Keras's semantics, not an adaptation, so no
-//!    warning. A transfer of an existing tensor is not narrowed.
+//!    warning. The rule is for dtypes entering kiln: a transfer of an existing tensor is not
+//!    narrowed, and ops on a 64-bit operand ask under x64 semantics
+//!    ([`Config::for_operands`](super::Config::for_operands)).
 //! 2. If the device computes in the dtype, it is kept.
 //! 3. Otherwise, by policy: `error` refuses; `downcast` substitutes the nearest supported
 //!    dtype of the same kind for an implicit dtype (one warning per cause, a loss report,

@@ -598,3 +598,47 @@ fn transfers_keep_the_dtype_with_x64_off() {
         "adapted with a warning: {w:?}"
     );
 }
+
+/// With x64 off, a value made 64-bit on purpose keeps 64-bit results on a GPU as on the cpu;
+/// the int64 that stands in for CUDA's missing int32 is no such choice, so an op on it gives
+/// the dtypes it gives on the cpu (int32 data + 1.5 is float32 on both).
+#[test]
+fn stand_in_int64_on_the_gpu_does_not_switch_x64_on() {
+    let dev = gpu();
+    let _g = Scope::new().x64(false).enter();
+    let data = ArrayData::from(vec![1i32, 2, 3]);
+    let on_cpu = convert_to_tensor(&data, None, &Device::Cpu).unwrap();
+    let (on_gpu, _) = warnings::capture(|| convert_to_tensor(&data, None, &dev).unwrap());
+    assert_eq!(
+        (on_cpu.dtype(), on_gpu.dtype()),
+        (DType::Int32, DType::Int64)
+    );
+    for (name, f) in [
+        (
+            "add 1.5",
+            (|t: &Tensor| ops::add(t, 1.5)) as fn(&Tensor) -> _,
+        ),
+        ("mean", |t: &Tensor| ops::mean(t, None, false)),
+        ("sqrt", |t: &Tensor| ops::sqrt(t)),
+    ] {
+        let (c, g) = (f(&on_cpu).unwrap(), f(&on_gpu).unwrap());
+        assert_eq!(
+            (c.dtype(), g.dtype()),
+            (DType::Float32, DType::Float32),
+            "{name}"
+        );
+        assert_eq!(
+            c.to_vec::<f32>().unwrap(),
+            g.to_vec::<f32>().unwrap(),
+            "{name}"
+        );
+    }
+    // Integer results stay exact on the GPU (computed in its int64).
+    let (s, _) = warnings::capture(|| ops::add(&on_gpu, &on_gpu).unwrap());
+    assert_eq!(s.to_vec::<i64>().unwrap(), vec![2, 4, 6]);
+    // An explicit float64 on the GPU stays float64 through ops, as on the cpu.
+    let x = ops::full(&[2], 1.0 + 1e-12, Some(DType::Float64), Some(dev)).unwrap();
+    let y = ops::add(&x, &x).unwrap();
+    assert_eq!((y.dtype(), y.device()), (DType::Float64, dev));
+    assert_eq!(y.to_vec::<f64>().unwrap(), vec![2.000000000002; 2]);
+}

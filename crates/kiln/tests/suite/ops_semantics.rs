@@ -343,6 +343,50 @@ fn integer_semantics_never_silently_wrong() {
     assert!(ops::subtract(&t(&[1], vec![true]), &t(&[1], vec![false])).is_err());
 }
 
+/// x64 off narrows 64-bit data *entering* kiln; a value made 64-bit on purpose (an explicit
+/// dtype) keeps 64-bit results through ops. Before, `int64 + int64` came back as int32,
+/// wrapped, without a warning.
+#[test]
+fn explicit_64bit_values_stay_64bit_through_ops_with_x64_off() {
+    use kiln::precision::{warnings, Scope};
+    use kiln::Scalar;
+    let _g = Scope::new().x64(false).enter();
+    let cpu = Some(Device::Cpu);
+    let big = ops::full(&[2], Scalar::Int(3_000_000_000), Some(DType::Int64), cpu).unwrap();
+    let (sum, w) = warnings::capture(|| ops::add(&big, &big).unwrap());
+    assert_eq!(sum.dtype(), DType::Int64);
+    assert_eq!(sum.to_vec::<i64>().unwrap(), vec![6_000_000_000; 2]);
+    assert!(w.is_empty(), "{w:?}");
+    let total = ops::sum(&big, None, false).unwrap();
+    assert_eq!(total.to_vec::<i64>().unwrap(), vec![6_000_000_000]);
+    // numpy: np.full(2, 1 + 1e-12) * 2 -> 2.000000000002 (float32 would give exactly 2.0)
+    let x = ops::full(&[2], 1.0 + 1e-12, Some(DType::Float64), cpu).unwrap();
+    let y = ops::add(&x, &x).unwrap();
+    assert_eq!(y.dtype(), DType::Float64);
+    assert_eq!(y.to_vec::<f64>().unwrap(), vec![2.000000000002; 2]);
+    let f32_col = ops::ones(&[2, 1], Some(DType::Float32), cpu).unwrap();
+    for (name, r) in [
+        ("add 1.0", ops::add(&x, 1.0)),
+        ("exp", ops::exp(&x)),
+        ("mean", ops::mean(&x, None, false)),
+        ("zeros_like", ops::zeros_like(&x, None)),
+        (
+            "matmul with float32",
+            ops::matmul(&ops::reshape(&x, &[1, 2]).unwrap(), &f32_col),
+        ),
+    ] {
+        assert_eq!(r.unwrap().dtype(), DType::Float64, "{name}");
+    }
+    // Ops on 64-bit values follow x64 semantics throughout: int64 indices, as JAX's.
+    assert_eq!(ops::argmax(&x, None, false).unwrap().dtype(), DType::Int64);
+    // The boundary rule is unchanged: implicit float64 data becomes float32, and results that
+    // promotion widens beyond 32-bit operands are narrowed (int32 + uint32: Keras's table).
+    let data = convert_to_tensor(&ArrayData::from(vec![1.0f64, 2.0]), None, &Device::Cpu).unwrap();
+    assert_eq!(ops::add(&data, &data).unwrap().dtype(), DType::Float32);
+    let (i, u) = (t(&[1], vec![1i32]), t(&[1], vec![1u32]));
+    assert_eq!(ops::add(&i, &u).unwrap().dtype(), DType::Int32);
+}
+
 #[test]
 fn mixing_devices_is_an_error_with_a_fix() {
     let a = t(&[1], vec![1.0f32]);
