@@ -172,6 +172,24 @@ impl DType {
         )
     }
 
+    /// Whether every value of the integer (or bool) dtype `other` is a value of `self`.
+    ///
+    /// ```
+    /// use kiln::DType;
+    /// assert!(DType::Int64.holds_every(DType::UInt32));
+    /// assert!(!DType::Int32.holds_every(DType::UInt32));
+    /// ```
+    pub const fn holds_every(self, other: DType) -> bool {
+        match (self.kind(), other.kind()) {
+            (_, DTypeKind::Bool) => true,
+            (DTypeKind::Int, DTypeKind::Int) | (DTypeKind::UInt, DTypeKind::UInt) => {
+                self.itemsize() >= other.itemsize()
+            }
+            (DTypeKind::Int, DTypeKind::UInt) => self.itemsize() > other.itemsize(),
+            _ => false,
+        }
+    }
+
     /// Keras's `BIT64_TO_BIT32_DTYPE` map: what x64-off mode makes of a 64-bit dtype.
     pub const fn to_32bit(self) -> DType {
         match self {

@@ -3,8 +3,8 @@
 
 use super::rules::{self, BinaryRule, UnaryRule};
 use super::{
-    broadcast_shapes, cfg, cfg_for, cfg_for_tensors, common_place, operand_tensor, resolve_result,
-    to_compute, Operand,
+    broadcast_shapes, cfg, cfg_for, cfg_for_tensors, common_place, convert_at, operand_tensor,
+    resolve_result, to_compute, Operand,
 };
 use crate::backend::{BinaryOp, CmpOp, UnaryOp};
 use crate::dtype::DType;
@@ -22,14 +22,14 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     let reads_input = matches!(rule, UnaryRule::Bool | UnaryRule::RealPart);
     let (dtype, device) = resolve_result(op, out, super::place_of(x), &cfg)?;
     let input = if reads_input {
-        to_compute(x, x.dtype(), device)?
+        to_compute(x, x.dtype(), device, op)?
     } else {
-        to_compute(x, dtype, device)?
+        to_compute(x, dtype, device, op)?
     };
     let s = input.backend.unary(prim, &input.storage)?;
     let t = Tensor::from_storage(s, input.backend.clone(), device.device)?;
     if t.dtype() != dtype {
-        return to_compute(&t, dtype, device);
+        return to_compute(&t, dtype, device, op);
     }
     Ok(t)
 }
@@ -146,7 +146,7 @@ pub(crate) fn cast_internal(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor
     // indices on sim:tpu, say) must still pass the resolver before it is returned.
     let cfg = cfg_for_tensors(&[x])?;
     let (d, dev) = resolve_result(op, dtype, super::place_of(x), &cfg)?;
-    to_compute(x, d, dev)
+    to_compute(x, d, dev, op)
 }
 
 /// Primitive behind a binary op.
@@ -259,7 +259,7 @@ pub fn r#where<'a, 'b>(
         b.shape(),
         "where",
     )?;
-    let tc = to_compute(cond, DType::Bool, device)?;
+    let tc = to_compute(cond, DType::Bool, device, "where")?;
     let ta = operand_tensor(&a, compute, device, "where")?;
     let tb = operand_tensor(&b, compute, device, "where")?;
     let s = ta
@@ -313,5 +313,5 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
         &cfg,
     )?;
     d.announce(None);
-    to_compute(x, d.dtype, super::Place::of(&d))
+    convert_at(x, d.dtype, super::Place::of(&d))
 }

@@ -36,8 +36,8 @@ fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tenso
     }
     let device = common_place(&[&oa, &ob], "matmul", &cfg)?;
     let (dtype, device) = resolve_result("matmul", dtype, device, &cfg)?;
-    let mut a2 = to_compute(a, dtype, device)?;
-    let mut b2 = to_compute(b, dtype, device)?;
+    let mut a2 = to_compute(a, dtype, device, "matmul")?;
+    let mut b2 = to_compute(b, dtype, device, "matmul")?;
     if a.ndim() == 1 {
         a2 = reshape(&a2, &[1, -1])?;
     }

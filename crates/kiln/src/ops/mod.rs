@@ -295,9 +295,39 @@ pub(crate) fn resolve_creation_at(
     Ok((d.dtype, Place::of(&d)))
 }
 
-/// Casts a tensor to `dtype` at `at` for internal use (the resolver already
-/// decided, and counted any fallback). A tensor that must move is copied through the host.
-pub(crate) fn to_compute(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> {
+/// Casts a tensor to `dtype` at `at` for `op`'s computation (the resolver already decided,
+/// and counted any fallback). An implicit integer narrowing never wraps: where `dtype` cannot
+/// hold every value of the tensor's integer dtype (uint32 into int32, which Keras's promotion
+/// gives for `uint32 + int32` with x64 off), values outside it are an error, as at conversion.
+#[track_caller]
+pub(crate) fn to_compute(t: &Tensor, dtype: DType, at: Place, op: &str) -> Result<Tensor> {
+    let from = t.dtype();
+    if from.is_integer() && dtype.is_integer() && !dtype.holds_every(from) {
+        let host = t.to_host()?;
+        let (converted, report) = crate::precision::report::convert_with_report(&host, dtype);
+        if report.integers_changed > 0 {
+            return Err(KilnError::OutOfRange {
+                op: op.into(),
+                to: dtype,
+                device: t.device(),
+                count: report.integers_changed,
+                example: crate::precision::report::first_changed(&host, &converted),
+                origin: Location::caller(),
+                fix: format!(
+                    "{op} computes in {dtype} (the promotion of its operands' dtypes), which \
+                     cannot hold these {from} values: turn x64 on (KILN_X64=1) so it computes \
+                     in a 64-bit dtype, or cast the operands to a wider dtype first"
+                ),
+            });
+        }
+    }
+    convert_at(t, dtype, at)
+}
+
+/// Casts a tensor to `dtype` at `at` with NumPy's `astype` semantics (integers wrap): for
+/// explicit casts, and behind [`to_compute`]'s check. A tensor that must move is copied
+/// through the host.
+pub(crate) fn convert_at(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> {
     let Place { device, engine } = at;
     let cast = |t: &Tensor| -> Result<Tensor> {
         if t.dtype() == dtype {
@@ -321,6 +351,7 @@ pub(crate) fn to_compute(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> 
 
 /// Materialises an operand as a tensor of `dtype` at `place`. A weak integer scalar must
 /// fit an integer `dtype` (JAX raises OverflowError; kiln never wraps silently).
+#[track_caller]
 pub(crate) fn operand_tensor(
     o: &Operand<'_>,
     dtype: DType,
@@ -328,7 +359,7 @@ pub(crate) fn operand_tensor(
     op: &str,
 ) -> Result<Tensor> {
     match o {
-        Operand::Tensor(t) => to_compute(t, dtype, place),
+        Operand::Tensor(t) => to_compute(t, dtype, place, op),
         Operand::Scalar(s) => {
             let host = ArrayData::scalar(*s, dtype);
             if dtype.is_integer() {

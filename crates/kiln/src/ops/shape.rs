@@ -261,10 +261,11 @@ pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
             ));
         }
     }
-    let cast: Vec<Tensor> = xs
-        .iter()
-        .map(|t| to_compute(t, dtype, place))
-        .collect::<Result<_>>()?;
+    // A loop, not a closure: the error's origin is the caller's line (`#[track_caller]`).
+    let mut cast = Vec::with_capacity(xs.len());
+    for t in xs {
+        cast.push(to_compute(t, dtype, place, "concatenate")?);
+    }
     let refs: Vec<&crate::backend::Storage> = cast.iter().map(|t| &t.storage).collect();
     wrap(&cast[0], cast[0].backend.concat(&refs, ax)?)
 }

@@ -362,6 +362,17 @@ pub fn convert_f64_to_f32_into(
     Ok(r)
 }
 
+/// The first value of `src` that `converted` does not hold exactly, printed (for errors
+/// about integers that would change).
+pub(crate) fn first_changed(src: &ArrayData, converted: &ArrayData) -> String {
+    src.to_scalars()
+        .into_iter()
+        .zip(converted.to_scalars())
+        .find(|(a, b)| Scalar::Float(a.as_f64()) != Scalar::Float(b.as_f64()))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_default()
+}
+
 /// Converts host data to `to`, reporting what was lost, in one pass.
 ///
 /// ```

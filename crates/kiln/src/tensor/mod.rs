@@ -268,16 +268,7 @@ fn convert_at(
     } else {
         let (converted, report) = convert_with_report(data, decision.dtype);
         if decision.dtype.is_integer() && report.integers_changed > 0 {
-            let example = data
-                .to_scalars()
-                .into_iter()
-                .zip(converted.to_scalars())
-                .find(|(a, b)| {
-                    crate::element::Scalar::Float(a.as_f64())
-                        != crate::element::Scalar::Float(b.as_f64())
-                })
-                .map(|(a, _)| a.to_string())
-                .unwrap_or_default();
+            let example = crate::precision::report::first_changed(data, &converted);
             return Err(KilnError::OutOfRange {
                 op: op.into(),
                 to: decision.dtype,

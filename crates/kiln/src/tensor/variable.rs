@@ -50,7 +50,8 @@ impl Variable {
             &cfg,
         )?;
         d.announce(None);
-        let value = crate::ops::to_compute(initial, d.dtype, crate::ops::Place::of(&d))?;
+        let value =
+            crate::ops::to_compute(initial, d.dtype, crate::ops::Place::of(&d), "Variable::new")?;
         Ok(Variable {
             name: name.to_string(),
             value,
@@ -58,7 +59,8 @@ impl Variable {
     }
 
     /// Replaces the value, converting it to the variable's dtype and device. The shape must
-    /// match.
+    /// match. Integer values the variable's dtype cannot hold are an error, never wrapped.
+    #[track_caller]
     pub fn assign(&mut self, value: &Tensor) -> Result<()> {
         if value.shape() != self.value.shape() {
             return Err(KilnError::shape(
@@ -71,8 +73,12 @@ impl Variable {
                 ),
             ));
         }
-        self.value =
-            crate::ops::to_compute(value, self.value.dtype(), crate::ops::place_of(&self.value))?;
+        self.value = crate::ops::to_compute(
+            value,
+            self.value.dtype(),
+            crate::ops::place_of(&self.value),
+            "Variable::assign",
+        )?;
         Ok(())
     }
 

@@ -387,6 +387,54 @@ fn explicit_64bit_values_stay_64bit_through_ops_with_x64_off() {
     assert_eq!(ops::add(&i, &u).unwrap().dtype(), DType::Int32);
 }
 
+/// Keras's promotion gives int32 for `uint32 + int32` with x64 off (JAX narrows int64): a
+/// uint32 value above `i32::MAX` cannot be computed there. JAX wraps it silently
+/// (4e9 + 0 -> -294967296, `4e9 > 0` false); kiln refuses, naming the op and the way out.
+#[test]
+fn implicit_integer_narrowing_never_wraps() {
+    use kiln::precision::Scope;
+    use kiln::{Scalar, Variable};
+    let _g = Scope::new().x64(false).enter();
+    let cpu = Some(Device::Cpu);
+    let big = ops::full(&[2], Scalar::Int(4_000_000_000), Some(DType::UInt32), cpu).unwrap();
+    let zero = ops::zeros(&[2], Some(DType::Int32), cpu).unwrap();
+    for (name, r) in [
+        ("add", ops::add(&big, &zero)),
+        ("greater", ops::greater(&big, &zero)),
+        ("maximum", ops::maximum(&big, &zero)),
+        ("concatenate", ops::concatenate(&[&big, &zero], 0)),
+    ] {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind_name(), "out-of-range", "{name}: {e}");
+        let msg = e.to_string();
+        for part in [name, "int32", "4000000000", "x64", "ops_semantics.rs"] {
+            assert!(msg.contains(part), "{name}: {part:?} missing from {msg}");
+        }
+    }
+    // Values that fit compute as before, in Keras's dtype.
+    let small = ops::full(&[2], Scalar::Int(7), Some(DType::UInt32), cpu).unwrap();
+    let r = ops::add(&small, &zero).unwrap();
+    assert_eq!(
+        (r.dtype(), r.to_vec::<i32>().unwrap()),
+        (DType::Int32, vec![7, 7])
+    );
+    {
+        // x64 on: int64, exact.
+        let _x = Scope::new().x64(true).enter();
+        let r = ops::add(&big, &zero).unwrap();
+        assert_eq!(r.to_vec::<i64>().unwrap(), vec![4_000_000_000; 2]);
+    }
+    // An explicit cast keeps NumPy's astype semantics: it wraps, as asked.
+    let c = ops::cast(&big, DType::Int32).unwrap();
+    assert_eq!(c.to_vec::<i32>().unwrap(), vec![-294_967_296; 2]);
+    // Assigning to a variable converts to its dtype with the same check.
+    let mut v = Variable::new("v", &zero, None).unwrap();
+    let e = v.assign(&big).unwrap_err();
+    assert_eq!(e.kind_name(), "out-of-range", "{e}");
+    v.assign(&small).unwrap();
+    assert_eq!(v.value().to_vec::<i32>().unwrap(), vec![7, 7]);
+}
+
 #[test]
 fn mixing_devices_is_an_error_with_a_fix() {
     let a = t(&[1], vec![1.0f32]);
