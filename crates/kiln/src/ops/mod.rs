@@ -390,14 +390,14 @@ pub(crate) fn cfg() -> Result<Config> {
 /// The configuration for an op on these operands: deliberately 64-bit operands keep x64
 /// semantics ([`Config::for_operands`]).
 pub(crate) fn cfg_for(operands: &[&Operand<'_>]) -> Result<Config> {
-    let held: Vec<(DType, Device, BackendKind)> = operands
+    let tensors: Vec<&Tensor> = operands
         .iter()
         .filter_map(|o| match o {
-            Operand::Tensor(t) => Some((t.dtype(), t.device(), t.backend_kind())),
+            Operand::Tensor(t) => Some(*t),
             Operand::Scalar(_) => None,
         })
         .collect();
-    Ok(config::current()?.for_operands(&held))
+    cfg_for_tensors(&tensors)
 }
 
 /// [`cfg_for`] for tensor operands.
