@@ -501,10 +501,20 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         ));
     }
     let cfg = cfg_for_tensors(&[indices])?;
+    let out: Vec<usize> = indices
+        .shape()
+        .iter()
+        .copied()
+        .chain([num_classes])
+        .collect();
+    crate::array::checked_numel(&out, "one_hot")?;
+    let n = i64::try_from(num_classes).map_err(|_| {
+        KilnError::invalid("one_hot", format!("{num_classes} classes do not fit int64"))
+    })?;
     // The classes are built in the indices' dtype when every class fits it; else (300
     // classes would wrap in uint8) the indices are first widened by the promotion rule,
     // through the resolver, which picks a dtype the device holds (int32; int64 on CUDA).
-    let last = Scalar::Int(num_classes.saturating_sub(1) as i64);
+    let last = Scalar::Int((n - 1).max(0));
     let fits = |d: DType| super::creation::fits("one_hot", last, d);
     let indices = if fits(indices.dtype()).is_ok() {
         indices.clone()
@@ -520,7 +530,7 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         cast_internal(indices, wide, "one_hot")?
     };
     fits(indices.dtype())?;
-    let all = ArrayData::from((0..num_classes as i64).collect::<Vec<i64>>());
+    let all = ArrayData::from((0..n).collect::<Vec<i64>>());
     let classes = indices
         .upload_like(crate::precision::report::convert_with_report(&all, indices.dtype()).0)?;
     let hit = equal(&expand_dims(&indices, -1)?, &classes)?;

@@ -546,4 +546,10 @@ fn creation_and_one_hot_never_wrap_integers() {
     let v = f32s(&oh);
     assert_eq!((v[0], v[256], v[300 + 255], v[300]), (1.0, 0.0, 1.0, 0.0));
     assert_eq!(v.iter().sum::<f32>(), 2.0);
+    // A class count beyond int64 (or an output beyond memory) is an error, not a wrapped
+    // count (usize::MAX as i64 is -1: zero classes, an empty result).
+    for (shape, idx) in [(&[][..], vec![1i64]), (&[2][..], vec![0, 1])] {
+        let e = ops::one_hot(&t(shape, idx), usize::MAX, None).unwrap_err();
+        assert!(e.to_string().contains("one_hot"), "{e}");
+    }
 }
