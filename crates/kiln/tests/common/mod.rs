@@ -14,6 +14,26 @@ pub fn load_cases(name: &str) -> Vec<Value> {
     v["cases"].as_array().expect("cases").clone()
 }
 
+/// The dtypes of an oracle case's inputs.
+pub fn case_dtypes(c: &Value) -> Vec<DType> {
+    c["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| DType::parse(v["dtype"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// An oracle case's inputs as tensors on `device`, converted as NumPy data is (implicitly).
+pub fn case_inputs(c: &Value, device: kiln::Device) -> Vec<kiln::Tensor> {
+    c["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| kiln::convert_to_tensor(&decode(v), None, &device).unwrap())
+        .collect()
+}
+
 pub fn num(v: &Value) -> f64 {
     match v {
         Value::String(s) if s == "nan" => f64::NAN,

@@ -6,7 +6,7 @@
 use crate::common::*;
 use kiln::ops::registry::{call_binary, call_unary};
 use kiln::ops::Operand;
-use kiln::{convert_to_tensor, DType};
+use kiln::DType;
 
 /// Tolerance in units of the result dtype's epsilon. Reductions and compositions
 /// accumulate more rounding than single kernels; complex transcendental functions differ
@@ -36,12 +36,7 @@ fn every_op_matches_numpy() {
             let op = c["op"].as_str().unwrap();
             let x64 = c["x64"].as_bool().unwrap();
             // Dtypes an engine lacks never reach it (the resolver substitutes or refuses them).
-            let dtypes: Vec<DType> = c["inputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| DType::parse(v["dtype"].as_str().unwrap()).unwrap())
-                .collect();
+            let dtypes = case_dtypes(c);
             if !dtypes
                 .iter()
                 .all(|d| engine_supports(engine, device, *d, x64))
@@ -50,12 +45,7 @@ fn every_op_matches_numpy() {
             }
             ran += 1;
             let _g = target_scope(engine, device, x64);
-            let ins: Vec<_> = c["inputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| convert_to_tensor(&decode(v), None, &device).unwrap())
-                .collect();
+            let ins = case_inputs(c, device);
             let want = decode(&c["result"]);
             let got = if ins.len() == 1 {
                 call_unary(op, &ins[0])

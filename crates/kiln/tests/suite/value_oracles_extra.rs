@@ -54,12 +54,7 @@ fn parameterised_ops_and_every_cast_match_numpy() {
         let mut ran = 0;
         for c in &cases {
             let op = c["op"].as_str().unwrap();
-            let mut dtypes: Vec<DType> = c["inputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| DType::parse(v["dtype"].as_str().unwrap()).unwrap())
-                .collect();
+            let mut dtypes = case_dtypes(c);
             if let Some(t) = op.strip_prefix("cast_") {
                 dtypes.push(DType::parse(t).unwrap());
             }
@@ -70,12 +65,7 @@ fn parameterised_ops_and_every_cast_match_numpy() {
                 continue;
             }
             ran += 1;
-            let ins: Vec<Tensor> = c["inputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| convert_to_tensor(&decode(v), None, &device).unwrap())
-                .collect();
+            let ins = case_inputs(c, device);
             let want = decode(&c["result"]);
             let tag = format!("{engine}@{device}: {op}({})", ins[0].dtype());
             let got = match run(op, &ins, device) {
