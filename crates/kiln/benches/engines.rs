@@ -56,37 +56,37 @@ fn engines(c: &mut Criterion) {
     let mut g = c.benchmark_group("engines");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     for target in targets() {
-        let engine = target;
-        let e = if target.1 == Device::Cpu {
-            target.0.name().to_string()
+        let (engine, device) = target;
+        let e = if device == Device::Cpu {
+            engine.name().to_string()
         } else {
-            format!("{}@{}", target.0.name(), target.1)
+            format!("{}@{device}", engine.name())
         };
         for dtype in [DType::Float32, DType::Float64] {
             let (a, b) = (
-                t(engine, &[1024, 1024], dtype, 1),
-                t(engine, &[1024, 1024], dtype, 2),
+                t(target, &[1024, 1024], dtype, 1),
+                t(target, &[1024, 1024], dtype, 2),
             );
             g.bench_function(format!("matmul_1024_{dtype}/{e}"), |bn| {
                 bn.iter(|| black_box(done(ops::matmul(&a, &b).unwrap())))
             });
         }
         let (x, y) = (
-            t(engine, &[10_000_000], DType::Float32, 3),
-            t(engine, &[10_000_000], DType::Float32, 4),
+            t(target, &[10_000_000], DType::Float32, 3),
+            t(target, &[10_000_000], DType::Float32, 4),
         );
         g.bench_function(format!("add_10M_float32/{e}"), |bn| {
             bn.iter(|| black_box(done(ops::add(&x, &y).unwrap())))
         });
-        let input = t(engine, &[256, 784], DType::Float32, 5);
+        let input = t(target, &[256, 784], DType::Float32, 5);
         let dims = [(784, 512), (512, 512), (512, 10)];
         let layers: Vec<(Tensor, Tensor)> = dims
             .iter()
             .enumerate()
             .map(|(i, (n, m))| {
                 (
-                    t(engine, &[*n, *m], DType::Float32, 10 + i as u64),
-                    t(engine, &[*m], DType::Float32, 20 + i as u64),
+                    t(target, &[*n, *m], DType::Float32, 10 + i as u64),
+                    t(target, &[*m], DType::Float32, 20 + i as u64),
                 )
             })
             .collect();

@@ -517,19 +517,14 @@ impl Backend for CandleBackend {
                 LogicalNot => c(&|| t.eq(0f64))?,
                 Real | Conj => t.clone(),
                 Imag => c(&|| t.zeros_like())?,
-                Floor | Ceil | Round | Abs if d == DType::Bool || (d.is_integer() && op != Abs) => {
-                    t.clone()
+                Floor | Ceil | Round if d == DType::Bool || d.is_integer() => t.clone(),
+                Abs if d == DType::Bool || d.kind() == crate::dtype::DTypeKind::UInt => t.clone(),
+                // candle's GPU unary kernels are float-only, so |x| of a signed integer is
+                // composed, on every device (one path, which the cpu runs too).
+                Abs if d.is_integer() => {
+                    c(&|| t.lt(0f64)?.where_cond(&t.zeros_like()?.sub(t)?, t))?
                 }
-                // candle's GPU unary kernels are float-only: |x| of a signed integer is
-                // composed there (unsigned ones are their own absolute value).
-                Abs if d.is_integer() && !self.host => {
-                    if d.kind() == crate::dtype::DTypeKind::Int {
-                        c(&|| t.lt(0f64)?.where_cond(&t.zeros_like()?.sub(t)?, t))?
-                    } else {
-                        t.clone()
-                    }
-                }
-                Abs if d.is_integer() || is_float(d) => c(&|| t.abs())?,
+                Abs if is_float(d) => c(&|| t.abs())?,
                 Neg if d.is_integer() => c(&|| t.zeros_like()?.sub(t))?,
                 Neg if is_float(d) => c(&|| t.neg())?,
                 Sqrt if is_float(d) => c(&|| t.sqrt())?,

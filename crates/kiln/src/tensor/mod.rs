@@ -176,8 +176,9 @@ impl Tensor {
         Ok(self.to_host()?.to_f64_vec())
     }
 
-    /// Moves the tensor to another device through the conversion boundary (the resolver
-    /// decides its dtype there, as for host data).
+    /// Moves the tensor to another device, keeping its dtype where the device computes in it
+    /// (the resolver's transfer site: no x64-off narrowing); where it does not, the policy
+    /// adapts or refuses it, as for host data.
     #[track_caller]
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         if device == self.device {

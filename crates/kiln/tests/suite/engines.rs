@@ -364,9 +364,8 @@ fn gpu_compositions_are_accurate_and_stay_on_the_device() {
         assert_eq!((y.device(), y.dtype()), (dev, d), "{name} {d}");
         let input = t.to_host().unwrap().to_f64_vec();
         for (x, got) in input.iter().zip(y.to_host().unwrap().to_f64_vec()) {
+            // The reference in f64, and rounded to the dtype.
             let want = f(*x);
-            // The reference in f64, rounded to the dtype.
-            let want = ArrayData::from(vec![want]).to_f64_vec()[0];
             let want_d =
                 kiln::precision::report::convert_with_report(&ArrayData::from(vec![want]), d)
                     .0
@@ -480,8 +479,8 @@ fn gpu_compositions_are_accurate_and_stay_on_the_device() {
     assert!(root[0].is_nan() && root[1].is_nan() && root[5].is_nan());
     assert_eq!(root[3], 3f32.sqrt() as f64);
     assert_eq!(p(0.0), [1.0; 6]); // NaN ** 0 is 1, as NumPy
-                                  // No primitive above went to the host: under the `error` policy a host kernel on a GPU
-                                  // is refused (UnsupportedOp), and every call above succeeded.
+                                  // No primitive above went to the host: under the `error` policy a host kernel on a GPU is
+                                  // refused (UnsupportedOp), and every call above succeeded.
 }
 
 /// Under `cpu-fallback` (strict mode off) values the policy put on the cpu meet the GPU's: the
