@@ -215,10 +215,39 @@ macro_rules! float_element {
 float_element!(
     f32 => Float32, |f: f64| f as f32, |x: f32| x as f64;
     f64 => Float64, |f: f64| f, |x: f64| x;
-    // half converts from f64 with a single rounding (no double rounding through f32).
-    f16 => Float16, f16::from_f64, |x: f16| x.to_f64();
-    bf16 => BFloat16, bf16::from_f64, |x: bf16| x.to_f64()
+    f16 => Float16, f16_from_f64, |x: f16| x.to_f64();
+    bf16 => BFloat16, bf16_from_f64, |x: bf16| x.to_f64()
 );
+
+/// `x` rounded to f32 *to odd*: truncated toward zero, with the last bit set if anything
+/// was cut off. Rounding that to a format at least two bits narrower (f16, bf16) with
+/// round-to-nearest-even gives the correctly rounded result of `x` itself: no double
+/// rounding.
+fn f32_round_odd(x: f64) -> f32 {
+    let f = x as f32;
+    if !f.is_finite() || f as f64 == x {
+        return f;
+    }
+    // `as` rounded to nearest; step back toward zero if it rounded away.
+    let t = if (f as f64).abs() > x.abs() {
+        f32::from_bits(f.to_bits() - 1)
+    } else {
+        f
+    };
+    f32::from_bits(t.to_bits() | 1)
+}
+
+/// f64 -> float16 with one rounding (to nearest even). `half` 2.7's `f16::from_f64` drops
+/// the low 32 bits of the f64 before rounding, so values just above a halfway point round
+/// down (tested below).
+pub(crate) fn f16_from_f64(x: f64) -> f16 {
+    f16::from_f32(f32_round_odd(x))
+}
+
+/// f64 -> bfloat16 with one rounding (to nearest even); see [`f16_from_f64`].
+pub(crate) fn bf16_from_f64(x: f64) -> bf16 {
+    bf16::from_f32(f32_round_odd(x))
+}
 
 macro_rules! complex_element {
     ($($t:ty => $d:ident, $r:ty);*) => {$(
@@ -246,4 +275,65 @@ complex_element!(C64 => Complex64, f32; C128 => Complex128, f64);
 #[inline]
 pub fn cast_elem<A: Element, B: Element>(a: A) -> B {
     B::from_scalar(a.to_scalar())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The correctly rounded value of `x` among the finite values of a 16-bit format
+    /// (`decode` of every pattern), ties to even, overflow to inf past the halfway point
+    /// above the largest finite value: an exact oracle (f64 holds every such value and
+    /// midpoint exactly).
+    fn nearest(x: f64, decode: impl Fn(u16) -> f64) -> f64 {
+        // Positive patterns are ordered like their values: binary-search the largest one
+        // not above |x|, then pick the nearer of it and the next (ties to the even one).
+        let a = x.abs();
+        // hi: the format's +inf pattern (f16 0x7c00, bf16 0x7f80).
+        let mut lo = 0u16;
+        let mut hi = if decode(0x7c00).is_infinite() {
+            0x7c00
+        } else {
+            0x7f80
+        };
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            if decode(mid) <= a {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let (v0, v1) = (decode(lo), decode(lo + 1));
+        let v = if (a - v0) < (v1 - a) || ((a - v0) == (v1 - a) && lo.is_multiple_of(2)) {
+            v0
+        } else {
+            v1
+        };
+        v.copysign(x)
+    }
+
+    #[test]
+    fn f64_to_half_rounds_once() {
+        // Values just above halfway points (the sticky bits sit in the f64's low word):
+        // half 2.7's from_f64 rounds these down.
+        let x = 1.1902253e-31f32 as f64;
+        assert_eq!(bf16_from_f64(x).to_f64(), 1.1940765655200862e-31);
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        for _ in 0..3000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Spread over the normal range of both formats.
+            let e = (seed >> 52) % 40;
+            let m = f64::from_bits((seed & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+            let x = m * 2f64.powi(e as i32 - 20) * if seed & 1 == 0 { 1.0 } else { -1.0 };
+            let want = nearest(x, |b| f16::from_bits(b).to_f64());
+            if x.abs() < 65504.0 {
+                assert_eq!(f16_from_f64(x).to_f64(), want, "f16({x:e})");
+            }
+            let want = nearest(x, |b| bf16::from_bits(b).to_f64());
+            assert_eq!(bf16_from_f64(x).to_f64(), want, "bf16({x:e})");
+        }
+    }
 }

@@ -132,6 +132,18 @@ pub enum KilnError {
         /// The ways out.
         fix: String,
     },
+    /// An output larger than the allocator can give (or than `usize` can count).
+    #[error("{op}: cannot allocate {bytes} bytes for a {dtype} array of shape {shape:?}. Fix: ask for a smaller shape (or a narrower dtype); check sizes computed from data before passing them")]
+    OutOfMemory {
+        /// The operation.
+        op: String,
+        /// The element dtype.
+        dtype: DType,
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// The bytes that could not be allocated.
+        bytes: u128,
+    },
     /// A backend cannot run this primitive for this dtype.
     #[error("{backend} backend: {op} is not implemented for {dtype}: {message}")]
     Backend {
@@ -195,6 +207,7 @@ impl KilnError {
             KilnError::Config { .. } => "config",
             KilnError::Backend { .. } => "backend",
             KilnError::UnsupportedOp { .. } => "unsupported-op",
+            KilnError::OutOfMemory { .. } => "out-of-memory",
         }
     }
 }

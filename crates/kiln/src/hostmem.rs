@@ -12,13 +12,43 @@ use std::mem::MaybeUninit;
 const HUGE_MIN_BYTES: usize = 4 << 20;
 
 /// A vector with capacity for `n` elements, uninitialised, advised for huge pages when large.
-pub(crate) fn alloc_uninit<T>(n: usize) -> Vec<T> {
-    let mut v: Vec<T> = Vec::with_capacity(n);
-    let bytes = n.saturating_mul(std::mem::size_of::<T>());
-    if bytes >= HUGE_MIN_BYTES {
-        advise_huge(v.spare_capacity_mut().as_mut_ptr() as usize, bytes);
+/// Fallible: a size beyond what the allocator can give returns the bytes asked for instead
+/// of aborting the process (sizes come from users and files).
+pub(crate) fn try_alloc_uninit<T>(n: usize) -> std::result::Result<Vec<T>, u128> {
+    let bytes = n as u128 * std::mem::size_of::<T>() as u128;
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| bytes)?;
+    if bytes >= HUGE_MIN_BYTES as u128 {
+        advise_huge(v.spare_capacity_mut().as_mut_ptr() as usize, bytes as usize);
     }
-    v
+    Ok(v)
+}
+
+/// [`try_alloc_uninit`] for a copy of data already in memory (the conversion report's
+/// output is no larger than its input's element count), where the input's existence bounds
+/// the size.
+pub(crate) fn alloc_uninit<T>(n: usize) -> Vec<T> {
+    try_alloc_uninit(n).unwrap_or_else(|bytes| {
+        std::alloc::handle_alloc_error(
+            std::alloc::Layout::from_size_align(bytes.min(isize::MAX as u128) as usize, 1)
+                .unwrap_or(std::alloc::Layout::new::<u8>()),
+        )
+    })
+}
+
+/// [`try_alloc_uninit`] with the error a kernel returns: it names the op, the dtype, the
+/// shape and the bytes (as PyTorch's "you tried to allocate N bytes" does).
+pub(crate) fn alloc_for<T: crate::element::Element>(
+    n: usize,
+    op: &str,
+    shape: &[usize],
+) -> crate::error::Result<Vec<T>> {
+    try_alloc_uninit::<T>(n).map_err(|bytes| crate::error::KilnError::OutOfMemory {
+        op: op.to_string(),
+        dtype: T::DTYPE,
+        shape: shape.to_vec(),
+        bytes,
+    })
 }
 
 #[cfg(target_os = "linux")]
@@ -39,21 +69,34 @@ fn advise_huge(addr: usize, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn advise_huge(_addr: usize, _len: usize) {}
 
-/// Fills a fresh `n`-element vector in parallel chunks: `f(offset, chunk)` must initialise
-/// every slot of its chunk.
-pub(crate) fn par_fill<T: Send>(
+/// Below this many elements a fill runs on the calling thread: rayon's hand-off costs more
+/// than it saves.
+pub(crate) const PAR_MIN: usize = 1 << 15;
+
+/// Fills a fresh `n`-element vector (allocated fallibly, see [`alloc_for`]) in chunks, in
+/// parallel when large: `f(offset, chunk)` must initialise every slot of its chunk.
+pub(crate) fn par_fill<T: crate::element::Element>(
     n: usize,
     chunk: usize,
+    op: &str,
+    shape: &[usize],
     f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
-) -> Vec<T> {
+) -> crate::error::Result<Vec<T>> {
     use rayon::prelude::*;
-    let mut v = alloc_uninit::<T>(n);
-    v.spare_capacity_mut()[..n]
-        .par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(i, c)| f(i * chunk, c));
+    let mut v = alloc_for::<T>(n, op, shape)?;
+    let slots = &mut v.spare_capacity_mut()[..n];
+    if n < PAR_MIN {
+        for (i, c) in slots.chunks_mut(chunk.max(1)).enumerate() {
+            f(i * chunk, c);
+        }
+    } else {
+        slots
+            .par_chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, c)| f(i * chunk, c));
+    }
     // SAFETY: the chunks cover all n slots and `f` initialises each slot of its chunk
     // (a contract of this crate-private function, kept by every caller).
     unsafe { v.set_len(n) };
-    v
+    Ok(v)
 }

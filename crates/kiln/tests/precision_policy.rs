@@ -199,9 +199,9 @@ fn the_resolver_reports_its_reason() {
         }
     );
     assert!(
-        d.reason.contains("sim:mps") && d.reason.contains("complex128"),
+        d.reason().contains("sim:mps") && d.reason().contains("complex128"),
         "{}",
-        d.reason
+        d.reason()
     );
     let off = kiln::precision::resolve(&req, &kiln::Config::default()).unwrap();
     assert_eq!(

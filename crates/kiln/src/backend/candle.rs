@@ -764,14 +764,27 @@ impl Backend for CandleBackend {
         })
     }
 
-    fn matmul(&self, a: &Storage, b: &Storage) -> Result<Storage> {
+    fn matmul(&self, a: &Storage, b: &Storage, ta: bool, tb: bool) -> Result<Storage> {
         guarded("matmul", || {
             let (sa, sb) = (store(a)?, store(b)?);
             let d = sa.dtype;
             if !is_float(d) {
-                return self.host("matmul", d, &[a, b], |nd, v| nd.matmul(&v[0], &v[1]));
+                return self.host("matmul", d, &[a, b], |nd, v| {
+                    nd.matmul(&v[0], &v[1], ta, tb)
+                });
             }
-            let (da, db) = (shape_of(&sa.t), shape_of(&sb.t));
+            // candle's `t()` swaps the last two axes as a strided view (no copy).
+            let at = if ta {
+                call("matmul", d, || sa.t.t())?
+            } else {
+                sa.t.clone()
+            };
+            let bt = if tb {
+                call("matmul", d, || sb.t.t())?
+            } else {
+                sb.t.clone()
+            };
+            let (da, db) = (shape_of(&at), shape_of(&bt));
             let batch =
                 crate::ops::broadcast_shapes(&da[..da.len() - 2], &db[..db.len() - 2], "matmul")?;
             let mut sha = batch.clone();
@@ -779,9 +792,17 @@ impl Backend for CandleBackend {
             let mut shb = batch.clone();
             shb.extend_from_slice(&db[db.len() - 2..]);
             let r = call("matmul", d, || {
-                sa.t.broadcast_as(sha.clone())?
-                    .contiguous()?
-                    .matmul(&sb.t.broadcast_as(shb.clone())?.contiguous()?)
+                let x = if da == sha {
+                    at.clone()
+                } else {
+                    at.broadcast_as(sha.clone())?.contiguous()?
+                };
+                let y = if db == shb {
+                    bt.clone()
+                } else {
+                    bt.broadcast_as(shb.clone())?.contiguous()?
+                };
+                x.matmul(&y)
             })?;
             Ok(wrap(r, d))
         })

@@ -163,6 +163,53 @@ pub enum ScanOp {
     CumProd,
 }
 
+/// Reductions an engine may run as one fused kernel. Where an engine answers `Ok(None)`,
+/// the frontend composes them from primitives (those compositions stay the reference the
+/// fused kernels are tested against). Input: a real float dtype (the frontend casts first),
+/// except `CountNonzero` (any non-complex dtype, giving int64); output: the input's dtype.
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FusedReduce {
+    Mean,
+    /// Population variance (two passes).
+    Var,
+    /// Population standard deviation.
+    Std,
+    /// `log(sum(exp(x)))`, shifted by the maximum (0 where the maximum is infinite).
+    LogSumExp,
+    CountNonzero,
+}
+
+/// Activations an engine may run as one elementwise kernel (real float dtypes; `Ok(None)`
+/// composes them). Keras's formulas: see `ops::nn`.
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Activation {
+    Relu,
+    Relu6,
+    Sigmoid,
+    Silu,
+    Softplus,
+    /// `approximate`: the tanh form (Keras's default); else the erf form.
+    Gelu {
+        approximate: bool,
+    },
+    Elu {
+        alpha: f64,
+    },
+    LeakyRelu {
+        negative_slope: f64,
+    },
+}
+
+/// Row normalisations along one axis an engine may fuse (real float dtypes).
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Normalize {
+    Softmax,
+    LogSoftmax,
+}
+
 /// One axis of a strided slice: `start..end` by `step` (`step` may be negative, as in
 /// NumPy's `a[::-1]`; bounds are already clamped by the frontend).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -220,8 +267,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn arg_reduce(&self, op: ArgOp, s: &Storage, axis: usize) -> Result<Storage>;
     /// Inclusive scan along `axis`.
     fn scan(&self, op: ScanOp, s: &Storage, axis: usize) -> Result<Storage>;
-    /// Batched matrix product of `[..., m, k]` and `[..., k, n]`, batch dims broadcast.
-    fn matmul(&self, a: &Storage, b: &Storage) -> Result<Storage>;
+    /// Batched matrix product of `op(a)` `[..., m, k]` and `op(b)` `[..., k, n]`, batch dims
+    /// broadcast, where `op` swaps the last two axes of an operand whose `transpose_*` flag
+    /// is set (engines pass the transposed operand to their GEMM as strides, uncopied).
+    fn matmul(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> Result<Storage>;
     /// Reshape (C order).
     fn reshape(&self, s: &Storage, shape: &[usize]) -> Result<Storage>;
     /// Axis permutation.
@@ -242,6 +297,27 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn sort(&self, s: &Storage, axis: usize) -> Result<Storage>;
     /// Stable ascending argsort along `axis` (int64).
     fn argsort(&self, s: &Storage, axis: usize) -> Result<Storage>;
+
+    /// A fused reduction over `axes` (sorted, unique), or `Ok(None)` to have the frontend
+    /// compose it.
+    fn reduce_fused(
+        &self,
+        _op: FusedReduce,
+        _s: &Storage,
+        _axes: &[usize],
+        _keepdims: bool,
+    ) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// A fused activation, or `Ok(None)` to have the frontend compose it.
+    fn activation(&self, _act: Activation, _s: &Storage) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// Fused softmax / log_softmax along `axis`, or `Ok(None)` to have the frontend compose
+    /// it.
+    fn normalize(&self, _op: Normalize, _s: &Storage, _axis: usize) -> Result<Option<Storage>> {
+        Ok(None)
+    }
 }
 
 /// The text of a caught panic's payload.

@@ -62,31 +62,28 @@ impl fmt::Display for DTypeUsage {
 }
 
 /// The capability profile of one device.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Serialize)]
 pub struct Capabilities {
     /// The device described.
     pub device: Device,
-    usage: Vec<(DType, DTypeUsage)>,
+    usage: [(DType, DTypeUsage); 15],
     /// The public source this profile follows.
     pub source: &'static str,
 }
 
-fn profile(only: &[DType], fast: &[DType], store_only: &[DType]) -> Vec<(DType, DTypeUsage)> {
-    DType::ALL
-        .iter()
-        .map(|d| {
-            let u = if fast.contains(d) {
-                DTypeUsage::FAST
-            } else if only.contains(d) {
-                DTypeUsage::ARITH
-            } else if store_only.contains(d) {
-                DTypeUsage::STORE
-            } else {
-                DTypeUsage::NONE
-            };
-            (*d, u)
-        })
-        .collect()
+fn profile(only: &[DType], fast: &[DType], store_only: &[DType]) -> [(DType, DTypeUsage); 15] {
+    DType::ALL.map(|d| {
+        let u = if fast.contains(&d) {
+            DTypeUsage::FAST
+        } else if only.contains(&d) {
+            DTypeUsage::ARITH
+        } else if store_only.contains(&d) {
+            DTypeUsage::STORE
+        } else {
+            DTypeUsage::NONE
+        };
+        (d, u)
+    })
 }
 
 fn all_but(excluded: &[DType]) -> Vec<DType> {
@@ -141,6 +138,26 @@ impl Capabilities {
     /// narrowed by what the engine implements. Simulated devices keep their profile on
     /// either CPU engine.
     pub fn of_engine(device: Device, engine: crate::backend::BackendKind) -> Capabilities {
+        // Every op asks this several times; the profiles never change, so each thread
+        // remembers the ones it asked for.
+        thread_local! {
+            static SEEN: std::cell::RefCell<Vec<(Device, crate::backend::BackendKind, Capabilities)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        if let Some(c) = SEEN.with(|s| {
+            s.borrow()
+                .iter()
+                .find(|(d, e, _)| *d == device && *e == engine)
+                .map(|(_, _, c)| *c)
+        }) {
+            return c;
+        }
+        let c = Self::of_engine_uncached(device, engine);
+        SEEN.with(|s| s.borrow_mut().push((device, engine, c)));
+        c
+    }
+
+    fn of_engine_uncached(device: Device, engine: crate::backend::BackendKind) -> Capabilities {
         use crate::backend::BackendKind;
         let base = Capabilities::of(device);
         match (engine, device) {
@@ -153,21 +170,14 @@ impl Capabilities {
                     &[Float32, Float64],
                     &[],
                 );
-                let usage = base
-                    .usage
-                    .iter()
-                    .zip(candle)
-                    .map(|((d, u), (_, c))| {
-                        (
-                            *d,
-                            DTypeUsage {
-                                storage: u.storage && c.storage,
-                                arithmetic: u.arithmetic && c.arithmetic,
-                                accelerated: u.accelerated && c.accelerated,
-                            },
-                        )
-                    })
-                    .collect();
+                let mut usage = base.usage;
+                for ((_, u), (_, c)) in usage.iter_mut().zip(candle) {
+                    *u = DTypeUsage {
+                        storage: u.storage && c.storage,
+                        arithmetic: u.arithmetic && c.arithmetic,
+                        accelerated: u.accelerated && c.accelerated,
+                    };
+                }
                 let source = if device == Device::Cpu {
                     CANDLE_CPU_SOURCE
                 } else {

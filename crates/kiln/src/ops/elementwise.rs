@@ -22,9 +22,9 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     let reads_input = matches!(rule, UnaryRule::Bool | UnaryRule::RealPart);
     let (dtype, device) = resolve_result(op, out, super::place_of(x), &cfg)?;
     let input = if reads_input {
-        to_compute(x, x.dtype(), device, op)?
+        super::to_compute_ref(x, x.dtype(), device, op)?
     } else {
-        to_compute(x, dtype, device, op)?
+        super::to_compute_ref(x, dtype, device, op)?
     };
     let s = input.backend.unary(prim, &input.storage)?;
     let t = Tensor::from_storage(s, input.backend.clone(), device.device)?;
@@ -259,7 +259,7 @@ pub fn r#where<'a, 'b>(
         b.shape(),
         "where",
     )?;
-    let tc = to_compute(cond, DType::Bool, device, "where")?;
+    let tc = super::to_compute_ref(cond, DType::Bool, device, "where")?;
     let ta = operand_tensor(&a, compute, device, "where")?;
     let tb = operand_tensor(&b, compute, device, "where")?;
     let s = ta

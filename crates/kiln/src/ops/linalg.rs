@@ -3,7 +3,7 @@
 use super::elementwise::multiply;
 use super::rules;
 use super::shape::{reshape, transpose};
-use super::{cfg_for, cfg_for_tensors, common_place, resolve_result, to_compute, Operand};
+use super::{cfg_for, cfg_for_tensors, common_place, resolve_result, Operand};
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
 
@@ -20,12 +20,54 @@ use crate::tensor::Tensor;
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let cfg = cfg_for_tensors(&[a, b])?;
     let dtype = rules::matmul(Operand::Tensor(a).like(), Operand::Tensor(b).like(), &cfg)?;
-    matmul_in(a, b, dtype)
+    matmul_in(a, b, dtype, false, false)
 }
 
-/// `matmul` computing in `dtype` (from the caller's dtype rule).
+/// `matmul` of `a` or its transpose with `b` or its transpose (the last two axes swapped):
+/// `matmul_transposed(dy, w, false, true)` is `dy @ w.T` and `matmul_transposed(x, dy, true,
+/// false)` is `x.T @ dy`, what every backward pass of a dense layer runs (TensorFlow's
+/// `matmul(transpose_a=, transpose_b=)`). Same dtype rule as [`matmul`]; a transposed
+/// operand must have at least two axes.
+///
+/// ```
+/// use kiln::{ops, ArrayData, Device, convert_to_tensor};
+/// let a = convert_to_tensor(&ArrayData::from_shape_vec(&[2, 2], vec![1.0f32, 2.0, 3.0, 4.0]).unwrap(), None, &Device::Cpu).unwrap();
+/// let c = ops::matmul_transposed(&a, &a, false, true).unwrap();   // a @ a.T
+/// assert_eq!(c.to_vec::<f32>().unwrap(), vec![5.0, 11.0, 11.0, 25.0]);
+/// ```
 #[track_caller]
-fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tensor> {
+pub fn matmul_transposed(
+    a: &Tensor,
+    b: &Tensor,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<Tensor> {
+    for (x, t, which) in [(a, transpose_a, "a"), (b, transpose_b, "b")] {
+        if t && x.ndim() < 2 {
+            return Err(KilnError::invalid(
+                "matmul_transposed",
+                format!(
+                    "transpose_{which} needs at least two axes; {which} has shape {:?}",
+                    x.shape()
+                ),
+            ));
+        }
+    }
+    let cfg = cfg_for_tensors(&[a, b])?;
+    let dtype = rules::matmul(Operand::Tensor(a).like(), Operand::Tensor(b).like(), &cfg)?;
+    matmul_in(a, b, dtype, transpose_a, transpose_b)
+}
+
+/// `matmul` computing in `dtype` (from the caller's dtype rule), of the operands with their
+/// last two axes swapped where `ta`/`tb` say (the engine reads them transposed, uncopied).
+#[track_caller]
+fn matmul_in(
+    a: &Tensor,
+    b: &Tensor,
+    dtype: crate::dtype::DType,
+    ta: bool,
+    tb: bool,
+) -> Result<Tensor> {
     let cfg = cfg_for_tensors(&[a, b])?;
     let (oa, ob) = (Operand::Tensor(a), Operand::Tensor(b));
     if a.ndim() == 0 || b.ndim() == 0 {
@@ -36,15 +78,18 @@ fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tenso
     }
     let device = common_place(&[&oa, &ob], "matmul", &cfg)?;
     let (dtype, device) = resolve_result("matmul", dtype, device, &cfg)?;
-    let mut a2 = to_compute(a, dtype, device, "matmul")?;
-    let mut b2 = to_compute(b, dtype, device, "matmul")?;
+    let mut a2 = super::to_compute_ref(a, dtype, device, "matmul")?;
+    let mut b2 = super::to_compute_ref(b, dtype, device, "matmul")?;
     if a.ndim() == 1 {
-        a2 = reshape(&a2, &[1, -1])?;
+        a2 = std::borrow::Cow::Owned(reshape(&a2, &[1, -1])?);
     }
     if b.ndim() == 1 {
-        b2 = reshape(&b2, &[-1, 1])?;
+        b2 = std::borrow::Cow::Owned(reshape(&b2, &[-1, 1])?);
     }
-    let (k1, k2) = (a2.shape()[a2.ndim() - 1], b2.shape()[b2.ndim() - 2]);
+    // The contracted dimension of each operand as the engine will read it.
+    let (na, nb) = (a2.ndim(), b2.ndim());
+    let k1 = a2.shape()[if ta { na - 2 } else { na - 1 }];
+    let k2 = b2.shape()[if tb { nb - 1 } else { nb - 2 }];
     if k1 != k2 {
         return Err(KilnError::shape(
             "matmul",
@@ -58,7 +103,7 @@ fn matmul_in(a: &Tensor, b: &Tensor, dtype: crate::dtype::DType) -> Result<Tenso
         &b2.shape()[..b2.ndim() - 2],
         "matmul",
     )?;
-    let s = a2.backend.matmul(&a2.storage, &b2.storage)?;
+    let s = a2.backend.matmul(&a2.storage, &b2.storage, ta, tb)?;
     let mut out = Tensor::from_storage(s, a2.backend.clone(), device.device)?;
     let mut shape: Vec<isize> = out.shape().iter().map(|d| *d as isize).collect();
     if b.ndim() == 1 {
@@ -84,7 +129,7 @@ pub fn dot<'a, 'b>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Resu
     match (&a, &b) {
         (Operand::Tensor(x), Operand::Tensor(y)) if x.ndim() > 0 && y.ndim() > 0 => {
             if x.ndim() <= 2 && y.ndim() <= 2 {
-                matmul_in(x, y, dtype)
+                matmul_in(x, y, dtype, false, false)
             } else {
                 let yb = if y.ndim() == 1 {
                     0
@@ -166,7 +211,7 @@ pub fn tensordot(a: &Tensor, b: &Tensor, axes: Axes) -> Result<Tensor> {
     let b2 = reshape(&transpose(b, Some(&pb))?, &[k as isize, nb as isize])?;
     let cfg = cfg_for_tensors(&[a, b])?;
     let dtype = crate::dtype::promote::promote_types(a.dtype(), b.dtype(), cfg.floatx, cfg.x64)?;
-    let c = matmul_in(&a2, &b2, dtype)?;
+    let c = matmul_in(&a2, &b2, dtype, false, false)?;
     let shape: Vec<isize> = free_a
         .iter()
         .map(|i| a.shape()[*i] as isize)
@@ -381,7 +426,7 @@ fn contract_pair(
     let b3 = reshape(&transpose(b, Some(&pb))?, &[nb, k, n])?;
     let cfg = cfg_for_tensors(&[a, b])?;
     let dtype = crate::dtype::promote::promote_types(a.dtype(), b.dtype(), cfg.floatx, cfg.x64)?;
-    let c = matmul_in(&a3, &b3, dtype)?;
+    let c = matmul_in(&a3, &b3, dtype, false, false)?;
     let shape: Vec<isize> = batch
         .iter()
         .map(|ch| a.shape()[pos(sa, ch)] as isize)

@@ -10,6 +10,7 @@
 //! number standing for a weakly-typed Python scalar (`ops::add(&x, 1.0)` keeps `x`'s
 //! dtype, as `x + 1.0` does in Keras).
 
+pub mod composed;
 pub mod creation;
 pub mod elementwise;
 pub mod linalg;
@@ -37,6 +38,7 @@ use crate::element::{Scalar, C128};
 use crate::error::{KilnError, Result};
 use crate::precision::{config, resolve, Config, Request, Site};
 use crate::tensor::{engine_kind_for, Tensor};
+use std::borrow::Cow;
 use std::panic::Location;
 
 /// An operand of a binary op: a tensor, or a weakly-typed scalar.
@@ -301,7 +303,22 @@ pub(crate) fn resolve_creation_at(
 /// gives for `uint32 + int32` with x64 off), values outside it are an error, as at conversion.
 #[track_caller]
 pub(crate) fn to_compute(t: &Tensor, dtype: DType, at: Place, op: &str) -> Result<Tensor> {
+    to_compute_ref(t, dtype, at, op).map(Cow::into_owned)
+}
+
+/// [`to_compute`], borrowing the tensor where it already is what the op needs (the common
+/// case: an op's operands share the result's dtype and place), so nothing is copied.
+#[track_caller]
+pub(crate) fn to_compute_ref<'a>(
+    t: &'a Tensor,
+    dtype: DType,
+    at: Place,
+    op: &str,
+) -> Result<Cow<'a, Tensor>> {
     let from = t.dtype();
+    if from == dtype && t.device() == at.device && t.backend_kind() == at.engine {
+        return Ok(Cow::Borrowed(t));
+    }
     if from.is_integer() && dtype.is_integer() && !dtype.holds_every(from) {
         let host = t.to_host()?;
         let (converted, report) = crate::precision::report::convert_with_report(&host, dtype);
@@ -321,7 +338,7 @@ pub(crate) fn to_compute(t: &Tensor, dtype: DType, at: Place, op: &str) -> Resul
             });
         }
     }
-    convert_at(t, dtype, at)
+    convert_at(t, dtype, at).map(Cow::Owned)
 }
 
 /// Casts a tensor to `dtype` at `at` with NumPy's `astype` semantics (integers wrap): for
@@ -352,14 +369,14 @@ pub(crate) fn convert_at(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> 
 /// Materialises an operand as a tensor of `dtype` at `place`. A weak integer scalar must
 /// fit an integer `dtype` (JAX raises OverflowError; kiln never wraps silently).
 #[track_caller]
-pub(crate) fn operand_tensor(
-    o: &Operand<'_>,
+pub(crate) fn operand_tensor<'a>(
+    o: &Operand<'a>,
     dtype: DType,
     place: Place,
     op: &str,
-) -> Result<Tensor> {
+) -> Result<Cow<'a, Tensor>> {
     match o {
-        Operand::Tensor(t) => to_compute(t, dtype, place, op),
+        Operand::Tensor(t) => to_compute_ref(t, dtype, place, op),
         Operand::Scalar(s) => {
             let host = ArrayData::scalar(*s, dtype);
             if dtype.is_integer() {
@@ -378,7 +395,7 @@ pub(crate) fn operand_tensor(
                     ));
                 }
             }
-            Tensor::upload_on(host, place.device, place.engine)
+            Tensor::upload_on(host, place.device, place.engine).map(Cow::Owned)
         }
     }
 }
@@ -390,21 +407,28 @@ pub(crate) fn cfg() -> Result<Config> {
 /// The configuration for an op on these operands: deliberately 64-bit operands keep x64
 /// semantics ([`Config::for_operands`]).
 pub(crate) fn cfg_for(operands: &[&Operand<'_>]) -> Result<Config> {
-    let tensors: Vec<&Tensor> = operands
-        .iter()
-        .filter_map(|o| match o {
-            Operand::Tensor(t) => Some(*t),
-            Operand::Scalar(_) => None,
-        })
-        .collect();
-    cfg_for_tensors(&tensors)
+    let mut c = config::current()?;
+    for o in operands {
+        if let Operand::Tensor(t) = o {
+            c = with_operand(c, t);
+        }
+    }
+    Ok(c)
 }
 
 /// [`cfg_for`] for tensor operands.
 pub(crate) fn cfg_for_tensors(xs: &[&Tensor]) -> Result<Config> {
-    let held: Vec<(DType, Device, BackendKind)> = xs
-        .iter()
-        .map(|t| (t.dtype(), t.device(), t.backend_kind()))
-        .collect();
-    Ok(config::current()?.for_operands(&held))
+    let mut c = config::current()?;
+    for t in xs {
+        c = with_operand(c, t);
+    }
+    Ok(c)
+}
+
+/// [`Config::for_operands`] for one more operand (no allocation: every op calls this).
+fn with_operand(c: Config, t: &Tensor) -> Config {
+    if c.x64 || !t.dtype().is_64bit() {
+        return c;
+    }
+    c.for_operands(&[(t.dtype(), t.device(), t.backend_kind())])
 }

@@ -1,13 +1,50 @@
-//! Activations, composed from primitives with attention to range: `sigmoid` never
+//! Activations and softmax. Each op runs its engine's fused kernel where the engine has one
+//! (`Backend::activation` / `Backend::normalize`: one pass per element, or per row), and
+//! otherwise the composition of primitives in [`composed`], which stays the reference the
+//! fused kernels are tested against. The compositions take care of range: `sigmoid` never
 //! evaluates `exp` of a large positive number, `softmax`/`log_softmax` shift by the
 //! maximum, `softplus` is `max(x, 0) + log1p(exp(-|x|))`.
 
 use super::elementwise::*;
-use super::reduce::{max, sum};
 use super::rules::{self, UnaryRule};
 use super::{cfg_for_tensors, normalize_axis};
+use crate::backend::{Activation, Normalize};
 use crate::error::Result;
 use crate::tensor::Tensor;
+
+/// The engine's fused activation on `x` (already in its compute dtype), if it has one.
+fn fused(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
+    match x.backend.activation(act, &x.storage)? {
+        Some(s) => Ok(Some(Tensor::from_storage(
+            s,
+            x.backend.clone(),
+            x.device(),
+        )?)),
+        None => Ok(None),
+    }
+}
+
+/// The engine's fused softmax / log_softmax, if it has one.
+fn fused_norm(x: &Tensor, op: Normalize, axis: usize) -> Result<Option<Tensor>> {
+    match x.backend.normalize(op, &x.storage, axis)? {
+        Some(s) => Ok(Some(Tensor::from_storage(
+            s,
+            x.backend.clone(),
+            x.device(),
+        )?)),
+        None => Ok(None),
+    }
+}
+
+macro_rules! with_fused {
+    ($x:expr, $act:expr, $composed:expr) => {{
+        let x = $x;
+        match fused(&x, $act)? {
+            Some(t) => Ok(t),
+            None => $composed(&x),
+        }
+    }};
+}
 
 #[track_caller]
 fn float_in(op: &str, rule: UnaryRule, x: &Tensor) -> Result<Tensor> {
@@ -19,99 +56,101 @@ fn float_in(op: &str, rule: UnaryRule, x: &Tensor) -> Result<Tensor> {
 /// `max(x, 0)`; bool becomes int32 (Keras).
 #[track_caller]
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    let x = float_in("relu", UnaryRule::BoolToInt, x)?;
-    maximum(&x, 0)
+    with_fused!(
+        float_in("relu", UnaryRule::BoolToInt, x)?,
+        Activation::Relu,
+        super::composed::relu
+    )
 }
 
 /// `min(max(x, 0), 6)`.
 #[track_caller]
 pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    let x = float_in("relu6", UnaryRule::BoolToInt, x)?;
-    clip(&x, 0, 6)
+    with_fused!(
+        float_in("relu6", UnaryRule::BoolToInt, x)?,
+        Activation::Relu6,
+        super::composed::relu6
+    )
 }
 
 /// `1 / (1 + exp(-x))`, stable for large |x| (float and complex inputs only).
 #[track_caller]
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    let x = float_in("sigmoid", UnaryRule::FloatOnly, x)?;
-    if x.dtype().is_complex() {
-        return divide(1, &add(&exp(&negative(&x)?)?, 1)?);
-    }
-    // e = exp(-|x|) <= 1; sigmoid = 1/(1+e) for x >= 0, e/(1+e) for x < 0.
-    let e = exp(&negative(&abs(&x)?)?)?;
-    let d = add(&e, 1)?;
-    r#where(&greater_equal(&x, 0)?, &divide(1, &d)?, &divide(&e, &d)?)
+    with_fused!(
+        float_in("sigmoid", UnaryRule::FloatOnly, x)?,
+        Activation::Sigmoid,
+        super::composed::sigmoid
+    )
 }
 
 /// `x * sigmoid(x)` (float and complex inputs only).
 #[track_caller]
 pub fn silu(x: &Tensor) -> Result<Tensor> {
-    let x = float_in("silu", UnaryRule::FloatOnly, x)?;
-    multiply(&x, &sigmoid(&x)?)
+    with_fused!(
+        float_in("silu", UnaryRule::FloatOnly, x)?,
+        Activation::Silu,
+        super::composed::silu
+    )
 }
 
 /// `log(1 + exp(x))` computed as `max(x, 0) + log1p(exp(-|x|))`.
 #[track_caller]
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    let x = float_in("softplus", UnaryRule::ToFloat, x)?;
-    if x.dtype().is_complex() {
-        return log1p(&exp(&x)?);
-    }
-    add(&maximum(&x, 0)?, &log1p(&exp(&negative(&abs(&x)?)?)?)?)
+    with_fused!(
+        float_in("softplus", UnaryRule::ToFloat, x)?,
+        Activation::Softplus,
+        super::composed::softplus
+    )
 }
 
 /// GELU; `approximate` uses the tanh form (Keras's default), else `0.5x(1 + erf(x/√2))`.
 #[track_caller]
 pub fn gelu(x: &Tensor, approximate: bool) -> Result<Tensor> {
-    let x = float_in("gelu", UnaryRule::ToFloat, x)?;
-    let inner = if approximate {
-        let c = (2.0 / std::f64::consts::PI).sqrt();
-        let x3 = multiply(&multiply(&x, &x)?, &x)?;
-        tanh(&multiply(&add(&x, &multiply(&x3, 0.044715)?)?, c)?)?
-    } else {
-        erf(&multiply(&x, std::f64::consts::FRAC_1_SQRT_2)?)?
-    };
-    multiply(&multiply(&x, 0.5)?, &add(&inner, 1)?)
+    with_fused!(
+        float_in("gelu", UnaryRule::ToFloat, x)?,
+        Activation::Gelu { approximate },
+        |x| super::composed::gelu(x, approximate)
+    )
 }
 
 /// `x` for `x > 0`, else `alpha * (exp(x) - 1)`.
 #[track_caller]
 pub fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
-    let x = float_in("elu", UnaryRule::ToFloat, x)?;
-    r#where(&greater(&x, 0)?, &x, &multiply(&expm1(&x)?, alpha)?)
+    with_fused!(
+        float_in("elu", UnaryRule::ToFloat, x)?,
+        Activation::Elu { alpha },
+        |x| super::composed::elu(x, alpha)
+    )
 }
 
 /// `x` for `x >= 0`, else `negative_slope * x` (Keras's default slope is 0.2).
 #[track_caller]
 pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
-    let x = float_in("leaky_relu", UnaryRule::ToFloat, x)?;
-    r#where(&greater_equal(&x, 0)?, &x, &multiply(&x, negative_slope)?)
+    with_fused!(
+        float_in("leaky_relu", UnaryRule::ToFloat, x)?,
+        Activation::LeakyRelu { negative_slope },
+        |x| super::composed::leaky_relu(x, negative_slope)
+    )
 }
 
 /// Softmax along `axis` (bool refused, ints become floats).
 #[track_caller]
 pub fn softmax(x: &Tensor, axis: isize) -> Result<Tensor> {
     let x = float_in("softmax", UnaryRule::ToFloatNoBool, x)?;
-    let ax = [normalize_axis(axis, x.ndim(), "softmax")? as isize];
-    let m = if x.dtype().is_complex() {
-        super::creation::zeros_like(&x, None)?
-    } else {
-        max(&x, Some(&ax), true)?
-    };
-    let e = exp(&subtract(&x, &m)?)?;
-    divide(&e, &sum(&e, Some(&ax), true)?)
+    let ax = normalize_axis(axis, x.ndim(), "softmax")?;
+    match fused_norm(&x, Normalize::Softmax, ax)? {
+        Some(t) => Ok(t),
+        None => super::composed::softmax(&x, ax),
+    }
 }
 
 /// `log(softmax(x))`, computed as `x - max - log(sum(exp(x - max)))`.
 #[track_caller]
 pub fn log_softmax(x: &Tensor, axis: isize) -> Result<Tensor> {
     let x = float_in("log_softmax", UnaryRule::ToFloatNoBool, x)?;
-    let ax = [normalize_axis(axis, x.ndim(), "log_softmax")? as isize];
-    let m = if x.dtype().is_complex() {
-        super::creation::zeros_like(&x, None)?
-    } else {
-        max(&x, Some(&ax), true)?
-    };
-    let s = subtract(&x, &m)?;
-    subtract(&s, &log(&sum(&exp(&s)?, Some(&ax), true)?)?)
+    let ax = normalize_axis(axis, x.ndim(), "log_softmax")?;
+    match fused_norm(&x, Normalize::LogSoftmax, ax)? {
+        Some(t) => Ok(t),
+        None => super::composed::log_softmax(&x, ax),
+    }
 }

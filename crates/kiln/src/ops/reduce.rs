@@ -1,15 +1,20 @@
 //! Reductions and scans. `axis: None` reduces over every axis; negative axes count from
 //! the end; `keepdims` keeps reduced axes with size 1.
 
-use super::elementwise::{cast_internal, divide, exp, log, not_equal, sqrt, subtract};
+use super::elementwise::{cast_internal, sqrt};
 use super::rules::{self, UnaryRule};
 use super::{cfg_for_tensors, normalize_axes, normalize_axis};
-use crate::backend::{ArgOp, ReduceOp, ScanOp};
+use crate::backend::{ArgOp, FusedReduce, ReduceOp, ScanOp};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-fn reduce_prim(x: &Tensor, op: ReduceOp, axes: &[usize], keepdims: bool) -> Result<Tensor> {
+pub(crate) fn reduce_prim(
+    x: &Tensor,
+    op: ReduceOp,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Tensor> {
     let s = x.backend.reduce(op, &x.storage, axes, keepdims)?;
     Tensor::from_storage(s, x.backend.clone(), x.device())
 }
@@ -75,8 +80,20 @@ pub fn any(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
     reduce_with("any", UnaryRule::Bool, ReduceOp::Any, x, axis, keepdims)
 }
 
-fn count(x: &Tensor, axes: &[usize]) -> f64 {
+pub(crate) fn count(x: &Tensor, axes: &[usize]) -> f64 {
     axes.iter().map(|a| x.shape()[*a]).product::<usize>() as f64
+}
+
+/// The engine's fused reduction, if it has one for this dtype and layout.
+fn fused(x: &Tensor, op: FusedReduce, axes: &[usize], keepdims: bool) -> Result<Option<Tensor>> {
+    match x.backend.reduce_fused(op, &x.storage, axes, keepdims)? {
+        Some(s) => Ok(Some(Tensor::from_storage(
+            s,
+            x.backend.clone(),
+            x.device(),
+        )?)),
+        None => Ok(None),
+    }
 }
 
 /// Arithmetic mean; ints become floats.
@@ -86,8 +103,10 @@ pub fn mean(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor
     let out = rules::unary("mean", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "mean")?;
     let x = cast_internal(x, out, "mean")?;
-    let s = reduce_prim(&x, ReduceOp::Sum, &axes, keepdims)?;
-    divide(&s, count(&x, &axes))
+    match fused(&x, FusedReduce::Mean, &axes, keepdims)? {
+        Some(t) => Ok(t),
+        None => super::composed::mean(&x, &axes, keepdims),
+    }
 }
 
 /// Population variance (`ddof = 0`, as Keras); complex input gives a complex dtype
@@ -97,16 +116,11 @@ pub fn var(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
     let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("var", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "var")?;
-    let iaxes: Vec<isize> = axes.iter().map(|a| *a as isize).collect();
     let x = cast_internal(x, out, "var")?;
-    let m = mean(&x, Some(&iaxes), true)?;
-    let d = super::elementwise::abs(&subtract(&x, &m)?)?;
-    let v = mean(
-        &super::elementwise::multiply(&d, &d)?,
-        Some(&iaxes),
-        keepdims,
-    )?;
-    cast_internal(&v, out, "var")
+    match fused(&x, FusedReduce::Var, &axes, keepdims)? {
+        Some(t) => Ok(t),
+        None => cast_internal(&super::composed::var(&x, &axes, keepdims)?, out, "var"),
+    }
 }
 
 /// Population standard deviation; complex input gives its real dtype.
@@ -114,6 +128,13 @@ pub fn var(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
 pub fn std(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
     let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("std", UnaryRule::RealFloat, x.dtype(), &cfg)?;
+    let axes = normalize_axes(axis, x.ndim(), "std")?;
+    if !x.dtype().is_complex() {
+        let xf = cast_internal(x, out, "std")?;
+        if let Some(t) = fused(&xf, FusedReduce::Std, &axes, keepdims)? {
+            return Ok(t);
+        }
+    }
     let v = var(x, axis, keepdims)?;
     let v = super::elementwise::real(&v)?;
     cast_internal(&sqrt(&v)?, out, "std")
@@ -191,25 +212,11 @@ pub fn logsumexp(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<T
     let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("logsumexp", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let x = cast_internal(x, out, "logsumexp")?;
-    // Complex values have no order to shift by.
-    let m = if x.dtype().is_complex() {
-        sum(&super::creation::zeros_like(&x, None)?, axis, true)?
-    } else {
-        max(&x, axis, true)?
-    };
-    // An all -inf (or inf) slice would give inf - inf = NaN; shift by 0 there instead.
-    let m = super::elementwise::r#where(&super::elementwise::isfinite(&m)?, &m, 0)?;
-    let s = sum(&exp(&subtract(&x, &m)?)?, axis, true)?;
-    let r = super::elementwise::add(&log(&s)?, &m)?;
-    if keepdims {
-        return Ok(r);
-    }
     let axes = normalize_axes(axis, x.ndim(), "logsumexp")?;
-    let keep: Vec<isize> = (0..x.ndim())
-        .filter(|i| !axes.contains(i))
-        .map(|i| x.shape()[i] as isize)
-        .collect();
-    super::shape::reshape(&r, &keep)
+    match fused(&x, FusedReduce::LogSumExp, &axes, keepdims)? {
+        Some(t) => Ok(t),
+        None => super::composed::logsumexp(&x, &axes, keepdims),
+    }
 }
 
 /// Number of nonzero elements (index dtype).
@@ -217,7 +224,10 @@ pub fn logsumexp(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<T
 pub fn count_nonzero(x: &Tensor, axis: Option<&[isize]>) -> Result<Tensor> {
     let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("count_nonzero", UnaryRule::Index, x.dtype(), &cfg)?;
-    let nz = not_equal(x, 0)?;
-    let s = sum(&nz, axis, false)?;
+    let axes = normalize_axes(axis, x.ndim(), "count_nonzero")?;
+    let s = match fused(x, FusedReduce::CountNonzero, &axes, false)? {
+        Some(t) => t,
+        None => super::composed::count_nonzero(x, &axes)?,
+    };
     cast_internal(&s, out, "count_nonzero")
 }

@@ -98,13 +98,38 @@ pub struct Decision {
     pub engine: crate::backend::BackendKind,
     /// What was done.
     pub action: Action,
-    /// A sentence saying why.
-    pub reason: String,
+    /// Whether the device could store the dtype but had no kernels for it.
+    storage_only: bool,
     pub(crate) warn_mode: super::config::WarnMode,
+    /// The op, kept only where a warning may name it (every op asks; most keep).
     pub(crate) op: String,
 }
 
 impl Decision {
+    /// A sentence saying why (built on demand: every op result is decided, few are read).
+    pub fn reason(&self) -> String {
+        let so = if self.storage_only {
+            " (it can store it but has no kernels for it)"
+        } else {
+            ""
+        };
+        match self.action {
+            Action::Keep => format!("{} is supported on {}", self.dtype, self.device),
+            Action::Narrow64 { from } => format!(
+                "x64 mode is off (Keras's default): implicit {from} becomes {}",
+                self.dtype
+            ),
+            Action::CpuFallback { wanted } => format!(
+                "{wanted} has no {}{so}; policy cpu-fallback keeps {} on the cpu",
+                self.dtype, self.dtype
+            ),
+            Action::Substitute { from, .. } => format!(
+                "{} has no {from}{so}; the implicit {from} becomes the nearest supported {} (policy downcast)",
+                self.device, self.dtype
+            ),
+        }
+    }
+
     /// Whether the dtype changed.
     pub fn changed(&self) -> bool {
         !matches!(self.action, Action::Keep | Action::CpuFallback { .. })
@@ -175,16 +200,12 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
     let caps = crate::device::Capabilities::of_engine(req.device, req.engine);
     let mut dtype = req.dtype;
     let mut action = Action::Keep;
-    let mut reason = format!("{dtype} is supported on {}", req.device);
     if !req.explicit && !cfg.x64 && dtype.is_64bit() && req.site != Site::Transfer {
         dtype = dtype.to_32bit();
         action = Action::Narrow64 { from: req.dtype };
-        reason = format!(
-            "x64 mode is off (Keras's default): implicit {} becomes {dtype}",
-            req.dtype
-        );
     }
-    let decision = |dtype, device, action: Action, reason| Decision {
+    let so = caps.usage(dtype).storage && !caps.supports(dtype);
+    let decision = |dtype, device, action: Action| Decision {
         dtype,
         device,
         engine: match action {
@@ -192,14 +213,17 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
             _ => req.engine,
         },
         action,
-        reason,
+        storage_only: so,
         warn_mode: cfg.warnings,
-        op: req.op.to_string(),
+        op: match action {
+            Action::Keep | Action::Narrow64 { .. } => String::new(),
+            _ => req.op.to_string(),
+        },
     };
     if caps.supports(dtype) {
-        return Ok(decision(dtype, req.device, action, reason));
+        return Ok(decision(dtype, req.device, action));
     }
-    let storage_only = if caps.usage(dtype).storage {
+    let storage_only = if so {
         " (it can store it but has no kernels for it)"
     } else {
         ""
@@ -216,10 +240,6 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
             dtype,
             Device::Cpu,
             Action::CpuFallback { wanted: req.device },
-            format!(
-                "{} has no {dtype}{storage_only}; policy cpu-fallback keeps {dtype} on the cpu",
-                req.device
-            ),
         )),
         Policy::Error => {
             let sub = caps.substitute(dtype);
@@ -257,10 +277,6 @@ pub fn resolve(req: &Request<'_>, cfg: &Config) -> Result<Decision> {
                     s,
                     req.device,
                     Action::Substitute { from: dtype, lossy },
-                    format!(
-                        "{} has no {dtype}{storage_only}; the implicit {dtype} becomes the nearest supported {s} (policy downcast)",
-                        req.device
-                    ),
                 ))
             }
             None => Err(refuse(

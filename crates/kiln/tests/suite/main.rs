@@ -14,6 +14,7 @@ mod common;
 mod device_matrix;
 mod dtype_tables;
 mod engines;
+mod fused;
 mod no_panics;
 mod npy_io;
 mod ops_semantics;

@@ -76,13 +76,14 @@ fn every_op_matches_numpy() {
             } else {
                 0.0
             };
-            // A GPU sums in its own order (a parallel tree), so an ill-conditioned sum (the
-            // int64 extremes cancelling) may differ from NumPy's pairwise order by the classical
-            // summation bound, n * eps * sum(|x|), rather than by ulps of the result.
+            // Engines sum in their own order (kiln's kernels in blocks of SIMD lanes combined
+            // pairwise, a GPU in a parallel tree), so an ill-conditioned sum (the int64
+            // extremes cancelling) may differ from NumPy's eight-accumulator order by the
+            // classical summation bound, n * eps * sum(|x|), rather than by ulps of the result
+            // (kiln gives the exact 4.75 for the int64 mean case where NumPy gives 9.125).
             // (`mismatch` allows tol * (|value| + 1); dividing by the largest |value| + 1
             // keeps the allowed error within the bound for every element.)
-            let order_bound = !device.runs_on_host()
-                && matches!(op, "sum" | "mean" | "std" | "var" | "trace" | "logsumexp")
+            let order_bound = matches!(op, "sum" | "mean" | "std" | "var" | "trace" | "logsumexp")
                 && want.dtype().is_float();
             let tol = if order_bound {
                 let x = ins[0].to_host().unwrap().to_f64_vec();

@@ -1,0 +1,454 @@
+//! Elementwise kernels of the ndarray engine: maps, broadcasting zips, selects and casts.
+//!
+//! The layouts that dominate real work have fast paths that write straight into a fresh
+//! (fallibly allocated, huge-page advised) buffer, in parallel chunks when large, each chunk
+//! compiled for the CPU's widest vector unit ([`super::simd::run`]):
+//! * contiguous operands of one shape;
+//! * a contiguous operand with a broadcast *trailing* block (a bias row `[n]` against
+//!   `[m, n]`, a scalar);
+//! * a contiguous operand with a broadcast *leading* block (a column `[m, 1]` against
+//!   `[m, n]`, what `x - max(x, axis=-1, keepdims=True)` is).
+//!
+//! Every other layout takes the general path (logical-order iteration over ndarray's
+//! broadcast views), which stays the reference: tests compare the two.
+
+use super::arith::{Arith, BinaryVisitor, UnaryVisitor};
+use super::half_conv::{bf16_from_f32, bf16_to_f32, f16_from_f32, f16_to_f32};
+use super::simd;
+use super::{with_view, ArrView};
+use crate::array::{ArrayData, HostElement};
+use crate::dtype::DType;
+use crate::element::{cast_elem, Element};
+use crate::error::{KilnError, Result};
+use crate::hostmem::{alloc_for, par_fill};
+use crate::with_dtype;
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use std::mem::MaybeUninit;
+
+/// Elements per parallel task (a multiple of every SIMD width).
+pub(super) const CHUNK: usize = 1 << 16;
+
+/// Wraps a freshly filled C-order buffer of `shape`.
+pub(super) fn shaped<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
+    ArrayD::from_shape_vec(IxDyn(shape), v)
+        .map_err(|e| KilnError::invalid("ndarray engine", e.to_string()))
+}
+
+/// `f` over every element of `a`, into a new C-order array.
+pub(super) fn map<T, U>(
+    a: &ArrayViewD<'_, T>,
+    op: &str,
+    f: impl Fn(T) -> U + Copy + Sync,
+) -> Result<ArrayD<U>>
+where
+    T: Copy + Sync,
+    U: Element,
+{
+    let n = a.len();
+    let v = match a.as_slice() {
+        Some(s) => par_fill(n, CHUNK, op, a.shape(), |off, o: &mut [MaybeUninit<U>]| {
+            simd::run(|| {
+                for (slot, x) in o.iter_mut().zip(&s[off..]) {
+                    slot.write(f(*x));
+                }
+            })
+        })?,
+        None => {
+            let mut v = alloc_for::<U>(n, op, a.shape())?;
+            v.extend(a.iter().map(|x| f(*x)));
+            v
+        }
+    };
+    shaped(a.shape(), v)
+}
+
+/// Runs a unary element function of [`Arith`] over an array.
+pub(super) struct MapV<'a, 'v, T> {
+    pub a: &'a ArrayViewD<'v, T>,
+    pub op: &'a str,
+}
+
+impl<T: Element> UnaryVisitor<T> for MapV<'_, '_, T> {
+    type Out = Result<ArrayD<T>>;
+    fn visit<F: Fn(T) -> T + Copy + Send + Sync>(self, f: F) -> Result<ArrayD<T>> {
+        map(self.a, self.op, f)
+    }
+}
+
+/// Runs a binary element function of [`Arith`] over two broadcasting arrays.
+pub(super) struct ZipV<'a, 'v, T> {
+    pub a: &'a ArrayViewD<'v, T>,
+    pub b: &'a ArrayViewD<'v, T>,
+    pub shape: &'a [usize],
+    pub op: &'a str,
+}
+
+impl<T: Element> BinaryVisitor<T> for ZipV<'_, '_, T> {
+    type Out = Result<ArrayD<T>>;
+    fn visit<F: Fn(T, T) -> T + Copy + Send + Sync>(self, f: F) -> Result<ArrayD<T>> {
+        zip2(self.a, self.b, self.shape, self.op, f)
+    }
+}
+
+/// Unary `op` of `T`, or an error if the dtype has none.
+pub(super) fn unary_arith<T: Arith + HostElement>(
+    op: crate::backend::UnaryOp,
+    a: &ArrayViewD<'_, T>,
+) -> Result<ArrayData> {
+    match T::unary(op, MapV { a, op: "unary" }) {
+        Some(r) => Ok(T::wrap(r?)),
+        None => Err(super::backend_err(
+            super::NAME,
+            &format!("{op:?}"),
+            T::DTYPE,
+            "not defined for this dtype",
+        )),
+    }
+}
+
+/// Binary `op` of `T`, or an error if the dtype has none.
+pub(super) fn binary_arith<T: Arith + HostElement>(
+    op: crate::backend::BinaryOp,
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+) -> Result<ArrayData> {
+    let name = format!("{op:?}");
+    let (a, b) = (a.view(), b.view());
+    match T::binary(
+        op,
+        ZipV {
+            a: &a,
+            b: &b,
+            shape,
+            op: &name,
+        },
+    ) {
+        Some(r) => Ok(T::wrap(r?)),
+        None => Err(super::backend_err(
+            super::NAME,
+            &name,
+            T::DTYPE,
+            "not defined for this dtype",
+        )),
+    }
+}
+
+/// Length of `b`'s repeating block if `b` broadcasts to `shape` as a contiguous trailing
+/// block (`[1, .., 1, shape[k..]]`), else `None`.
+pub(super) fn trailing_block(b: &[usize], shape: &[usize]) -> Option<usize> {
+    if b.len() > shape.len() {
+        return None;
+    }
+    let mut full = vec![1; shape.len() - b.len()];
+    full.extend_from_slice(b);
+    let k = (0..=shape.len())
+        .find(|&k| full[k..] == shape[k..] && full[..k].iter().all(|d| *d == 1))?;
+    Some(shape[k..].iter().product())
+}
+
+/// Length of the run each element of `b` repeats over if `b` broadcasts to `shape` as a
+/// leading block (`shape[..k] + [1, .., 1]`, `k < ndim`), else `None`.
+pub(super) fn leading_block(b: &[usize], shape: &[usize]) -> Option<usize> {
+    if b.len() != shape.len() {
+        return None;
+    }
+    let k = (0..shape.len())
+        .rev()
+        .find(|&k| b[..k] == shape[..k] && b[k..].iter().all(|d| *d == 1))?;
+    let run: usize = shape[k..].iter().product();
+    (run > 1).then_some(run)
+}
+
+/// `f(a, b)` elementwise into a new array of `shape`, if the layout has a fast path.
+pub(super) fn zip2_fast<T, U>(
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+    op: &str,
+    f: impl Fn(T, T) -> U + Copy + Sync,
+) -> Option<Result<ArrayD<U>>>
+where
+    T: Copy + Send + Sync,
+    U: Element,
+{
+    let n: usize = shape.iter().product();
+    let (sa, sb) = (a.as_slice()?, b.as_slice()?);
+    let v = if sa.len() == n && sb.len() == n {
+        par_fill(n, CHUNK, op, shape, |off, o: &mut [MaybeUninit<U>]| {
+            simd::run(|| {
+                for ((slot, x), y) in o.iter_mut().zip(&sa[off..]).zip(&sb[off..]) {
+                    slot.write(f(*x, *y));
+                }
+            })
+        })
+    } else if sa.len() == n || sb.len() == n {
+        // One operand is full; the other repeats as a trailing or a leading block.
+        let swap = sb.len() == n;
+        let (full, part, part_shape) = if swap {
+            (sb, sa, a.shape())
+        } else {
+            (sa, sb, b.shape())
+        };
+        let g = move |x: T, y: T| if swap { f(y, x) } else { f(x, y) };
+        if let Some(l) = trailing_block(part_shape, shape) {
+            if l == 1 {
+                let y = part[0];
+                par_fill(n, CHUNK, op, shape, |off, o: &mut [MaybeUninit<U>]| {
+                    simd::run(|| {
+                        for (slot, x) in o.iter_mut().zip(&full[off..]) {
+                            slot.write(g(*x, y));
+                        }
+                    })
+                })
+            } else {
+                block_fill(n, l, op, shape, |off, o| {
+                    simd::run(|| {
+                        for (ob, xb) in o.chunks_mut(l).zip(full[off..].chunks(l)) {
+                            for ((slot, x), y) in ob.iter_mut().zip(xb).zip(part) {
+                                slot.write(g(*x, *y));
+                            }
+                        }
+                    })
+                })
+            }
+        } else if let Some(l) = leading_block(part_shape, shape) {
+            block_fill(n, l, op, shape, |off, o| {
+                simd::run(|| {
+                    for (i, (ob, xb)) in o.chunks_mut(l).zip(full[off..].chunks(l)).enumerate() {
+                        let y = part[off / l + i];
+                        for (slot, x) in ob.iter_mut().zip(xb) {
+                            slot.write(g(*x, y));
+                        }
+                    }
+                })
+            })
+        } else {
+            return None;
+        }
+    } else {
+        return None;
+    };
+    Some(v.and_then(|v| shaped(shape, v)))
+}
+
+/// `par_fill` with chunks that are whole multiples of the block length `l`.
+fn block_fill<U: Element>(
+    n: usize,
+    l: usize,
+    op: &str,
+    shape: &[usize],
+    f: impl Fn(usize, &mut [MaybeUninit<U>]) + Sync,
+) -> Result<Vec<U>> {
+    let l = l.max(1);
+    let chunk = CHUNK.div_ceil(l) * l;
+    par_fill(n, chunk, op, shape, f)
+}
+
+/// `f(a, b)` elementwise with broadcasting to `shape`: the fast paths, else the general
+/// path.
+pub(super) fn zip2<T, U>(
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+    op: &str,
+    f: impl Fn(T, T) -> U + Copy + Sync,
+) -> Result<ArrayD<U>>
+where
+    T: Copy + Send + Sync,
+    U: Element,
+{
+    if let Some(r) = zip2_fast(a, b, shape, op, f) {
+        return r;
+    }
+    zip2_general(a, b, shape, op, f)
+}
+
+/// The reference path: ndarray's broadcast views, iterated in logical (C) order.
+pub(super) fn zip2_general<T, U>(
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+    op: &str,
+    f: impl Fn(T, T) -> U,
+) -> Result<ArrayD<U>>
+where
+    T: Copy,
+    U: Element,
+{
+    let bad = || KilnError::shape(op, a.shape(), b.shape(), "operands do not broadcast");
+    let av = a.broadcast(IxDyn(shape)).ok_or_else(bad)?;
+    let bv = b.broadcast(IxDyn(shape)).ok_or_else(bad)?;
+    let mut v = alloc_for::<U>(av.len(), op, shape)?;
+    v.extend(av.iter().zip(bv.iter()).map(|(x, y)| f(*x, *y)));
+    shaped(shape, v)
+}
+
+/// `cond ? a : b` with broadcasting.
+pub(super) fn select<T: Element>(
+    c: &ArrayViewD<'_, bool>,
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+) -> Result<ArrayD<T>> {
+    let n: usize = shape.iter().product();
+    if let (Some(sc), Some(sa), Some(sb)) = (c.as_slice(), a.as_slice(), b.as_slice()) {
+        if sc.len() == n && sa.len() == n && sb.len() == n {
+            let v = par_fill(n, CHUNK, "where", shape, |off, o: &mut [MaybeUninit<T>]| {
+                simd::run(|| {
+                    for (((slot, c), x), y) in
+                        o.iter_mut().zip(&sc[off..]).zip(&sa[off..]).zip(&sb[off..])
+                    {
+                        slot.write(if *c { *x } else { *y });
+                    }
+                })
+            })?;
+            return shaped(shape, v);
+        }
+    }
+    let bad = || {
+        KilnError::shape(
+            "where",
+            a.shape(),
+            b.shape(),
+            "condition and operands do not broadcast",
+        )
+    };
+    let (cv, xv, yv) = (
+        c.broadcast(IxDyn(shape)).ok_or_else(bad)?,
+        a.broadcast(IxDyn(shape)).ok_or_else(bad)?,
+        b.broadcast(IxDyn(shape)).ok_or_else(bad)?,
+    );
+    let mut v = alloc_for::<T>(n, "where", shape)?;
+    v.extend(
+        cv.iter()
+            .zip(xv.iter())
+            .zip(yv.iter())
+            .map(|((c, x), y)| if *c { *x } else { *y }),
+    );
+    shaped(shape, v)
+}
+
+/// NumPy `astype` of a whole array. The pairs training converts between have direct,
+/// vectorised element functions; every other pair goes through [`cast_elem`].
+pub(super) fn cast(d: &ArrView<'_>, to: DType) -> Result<ArrayData> {
+    if super::dtype_of(d) == to {
+        return Ok(with_view!(d, a, T => T::wrap(super::layout::strided_copy(a, "cast")?)));
+    }
+    Ok(match (d, to) {
+        (ArrView::F32(a), DType::Float64) => ArrayData::F64(map(a, "cast", |x| x as f64)?),
+        (ArrView::F64(a), DType::Float32) => ArrayData::F32(map(a, "cast", |x| x as f32)?),
+        (ArrView::F32(a), DType::Float16) => ArrayData::F16(map(a, "cast", f16_from_f32)?),
+        (ArrView::F32(a), DType::BFloat16) => ArrayData::BF16(map(a, "cast", bf16_from_f32)?),
+        (ArrView::F16(a), DType::Float32) => ArrayData::F32(map(a, "cast", f16_to_f32)?),
+        (ArrView::BF16(a), DType::Float32) => ArrayData::F32(map(a, "cast", bf16_to_f32)?),
+        (ArrView::F16(a), DType::BFloat16) => {
+            ArrayData::BF16(map(a, "cast", |x| bf16_from_f32(f16_to_f32(x)))?)
+        }
+        (ArrView::BF16(a), DType::Float16) => {
+            ArrayData::F16(map(a, "cast", |x| f16_from_f32(bf16_to_f32(x)))?)
+        }
+        (ArrView::I32(a), DType::Float32) => ArrayData::F32(map(a, "cast", |x| x as f32)?),
+        (ArrView::I64(a), DType::Float32) => ArrayData::F32(map(a, "cast", |x| x as f32)?),
+        (ArrView::Bool(a), DType::Float32) => ArrayData::F32(map(a, "cast", |x| x as u8 as f32)?),
+        (ArrView::F32(a), DType::Bool) => ArrayData::Bool(map(a, "cast", |x| x != 0.0)?),
+        _ => {
+            with_view!(d, a, S => with_dtype!(to, D => D::wrap(map(a, "cast", |x: S| cast_elem::<S, D>(x))?)))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    use super::super::test_arr as arr;
+
+    fn shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        // A target shape, and an operand shape that broadcasts to it (some axes set to 1,
+        // some leading axes dropped).
+        (
+            prop::collection::vec(1usize..5, 0..4),
+            any::<u32>(),
+            0usize..4,
+        )
+            .prop_map(|(out, mask, drop)| {
+                let b: Vec<usize> = out
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| if mask >> i & 1 == 1 { 1 } else { *d })
+                    .collect();
+                let drop = drop.min(b.len());
+                (out, b[drop..].to_vec())
+            })
+    }
+
+    proptest! {
+        /// The fast paths agree with the general broadcasting path, for every layout.
+        #[test]
+        fn fast_binary_equals_general((out, bshape) in shapes(), swap in any::<bool>()) {
+            let a = arr(&out, 1);
+            let b = arr(&bshape, 2);
+            let (x, y) = if swap { (&b, &a) } else { (&a, &b) };
+            let f = |p: f32, q: f32| p * 3.0 - q;
+            let want = zip2_general(&x.view(), &y.view(), &out, "t", f).unwrap();
+            let got = zip2(&x.view(), &y.view(), &out, "t", f).unwrap();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Casts through the vectorised pairs agree with the per-element reference.
+        #[test]
+        fn fast_casts_equal_cast_elem(v in prop::collection::vec(any::<f32>(), 0..300)) {
+            let a = ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.clone()).unwrap();
+            for to in [DType::Float64, DType::Float16, DType::BFloat16, DType::Bool] {
+                let got = cast(&ArrView::F32(a.view()), to).unwrap();
+                let want = with_dtype!(to, D => D::wrap(a.map(|x| cast_elem::<f32, D>(*x))));
+                for (g, w) in got.to_scalars().iter().zip(want.to_scalars()) {
+                    prop_assert!(g == &w || (g.as_f64().is_nan() && w.as_f64().is_nan()), "{to}: {g:?} vs {w:?}");
+                }
+                let back = crate::with_array!(&got, x, S => {
+                    let _ = cast_elem::<S, f32>;
+                    cast(&<S as super::super::IntoView>::into_view(x.view()), DType::Float32).unwrap()
+                });
+                let want_back: Vec<f64> = got.to_scalars().iter().map(|s| f32::from_scalar(*s) as f64).collect();
+                for (g, w) in back.to_f64_vec().iter().zip(&want_back) {
+                    prop_assert!(g == w || (g.is_nan() && w.is_nan()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_is_taken_for_rows_columns_and_scalars() {
+        let a = arr(&[300, 7], 1);
+        let add = |p: f32, q: f32| p + q;
+        assert!(zip2_fast(&a.view(), &arr(&[7], 2).view(), &[300, 7], "t", add).is_some());
+        assert!(zip2_fast(&arr(&[], 3).view(), &a.view(), &[300, 7], "t", add).is_some());
+        assert!(zip2_fast(&a.view(), &arr(&[300, 1], 2).view(), &[300, 7], "t", add).is_some());
+        assert!(zip2_fast(&a.view(), &arr(&[1, 7], 2).view(), &[300, 7], "t", add).is_some());
+        assert!(zip2_fast(
+            &arr(&[300, 1], 1).view(),
+            &arr(&[1, 7], 2).view(),
+            &[300, 7],
+            "t",
+            add
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn blocks() {
+        assert_eq!(trailing_block(&[1000], &[10, 1000]), Some(1000));
+        assert_eq!(trailing_block(&[1, 3, 4], &[2, 3, 4]), Some(12));
+        assert_eq!(trailing_block(&[], &[2, 3]), Some(1));
+        assert_eq!(trailing_block(&[1, 1], &[2, 3]), Some(1));
+        assert_eq!(trailing_block(&[3, 1], &[3, 4]), None);
+        assert_eq!(trailing_block(&[2, 3], &[2, 3]), Some(6));
+        assert_eq!(leading_block(&[3, 1], &[3, 4]), Some(4));
+        assert_eq!(leading_block(&[3, 1, 1], &[3, 4, 5]), Some(20));
+        assert_eq!(leading_block(&[3, 4, 1], &[3, 4, 5]), Some(5));
+        assert_eq!(leading_block(&[1, 4], &[3, 4]), None);
+        assert_eq!(leading_block(&[3, 4], &[3, 4]), None);
+    }
+}

@@ -1,0 +1,1415 @@
+//! Reductions of the ndarray engine, reading the input in place.
+//!
+//! A reduction's axes are first coalesced: size-1 axes dropped, neighbouring axes of the
+//! same kind (kept or reduced) merged, so any set of axes of a C-order array becomes
+//! alternating *runs*. Two kernels cover every layout:
+//! * **rows**: when the innermost run is reduced, each contiguous row reduces with
+//!   `LANES` independent accumulators (SIMD lanes), blocked and combined pairwise as
+//!   NumPy's pairwise summation is;
+//! * **columns**: when the innermost run is kept, whole rows accumulate into the output
+//!   row (a vectorised `acc[j] op= x[j]`), for every reduced index.
+//!
+//! A layout with reduced runs on both sides (`[r, k, r]`) runs the row kernel, then the
+//! column kernel over the row partials. Threads split the output (rows, or column stripes)
+//! or, for a single long row, fixed-size chunks whose partials combine in a fixed order, so
+//! results do not depend on the number of threads. Floats of up to 32 bits sum in f64.
+//!
+//! `reference` keeps the straightforward implementation (transpose the reduced axes to the
+//! end, reduce each row); tests compare the kernels with it.
+
+use super::half_conv::{bf16_from_f32, bf16_to_f32, f16_from_f32, f16_to_f32};
+use super::simd;
+use super::ArrView;
+use crate::array::{ArrayData, HostElement};
+use crate::backend::{ArgOp, FusedReduce, ReduceOp, ScanOp};
+use crate::dtype::DType;
+use crate::element::{Element, Scalar};
+use crate::error::{KilnError, Result};
+use crate::hostmem::{alloc_for, PAR_MIN};
+use half::{bf16, f16};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use num_traits::Float;
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// Independent accumulators per row (4 zmm registers of f64, 2 of f32).
+const LANES: usize = 32;
+/// Elements summed lane-wise before partials combine pairwise (16 per lane, as NumPy's
+/// pairwise sum does 128 with 8 accumulators).
+const BLOCK: usize = 512;
+/// Elements per parallel chunk of a single long row (a power-of-two number of blocks).
+const ROW_CHUNK: usize = 1 << 16;
+
+/// One reduction: how an accumulator starts, takes an element and merges with another.
+pub(super) trait Reducer: Copy + Send + Sync {
+    type In: Copy + Send + Sync;
+    type Acc: Copy + Send + Sync;
+    fn init(self) -> Self::Acc;
+    fn step(self, a: Self::Acc, x: Self::In) -> Self::Acc;
+    fn merge(self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+}
+
+/// Merges partials of `R` (the second stage of a two-stage reduction).
+#[derive(Copy, Clone)]
+struct Merge<R>(R);
+
+impl<R: Reducer> Reducer for Merge<R> {
+    type In = R::Acc;
+    type Acc = R::Acc;
+    #[inline(always)]
+    fn init(self) -> R::Acc {
+        self.0.init()
+    }
+    #[inline(always)]
+    fn step(self, a: R::Acc, x: R::Acc) -> R::Acc {
+        self.0.merge(a, x)
+    }
+    #[inline(always)]
+    fn merge(self, a: R::Acc, b: R::Acc) -> R::Acc {
+        self.0.merge(a, b)
+    }
+}
+
+/// Float inputs: widened exactly to `W` (f32 for half types and f32, f64 for f64) for
+/// comparisons, and to f64 for sums.
+pub(super) trait FloatIn: Copy + Send + Sync + 'static {
+    type W: num_traits::Float + Element + Send + Sync + 'static;
+    fn wide(self) -> Self::W;
+    fn narrow(w: Self::W) -> Self;
+    fn f64(self) -> f64;
+    /// The nearest value to `x` (one rounding).
+    fn round_f64(x: f64) -> Self;
+}
+
+impl FloatIn for f32 {
+    type W = f32;
+    #[inline(always)]
+    fn wide(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(w: f32) -> f32 {
+        w
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn round_f64(x: f64) -> f32 {
+        x as f32
+    }
+}
+
+impl FloatIn for f64 {
+    type W = f64;
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn narrow(w: f64) -> f64 {
+        w
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn round_f64(x: f64) -> f64 {
+        x
+    }
+}
+
+impl FloatIn for f16 {
+    type W = f32;
+    #[inline(always)]
+    fn wide(self) -> f32 {
+        f16_to_f32(self)
+    }
+    #[inline(always)]
+    fn narrow(w: f32) -> f16 {
+        f16_from_f32(w)
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        f16_to_f32(self) as f64
+    }
+    #[inline(always)]
+    fn round_f64(x: f64) -> f16 {
+        f16::from_f64(x)
+    }
+}
+
+impl FloatIn for bf16 {
+    type W = f32;
+    #[inline(always)]
+    fn wide(self) -> f32 {
+        bf16_to_f32(self)
+    }
+    #[inline(always)]
+    fn narrow(w: f32) -> bf16 {
+        bf16_from_f32(w)
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        bf16_to_f32(self) as f64
+    }
+    #[inline(always)]
+    fn round_f64(x: f64) -> bf16 {
+        bf16::from_f64(x)
+    }
+}
+
+/// Sum of floats in f64.
+#[derive(Copy, Clone)]
+struct SumF<T>(std::marker::PhantomData<T>);
+impl<T: FloatIn> Reducer for SumF<T> {
+    type In = T;
+    type Acc = f64;
+    #[inline(always)]
+    fn init(self) -> f64 {
+        0.0
+    }
+    #[inline(always)]
+    fn step(self, a: f64, x: T) -> f64 {
+        a + x.f64()
+    }
+    #[inline(always)]
+    fn merge(self, a: f64, b: f64) -> f64 {
+        a + b
+    }
+}
+
+/// Sum of `(x - center)^2` in f64 (the second pass of a variance).
+#[derive(Copy, Clone)]
+struct SqDev<T>(f64, std::marker::PhantomData<T>);
+impl<T: FloatIn> Reducer for SqDev<T> {
+    type In = T;
+    type Acc = f64;
+    #[inline(always)]
+    fn init(self) -> f64 {
+        0.0
+    }
+    #[inline(always)]
+    fn step(self, a: f64, x: T) -> f64 {
+        let d = x.f64() - self.0;
+        a + d * d
+    }
+    #[inline(always)]
+    fn merge(self, a: f64, b: f64) -> f64 {
+        a + b
+    }
+}
+
+/// Sum of `exp(x - shift)` in f64 (the second pass of a logsumexp); `exp` in the input's
+/// compute type (f32 through the vectorised body).
+#[derive(Copy, Clone)]
+struct SumExp<T: FloatIn>(T::W);
+impl<T: FloatIn> Reducer for SumExp<T>
+where
+    T::W: super::arith::FloatMath,
+{
+    type In = T;
+    type Acc = f64;
+    #[inline(always)]
+    fn init(self) -> f64 {
+        0.0
+    }
+    #[inline(always)]
+    fn step(self, a: f64, x: T) -> f64 {
+        let e = super::arith::FloatMath::exp(x.wide() - self.0);
+        a + num_traits::ToPrimitive::to_f64(&e).unwrap_or(f64::NAN)
+    }
+    #[inline(always)]
+    fn merge(self, a: f64, b: f64) -> f64 {
+        a + b
+    }
+}
+
+/// Product (`MUL`) or sum in the element's own type (integers wrap, as NumPy's
+/// multiply.reduce and add.reduce of integers).
+#[derive(Copy, Clone)]
+struct Fold<T, const MUL: bool>(std::marker::PhantomData<T>);
+impl<T: Element, const MUL: bool> Reducer for Fold<T, MUL> {
+    type In = T;
+    type Acc = T;
+    #[inline(always)]
+    fn init(self) -> T {
+        if MUL {
+            T::one()
+        } else {
+            T::zero()
+        }
+    }
+    #[inline(always)]
+    fn step(self, a: T, x: T) -> T {
+        self.merge(a, x)
+    }
+    #[inline(always)]
+    fn merge(self, a: T, b: T) -> T {
+        if MUL {
+            a.mul(b)
+        } else {
+            a.add(b)
+        }
+    }
+}
+
+/// NaN-propagating maximum (`MAX`) or minimum of floats, compared in `W`.
+#[derive(Copy, Clone)]
+struct ExtF<T, const MAX: bool>(std::marker::PhantomData<T>);
+impl<T: FloatIn, const MAX: bool> Reducer for ExtF<T, MAX> {
+    type In = T;
+    type Acc = T::W;
+    #[inline(always)]
+    fn init(self) -> T::W {
+        if MAX {
+            T::W::neg_infinity()
+        } else {
+            T::W::infinity()
+        }
+    }
+    #[inline(always)]
+    fn step(self, a: T::W, x: T) -> T::W {
+        self.merge(a, x.wide())
+    }
+    #[inline(always)]
+    fn merge(self, a: T::W, x: T::W) -> T::W {
+        // Once `a` is NaN no comparison is true, so it stays NaN; a NaN `x` is taken.
+        let better = if MAX { x > a } else { x < a };
+        if better || Float::is_nan(x) {
+            x
+        } else {
+            a
+        }
+    }
+}
+
+/// Integer maximum or minimum.
+#[derive(Copy, Clone)]
+struct ExtI<T, const MAX: bool>(T);
+impl<T: Element + PartialOrd, const MAX: bool> Reducer for ExtI<T, MAX> {
+    type In = T;
+    type Acc = T;
+    #[inline(always)]
+    fn init(self) -> T {
+        self.0
+    }
+    #[inline(always)]
+    fn step(self, a: T, x: T) -> T {
+        self.merge(a, x)
+    }
+    #[inline(always)]
+    fn merge(self, a: T, x: T) -> T {
+        if (MAX && x > a) || (!MAX && x < a) {
+            x
+        } else {
+            a
+        }
+    }
+}
+
+/// `all` (`ALL`) or `any` of nonzero elements.
+#[derive(Copy, Clone)]
+struct Logic<T, const ALL: bool>(std::marker::PhantomData<T>);
+impl<T: Element, const ALL: bool> Reducer for Logic<T, ALL> {
+    type In = T;
+    type Acc = bool;
+    #[inline(always)]
+    fn init(self) -> bool {
+        ALL
+    }
+    #[inline(always)]
+    fn step(self, a: bool, x: T) -> bool {
+        if ALL {
+            a & x.nonzero()
+        } else {
+            a | x.nonzero()
+        }
+    }
+    #[inline(always)]
+    fn merge(self, a: bool, b: bool) -> bool {
+        if ALL {
+            a & b
+        } else {
+            a | b
+        }
+    }
+}
+
+/// Number of nonzero elements.
+#[derive(Copy, Clone)]
+struct CountNz<T>(std::marker::PhantomData<T>);
+impl<T: Element> Reducer for CountNz<T> {
+    type In = T;
+    type Acc = i64;
+    #[inline(always)]
+    fn init(self) -> i64 {
+        0
+    }
+    #[inline(always)]
+    fn step(self, a: i64, x: T) -> i64 {
+        a + x.nonzero() as i64
+    }
+    #[inline(always)]
+    fn merge(self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
+
+fn pd<T>() -> std::marker::PhantomData<T> {
+    std::marker::PhantomData
+}
+
+/// Lane-wise reduction of at most a few blocks (the leaf of the pairwise tree).
+#[inline(always)]
+fn leaf<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
+    let mut acc = [r.init(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            acc[i] = r.step(acc[i], c[i]);
+        }
+    }
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] = r.merge(acc[i], acc[i + w]);
+        }
+    }
+    let mut s = acc[0];
+    for v in chunks.remainder() {
+        s = r.step(s, *v);
+    }
+    s
+}
+
+/// A contiguous row: blocks reduced lane-wise, block partials combined pairwise (a
+/// binary-counter cascade, iterative so that it inlines into the SIMD variant).
+#[inline(always)]
+pub(super) fn row<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
+    if x.len() <= BLOCK {
+        return leaf(r, x);
+    }
+    // stack[i] holds the partial of 2^levels[i] blocks; at most 64 levels.
+    let mut stack = [r.init(); 64];
+    let mut levels = [0u32; 64];
+    let mut top = 0usize;
+    for b in x.chunks(BLOCK) {
+        let mut p = leaf(r, b);
+        let mut lvl = 0u32;
+        while top > 0 && levels[top - 1] == lvl {
+            top -= 1;
+            p = r.merge(stack[top], p);
+            lvl += 1;
+        }
+        stack[top] = p;
+        levels[top] = lvl;
+        top += 1;
+    }
+    let mut s = stack[top - 1];
+    for i in (0..top - 1).rev() {
+        s = r.merge(stack[i], s);
+    }
+    s
+}
+
+/// [`row`] with a long row split into fixed chunks across threads.
+fn row_par<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
+    if x.len() < PAR_MIN {
+        return simd::run(|| row(r, x));
+    }
+    let parts: Vec<R::Acc> = x
+        .par_chunks(ROW_CHUNK)
+        .map(|c| simd::run(|| row(r, c)))
+        .collect();
+    simd::run(|| row(Merge(r), &parts))
+}
+
+/// `acc[j] = step(acc[j], x[j])`.
+#[inline(always)]
+fn accumulate<R: Reducer>(r: R, acc: &mut [R::Acc], x: &[R::In]) {
+    for (a, v) in acc.iter_mut().zip(x) {
+        *a = r.step(*a, *v);
+    }
+}
+
+/// Coalesced runs `(length, reduced)` of `shape` for reducing `axes` (sorted).
+pub(super) fn runs(shape: &[usize], axes: &[usize]) -> Vec<(usize, bool)> {
+    let mut v: Vec<(usize, bool)> = Vec::new();
+    for (i, &d) in shape.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let red = axes.binary_search(&i).is_ok();
+        match v.last_mut() {
+            Some((n, r)) if *r == red => *n *= d,
+            _ => v.push((d, red)),
+        }
+    }
+    v
+}
+
+fn vec_of<T: Element>(n: usize, v: T, op: &str) -> Result<Vec<T>> {
+    let mut out = alloc_for::<T>(n, op, &[n])?;
+    out.resize(n, v);
+    Ok(out)
+}
+
+/// Reduces a C-order buffer laid out as `runs` (with at least one reduced run) to its
+/// accumulators, one per output element in C order.
+fn reduce_runs<R: Reducer>(
+    r: R,
+    x: &[R::In],
+    runs: &[(usize, bool)],
+    op: &str,
+) -> Result<Vec<R::Acc>>
+where
+    R::Acc: Element,
+{
+    let n = x.len();
+    let out_n: usize = runs
+        .iter()
+        .filter(|(_, red)| !red)
+        .map(|(d, _)| d)
+        .product();
+    if n == 0 {
+        return vec_of(out_n, r.init(), op);
+    }
+    let Some(&(last, last_red)) = runs.last() else {
+        // Every axis has size 1: one element.
+        return vec_of(1, r.step(r.init(), x[0]), op);
+    };
+    if last_red {
+        let nrows = n / last;
+        let part = if nrows == 1 {
+            vec_of(1, row_par(r, x), op)?
+        } else if n >= PAR_MIN {
+            let per = (PAR_MIN / last).max(1);
+            let mut buf = vec_of(nrows, r.init(), op)?;
+            buf.par_chunks_mut(per).enumerate().for_each(|(ci, o)| {
+                simd::run(|| {
+                    for (i, slot) in o.iter_mut().enumerate() {
+                        let s = (ci * per + i) * last;
+                        *slot = row(r, &x[s..s + last]);
+                    }
+                })
+            });
+            buf
+        } else {
+            let mut part = alloc_for::<R::Acc>(nrows, op, &[nrows])?;
+            simd::run(|| part.extend(x.chunks_exact(last).map(|c| row(r, c))));
+            part
+        };
+        let rest = &runs[..runs.len() - 1];
+        if rest.iter().all(|(_, red)| !red) {
+            return Ok(part);
+        }
+        return columns(Merge(r), &part, rest, op);
+    }
+    columns(r, x, runs, op)
+}
+
+/// The column kernel: `runs` ends in a kept run of length `l`; every reduced index adds
+/// its row into the output row of its kept index.
+fn columns<R: Reducer>(r: R, x: &[R::In], runs: &[(usize, bool)], op: &str) -> Result<Vec<R::Acc>>
+where
+    R::Acc: Element,
+{
+    let l = runs[runs.len() - 1].0;
+    let outer = &runs[..runs.len() - 1];
+    // Strides of the outer runs, in rows of length l.
+    let mut strides = vec![0usize; outer.len()];
+    let mut s = 1;
+    for i in (0..outer.len()).rev() {
+        strides[i] = s;
+        s *= outer[i].0;
+    }
+    let offsets = |want_red: bool| -> Vec<usize> {
+        let mut offs = vec![0usize];
+        for (i, &(d, red)) in outer.iter().enumerate() {
+            if red == want_red {
+                let st = strides[i];
+                offs = offs
+                    .iter()
+                    .flat_map(|o| (0..d).map(move |k| o + k * st))
+                    .collect();
+            }
+        }
+        offs
+    };
+    let (kept, red) = (offsets(false), offsets(true));
+    let o_rows = kept.len();
+    let mut out = vec_of(o_rows * l, r.init(), op)?;
+    let work = x.len();
+    let one_row = |acc: &mut [R::Acc], base: usize, c0: usize, c1: usize| {
+        simd::run(|| {
+            for &ro in &red {
+                let s = (base + ro) * l;
+                accumulate(r, acc, &x[s + c0..s + c1]);
+            }
+        })
+    };
+    if work < PAR_MIN {
+        for (o, acc) in out.chunks_mut(l).enumerate() {
+            one_row(acc, kept[o], 0, l);
+        }
+    } else if o_rows >= 2 {
+        // Output rows in groups of about PAR_MIN elements of work.
+        let per = (PAR_MIN / (l * red.len()).max(1)).max(1);
+        out.par_chunks_mut(l * per)
+            .enumerate()
+            .for_each(|(ci, group)| {
+                for (i, acc) in group.chunks_mut(l).enumerate() {
+                    one_row(acc, kept[ci * per + i], 0, l);
+                }
+            });
+    } else if l >= 1024 {
+        // One output row: split its columns into stripes.
+        let w = (l / 8).next_multiple_of(64).max(256);
+        out.par_chunks_mut(w).enumerate().for_each(|(ci, acc)| {
+            let c0 = ci * w;
+            one_row(acc, 0, c0, c0 + acc.len())
+        });
+    } else {
+        // A narrow output row and many reduced rows: fixed blocks of rows, partial rows
+        // merged in block order.
+        let per = (PAR_MIN / l).max(1);
+        let parts: Vec<Vec<R::Acc>> = red
+            .par_chunks(per)
+            .map(|rows| {
+                let mut acc = vec![r.init(); l];
+                simd::run(|| {
+                    for &ro in rows {
+                        accumulate(r, &mut acc, &x[ro * l..ro * l + l]);
+                    }
+                });
+                acc
+            })
+            .collect();
+        for p in parts {
+            simd::run(|| accumulate(Merge(r), &mut out, &p));
+        }
+    }
+    Ok(out)
+}
+
+/// The input as a C-order slice (copied only if it is not one already).
+fn c_order<'a, T: Clone>(a: &'a ArrayViewD<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().cloned().collect()),
+    }
+}
+
+fn out_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
+    (0..shape.len())
+        .filter_map(|i| {
+            if axes.contains(&i) {
+                keepdims.then_some(1)
+            } else {
+                Some(shape[i])
+            }
+        })
+        .collect()
+}
+
+/// Runs reducer `r` over `a` and maps each accumulator through `finish`.
+fn run_reduce<R, U>(
+    r: R,
+    a: &ArrayViewD<'_, R::In>,
+    axes: &[usize],
+    keepdims: bool,
+    op: &str,
+    finish: impl Fn(R::Acc) -> U + Sync,
+) -> Result<ArrayD<U>>
+where
+    R: Reducer,
+    R::Acc: Element,
+    U: Element,
+{
+    let x = c_order(a);
+    let acc = reduce_runs(r, &x, &runs(a.shape(), axes), op)?;
+    let shape = out_shape(a.shape(), axes, keepdims);
+    let mut v = alloc_for::<U>(acc.len(), op, &shape)?;
+    v.extend(acc.into_iter().map(finish));
+    super::elementwise::shaped(&shape, v)
+}
+
+fn empty_extreme(op: ReduceOp) -> KilnError {
+    KilnError::invalid(
+        if op == ReduceOp::Max { "max" } else { "min" },
+        "zero-size reduction has no identity; pass `initial` or reduce a non-empty axis",
+    )
+}
+
+/// Whether reducing `axes` of `shape` reduces over an empty axis.
+fn reduces_empty(shape: &[usize], axes: &[usize]) -> bool {
+    axes.iter().any(|&a| shape[a] == 0)
+}
+
+fn float_reduce<T: FloatIn + Element + HostElement>(
+    op: ReduceOp,
+    a: &ArrayViewD<'_, T>,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Option<ArrayData>> {
+    let name = "reduce";
+    Ok(Some(match op {
+        ReduceOp::Sum => T::wrap(run_reduce(
+            SumF::<T>(pd()),
+            a,
+            axes,
+            keepdims,
+            "sum",
+            T::round_f64,
+        )?),
+        ReduceOp::Max => T::wrap(run_reduce(
+            ExtF::<T, true>(pd()),
+            a,
+            axes,
+            keepdims,
+            "max",
+            T::narrow,
+        )?),
+        ReduceOp::Min => T::wrap(run_reduce(
+            ExtF::<T, false>(pd()),
+            a,
+            axes,
+            keepdims,
+            "min",
+            T::narrow,
+        )?),
+        ReduceOp::All => ArrayData::Bool(run_reduce(
+            Logic::<T, true>(pd()),
+            a,
+            axes,
+            keepdims,
+            name,
+            |b| b,
+        )?),
+        ReduceOp::Any => ArrayData::Bool(run_reduce(
+            Logic::<T, false>(pd()),
+            a,
+            axes,
+            keepdims,
+            name,
+            |b| b,
+        )?),
+        ReduceOp::Prod if matches!(T::DTYPE, DType::Float32 | DType::Float64) => T::wrap(
+            run_reduce(Fold::<T, true>(pd()), a, axes, keepdims, "prod", |p| p)?,
+        ),
+        ReduceOp::Prod => return Ok(None),
+    }))
+}
+
+macro_rules! int_reduce {
+    ($a:expr, $T:ty, $op:expr, $axes:expr, $keep:expr) => {{
+        let (a, axes, keep) = ($a, $axes, $keep);
+        Some(match $op {
+            ReduceOp::Sum => <$T>::wrap(run_reduce(
+                Fold::<$T, false>(pd()),
+                a,
+                axes,
+                keep,
+                "sum",
+                |p| p,
+            )?),
+            ReduceOp::Prod => <$T>::wrap(run_reduce(
+                Fold::<$T, true>(pd()),
+                a,
+                axes,
+                keep,
+                "prod",
+                |p| p,
+            )?),
+            ReduceOp::Max => <$T>::wrap(run_reduce(
+                ExtI::<$T, true>(<$T>::MIN),
+                a,
+                axes,
+                keep,
+                "max",
+                |p| p,
+            )?),
+            ReduceOp::Min => <$T>::wrap(run_reduce(
+                ExtI::<$T, false>(<$T>::MAX),
+                a,
+                axes,
+                keep,
+                "min",
+                |p| p,
+            )?),
+            ReduceOp::All => ArrayData::Bool(run_reduce(
+                Logic::<$T, true>(pd()),
+                a,
+                axes,
+                keep,
+                "all",
+                |b| b,
+            )?),
+            ReduceOp::Any => ArrayData::Bool(run_reduce(
+                Logic::<$T, false>(pd()),
+                a,
+                axes,
+                keep,
+                "any",
+                |b| b,
+            )?),
+        })
+    }};
+}
+
+/// The fast kernels for `op` on `d`, or `None` where only the reference path has it
+/// (complex, bool arithmetic, half-type products).
+pub(super) fn reduce_fast(
+    op: ReduceOp,
+    d: &ArrView<'_>,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Option<ArrayData>> {
+    if matches!(op, ReduceOp::Max | ReduceOp::Min)
+        && reduces_empty(&super::with_view!(d, a, _T => a.shape().to_vec()), axes)
+    {
+        return Err(empty_extreme(op));
+    }
+    Ok(match d {
+        ArrView::F32(a) => float_reduce(op, a, axes, keepdims)?,
+        ArrView::F64(a) => float_reduce(op, a, axes, keepdims)?,
+        ArrView::F16(a) => float_reduce(op, a, axes, keepdims)?,
+        ArrView::BF16(a) => float_reduce(op, a, axes, keepdims)?,
+        ArrView::I8(a) => int_reduce!(a, i8, op, axes, keepdims),
+        ArrView::I16(a) => int_reduce!(a, i16, op, axes, keepdims),
+        ArrView::I32(a) => int_reduce!(a, i32, op, axes, keepdims),
+        ArrView::I64(a) => int_reduce!(a, i64, op, axes, keepdims),
+        ArrView::U8(a) => int_reduce!(a, u8, op, axes, keepdims),
+        ArrView::U16(a) => int_reduce!(a, u16, op, axes, keepdims),
+        ArrView::U32(a) => int_reduce!(a, u32, op, axes, keepdims),
+        ArrView::U64(a) => int_reduce!(a, u64, op, axes, keepdims),
+        ArrView::Bool(a) => match op {
+            ReduceOp::All => Some(ArrayData::Bool(run_reduce(
+                Logic::<bool, true>(pd()),
+                a,
+                axes,
+                keepdims,
+                "all",
+                |b| b,
+            )?)),
+            ReduceOp::Any => Some(ArrayData::Bool(run_reduce(
+                Logic::<bool, false>(pd()),
+                a,
+                axes,
+                keepdims,
+                "any",
+                |b| b,
+            )?)),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The layouts the two-pass fused reductions (var, std, logsumexp) handle: every reduced
+/// axis inside one run.
+enum TwoPass {
+    /// `[.., kept] + [reduced l]`: each row is one output element.
+    Rows(usize),
+    /// `[kept k?] + [reduced r] + [kept l]`.
+    Cols { k: usize, r: usize, l: usize },
+}
+
+fn two_pass(runs: &[(usize, bool)]) -> Option<TwoPass> {
+    match runs {
+        [.., (l, true)] if runs[..runs.len() - 1].iter().all(|(_, red)| !red) => {
+            Some(TwoPass::Rows(*l))
+        }
+        [(r, true), (l, false)] => Some(TwoPass::Cols { k: 1, r: *r, l: *l }),
+        [(k, false), (r, true), (l, false)] => Some(TwoPass::Cols {
+            k: *k,
+            r: *r,
+            l: *l,
+        }),
+        _ => None,
+    }
+}
+
+/// Per output element: the first pass's statistic (mean, or max), then the second pass's
+/// sum over `make(stat)`, finished by `finish(stat, sum)`.
+#[allow(clippy::too_many_arguments)]
+fn two_pass_run<T, R1, R2>(
+    a: &ArrayViewD<'_, T>,
+    axes: &[usize],
+    keepdims: bool,
+    op: &str,
+    first: R1,
+    stat: impl Fn(R1::Acc) -> f64 + Sync + Copy,
+    second: impl Fn(f64) -> R2 + Sync + Copy,
+    finish: impl Fn(f64, f64) -> T + Sync + Copy,
+) -> Result<Option<ArrayData>>
+where
+    T: Element + HostElement,
+    R1: Reducer<In = T>,
+    R1::Acc: Element,
+    R2: Reducer<In = T, Acc = f64>,
+{
+    let rs = runs(a.shape(), axes);
+    let n = a.len();
+    let Some(layout) = two_pass(&rs) else {
+        return Ok(None);
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let x = c_order(a);
+    let shape = out_shape(a.shape(), axes, keepdims);
+    let out = match layout {
+        TwoPass::Rows(l) => {
+            let rows = n / l;
+            let one = |c: &[T]| {
+                let m = stat(row(first, c));
+                finish(m, row(second(m), c))
+            };
+            let mut v = alloc_for::<T>(rows, op, &shape)?;
+            if n >= PAR_MIN && rows >= 2 {
+                let per = (PAR_MIN / l).max(1);
+                let parts: Vec<Vec<T>> = x
+                    .par_chunks(per * l)
+                    .map(|c| simd::run(|| c.chunks_exact(l).map(one).collect()))
+                    .collect();
+                v.extend(parts.into_iter().flatten());
+            } else if rows == 1 {
+                let m = stat(row_par(first, &x));
+                v.push(finish(m, row_par(second(m), &x)));
+            } else {
+                simd::run(|| v.extend(x.chunks_exact(l).map(one)));
+            }
+            v
+        }
+        TwoPass::Cols { k, r, l } => {
+            let block = |o: usize, dst: &mut [T]| {
+                let base = o * r * l;
+                let mut acc1 = vec![first.init(); l];
+                let mut acc2 = vec![0f64; l];
+                simd::run(|| {
+                    for i in 0..r {
+                        accumulate(first, &mut acc1, &x[base + i * l..base + (i + 1) * l]);
+                    }
+                    let m: Vec<f64> = acc1.iter().map(|a| stat(*a)).collect();
+                    let rs: Vec<R2> = m.iter().map(|mj| second(*mj)).collect();
+                    for i in 0..r {
+                        let xr = &x[base + i * l..base + (i + 1) * l];
+                        for ((a, v), rj) in acc2.iter_mut().zip(xr).zip(&rs) {
+                            *a = rj.step(*a, *v);
+                        }
+                    }
+                    for ((d, s), mj) in dst.iter_mut().zip(&acc2).zip(&m) {
+                        *d = finish(*mj, *s);
+                    }
+                })
+            };
+            let mut v = vec_of(k * l, T::zero(), op)?;
+            if n >= PAR_MIN && k >= 2 {
+                v.par_chunks_mut(l)
+                    .enumerate()
+                    .for_each(|(o, d)| block(o, d));
+            } else {
+                for (o, d) in v.chunks_mut(l).enumerate() {
+                    block(o, d);
+                }
+            }
+            v
+        }
+    };
+    Ok(Some(T::wrap(super::elementwise::shaped(&shape, out)?)))
+}
+
+fn fused_float<T>(
+    op: FusedReduce,
+    a: &ArrayViewD<'_, T>,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Option<ArrayData>>
+where
+    T: FloatIn + Element + HostElement,
+    T::W: super::arith::FloatMath,
+{
+    let count: f64 = axes.iter().map(|&i| a.shape()[i] as f64).product();
+    let sum = SumF::<T>(pd());
+    match op {
+        FusedReduce::Mean => Ok(Some(T::wrap(run_reduce(
+            sum,
+            a,
+            axes,
+            keepdims,
+            "mean",
+            |s| T::round_f64(s / count),
+        )?))),
+        FusedReduce::Var | FusedReduce::Std => {
+            let std = op == FusedReduce::Std;
+            two_pass_run(
+                a,
+                axes,
+                keepdims,
+                if std { "std" } else { "var" },
+                sum,
+                move |s| s / count,
+                |m| SqDev::<T>(m, pd()),
+                move |_, s| {
+                    let v = s / count;
+                    T::round_f64(if std { v.sqrt() } else { v })
+                },
+            )
+        }
+        FusedReduce::LogSumExp => {
+            let wide = |m: f64| -> T::W { num_traits::NumCast::from(m).unwrap_or(T::W::nan()) };
+            two_pass_run(
+                a,
+                axes,
+                keepdims,
+                "logsumexp",
+                ExtF::<T, true>(pd()),
+                |m: T::W| {
+                    let m = num_traits::ToPrimitive::to_f64(&m).unwrap_or(f64::NAN);
+                    // An all -inf (or +inf) slice would give inf - inf; shift by 0 there.
+                    if m.is_infinite() {
+                        0.0
+                    } else {
+                        m
+                    }
+                },
+                move |m| SumExp::<T>(wide(m)),
+                |m, s| T::round_f64(s.ln() + m),
+            )
+        }
+        FusedReduce::CountNonzero => count_nonzero(a, axes, keepdims),
+    }
+}
+
+fn count_nonzero<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Option<ArrayData>> {
+    Ok(Some(ArrayData::I64(run_reduce(
+        CountNz::<T>(pd()),
+        a,
+        axes,
+        keepdims,
+        "count_nonzero",
+        |c| c,
+    )?)))
+}
+
+/// The fused reductions (`Ok(None)`: compose them from primitives instead).
+pub(super) fn reduce_fused(
+    op: FusedReduce,
+    d: &ArrView<'_>,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<Option<ArrayData>> {
+    match d {
+        ArrView::F32(a) => fused_float(op, a, axes, keepdims),
+        ArrView::F64(a) => fused_float(op, a, axes, keepdims),
+        ArrView::F16(a) => fused_float(op, a, axes, keepdims),
+        ArrView::BF16(a) => fused_float(op, a, axes, keepdims),
+        _ if op == FusedReduce::CountNonzero && !super::dtype_of(d).is_complex() => {
+            super::with_view!(d, a, _T => count_nonzero(a, axes, keepdims))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Index of the extreme value along `axis` (first occurrence; NaN wins), as int64.
+pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option<ArrayData>> {
+    fn go<T: FloatIn + Element>(
+        op: ArgOp,
+        a: &ArrayViewD<'_, T>,
+        axis: usize,
+    ) -> Result<ArrayData> {
+        let better = |x: T::W, best: T::W, max: bool| {
+            (if max { x > best } else { x < best }) || (Float::is_nan(x) && !Float::is_nan(best))
+        };
+        let hit = |v: T, m: T::W| {
+            if Float::is_nan(m) {
+                Float::is_nan(v.wide())
+            } else {
+                v.wide() == m
+            }
+        };
+        if op == ArgOp::ArgMax {
+            arg_layout(
+                a,
+                axis,
+                "argmax",
+                ExtF::<T, true>(pd()),
+                |v: T| v.wide(),
+                move |x, b| better(x, b, true),
+                hit,
+            )
+        } else {
+            arg_layout(
+                a,
+                axis,
+                "argmin",
+                ExtF::<T, false>(pd()),
+                |v: T| v.wide(),
+                move |x, b| better(x, b, false),
+                hit,
+            )
+        }
+    }
+    fn goi<T: Element + PartialOrd + num_traits::Bounded>(
+        op: ArgOp,
+        a: &ArrayViewD<'_, T>,
+        axis: usize,
+    ) -> Result<ArrayData> {
+        let hit = |v: T, m: T| v == m;
+        if op == ArgOp::ArgMax {
+            arg_layout(
+                a,
+                axis,
+                "argmax",
+                ExtI::<T, true>(T::min_value()),
+                |v: T| v,
+                |x: T, b: T| x > b,
+                hit,
+            )
+        } else {
+            arg_layout(
+                a,
+                axis,
+                "argmin",
+                ExtI::<T, false>(T::max_value()),
+                |v: T| v,
+                |x: T, b: T| x < b,
+                hit,
+            )
+        }
+    }
+    Ok(Some(match d {
+        ArrView::F32(a) => go(op, a, axis)?,
+        ArrView::F64(a) => go(op, a, axis)?,
+        ArrView::F16(a) => go(op, a, axis)?,
+        ArrView::BF16(a) => go(op, a, axis)?,
+        ArrView::I8(a) => goi(op, a, axis)?,
+        ArrView::I16(a) => goi(op, a, axis)?,
+        ArrView::I32(a) => goi(op, a, axis)?,
+        ArrView::I64(a) => goi(op, a, axis)?,
+        ArrView::U8(a) => goi(op, a, axis)?,
+        ArrView::U16(a) => goi(op, a, axis)?,
+        ArrView::U32(a) => goi(op, a, axis)?,
+        ArrView::U64(a) => goi(op, a, axis)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// Arg-reduction along one axis. Rows (the axis innermost): the extreme value by the
+/// vectorised reducer `ext`, then the first element that `hit`s it, searched in chunks.
+/// Columns: a running best value (`key`) and index per output column, replaced where
+/// `better(x, best)` (strictly, so the first occurrence wins).
+#[allow(clippy::too_many_arguments)]
+fn arg_layout<T, R>(
+    a: &ArrayViewD<'_, T>,
+    axis: usize,
+    name: &str,
+    ext: R,
+    key: impl Fn(T) -> R::Acc + Copy + Sync,
+    better: impl Fn(R::Acc, R::Acc) -> bool + Copy + Sync,
+    hit: impl Fn(T, R::Acc) -> bool + Copy + Sync,
+) -> Result<ArrayData>
+where
+    T: Copy + Send + Sync,
+    R: Reducer<In = T>,
+{
+    let shape = a.shape();
+    let r = shape[axis];
+    if r == 0 {
+        return Err(KilnError::invalid(
+            name,
+            "attempt to get the arg-extreme of an empty axis",
+        ));
+    }
+    let k: usize = shape[..axis].iter().product();
+    let l: usize = shape[axis + 1..].iter().product();
+    let oshape: Vec<usize> = shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != axis)
+        .map(|(_, d)| *d)
+        .collect();
+    let x = c_order(a);
+    let mut out = vec_of(k * l, 0i64, name)?;
+    if k * l == 0 {
+        return Ok(ArrayData::I64(super::elementwise::shaped(&oshape, out)?));
+    }
+    if l == 1 {
+        #[inline(always)]
+        fn find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> usize {
+            const W: usize = 64;
+            for (ci, ch) in c.chunks(W).enumerate() {
+                if ch.iter().fold(false, |h, v| h | hit(*v, m)) {
+                    return ci * W + ch.iter().position(|v| hit(*v, m)).unwrap_or(0);
+                }
+            }
+            0
+        }
+        #[inline(always)]
+        fn one<T: Copy, R: Reducer<In = T>>(
+            ext: R,
+            c: &[T],
+            hit: impl Fn(T, R::Acc) -> bool,
+        ) -> i64 {
+            find(c, row(ext, c), hit) as i64
+        }
+        if x.len() >= PAR_MIN && k >= 2 {
+            let per = (PAR_MIN / r).max(1);
+            out.par_chunks_mut(per).enumerate().for_each(|(ci, o)| {
+                simd::run(|| {
+                    for (i, slot) in o.iter_mut().enumerate() {
+                        let s = (ci * per + i) * r;
+                        *slot = one(ext, &x[s..s + r], hit);
+                    }
+                })
+            });
+        } else if k == 1 {
+            let m = row_par(ext, &x);
+            out[0] = simd::run(|| find(&x, m, hit)) as i64;
+        } else {
+            simd::run(|| {
+                for (slot, c) in out.iter_mut().zip(x.chunks_exact(r)) {
+                    *slot = one(ext, c, hit);
+                }
+            });
+        }
+    } else {
+        let block = |o: usize, idx: &mut [i64]| {
+            let base = o * r * l;
+            let mut best: Vec<R::Acc> = x[base..base + l].iter().map(|v| key(*v)).collect();
+            simd::run(|| {
+                for i in 1..r {
+                    let xr = &x[base + i * l..base + (i + 1) * l];
+                    for ((b, ix), v) in best.iter_mut().zip(idx.iter_mut()).zip(xr) {
+                        let kv = key(*v);
+                        let t = better(kv, *b);
+                        *b = if t { kv } else { *b };
+                        *ix = if t { i as i64 } else { *ix };
+                    }
+                }
+            })
+        };
+        if x.len() >= PAR_MIN && k >= 2 {
+            out.par_chunks_mut(l)
+                .enumerate()
+                .for_each(|(o, d)| block(o, d));
+        } else {
+            for (o, d) in out.chunks_mut(l).enumerate() {
+                block(o, d);
+            }
+        }
+    }
+    Ok(ArrayData::I64(super::elementwise::shaped(&oshape, out)?))
+}
+
+/// Inclusive scan along `axis` into a fresh buffer (sequential along the axis, as NumPy's;
+/// vectorised across the axes after it).
+pub(super) fn scan_fast<T: Element + HostElement>(
+    op: ScanOp,
+    a: &ArrayViewD<'_, T>,
+    axis: usize,
+) -> Result<ArrayData> {
+    let shape = a.shape();
+    let r = shape[axis];
+    let l: usize = shape[axis + 1..].iter().product();
+    let n = a.len();
+    let x = c_order(a);
+    let name = if op == ScanOp::CumSum {
+        "cumsum"
+    } else {
+        "cumprod"
+    };
+    let mut out = vec_of(n, T::zero(), name)?;
+    if n > 0 {
+        let f = move |acc: T, v: T| {
+            if op == ScanOp::CumSum {
+                acc.add(v)
+            } else {
+                acc.mul(v)
+            }
+        };
+        simd::run(|| {
+            for (o, blk) in out.chunks_exact_mut(r * l).zip(x.chunks_exact(r * l)) {
+                if l == 1 {
+                    let mut acc = blk[0];
+                    o[0] = acc;
+                    for (d, v) in o[1..].iter_mut().zip(&blk[1..]) {
+                        acc = f(acc, *v);
+                        *d = acc;
+                    }
+                    continue;
+                }
+                o[..l].copy_from_slice(&blk[..l]);
+                for i in 1..r {
+                    let (done, rest) = o.split_at_mut(i * l);
+                    let prev = &done[(i - 1) * l..];
+                    for ((d, p), v) in rest[..l].iter_mut().zip(prev).zip(&blk[i * l..(i + 1) * l])
+                    {
+                        *d = f(*p, *v);
+                    }
+                }
+            }
+        });
+    }
+    Ok(T::wrap(super::elementwise::shaped(shape, out)?))
+}
+
+/// The reference implementations the kernels are tested against.
+pub(super) mod reference {
+    use super::super::arith::Arith;
+    use super::*;
+    use crate::element::cast_elem;
+
+    /// Moves `axes` to the end and returns the data as `[outer, inner]` rows (C order),
+    /// with the shape of the kept axes.
+    fn rows<T: Clone>(a: &ArrayViewD<'_, T>, axes: &[usize]) -> (Vec<Vec<T>>, Vec<usize>) {
+        let nd = a.ndim();
+        let kept: Vec<usize> = (0..nd).filter(|i| !axes.contains(i)).collect();
+        let mut perm = kept.clone();
+        perm.extend_from_slice(axes);
+        let p = a.view().permuted_axes(IxDyn(&perm));
+        let inner: usize = axes.iter().map(|&i| a.shape()[i]).product();
+        let v: Vec<T> = p.iter().cloned().collect();
+        let outer: usize = kept.iter().map(|&i| a.shape()[i]).product();
+        let rows = if inner == 0 {
+            vec![Vec::new(); outer]
+        } else {
+            v.chunks(inner).map(|c| c.to_vec()).collect()
+        };
+        (rows, kept.iter().map(|&i| a.shape()[i]).collect())
+    }
+
+    /// Pairwise summation (as NumPy does) for accuracy on long rows.
+    fn pairwise<T: Element>(x: &[T]) -> T {
+        if x.len() <= 128 {
+            x.iter().fold(T::zero(), |a, b| a.add(*b))
+        } else {
+            let mid = (x.len() / 2) & !7;
+            pairwise(&x[..mid]).add(pairwise(&x[mid..]))
+        }
+    }
+
+    fn reduce_row<T: Arith>(op: ReduceOp, r: &[T]) -> Result<Scalar> {
+        Ok(match op {
+            ReduceOp::Sum => match T::DTYPE {
+                // Real floats of up to 32 bits accumulate in f64 (as the kernels do).
+                DType::Float16 | DType::BFloat16 | DType::Float32 => {
+                    let v: Vec<f64> = r.iter().map(|x| cast_elem::<T, f64>(*x)).collect();
+                    Scalar::Float(pairwise(&v))
+                }
+                _ => pairwise(r).to_scalar(),
+            },
+            ReduceOp::Prod => r.iter().fold(T::one(), |a, b| a.mul(*b)).to_scalar(),
+            ReduceOp::Max | ReduceOp::Min => {
+                let first = *r.first().ok_or_else(|| empty_extreme(op))?;
+                let f = if op == ReduceOp::Max {
+                    T::nan_max
+                } else {
+                    T::nan_min
+                };
+                r.iter().fold(first, |a, b| f(a, *b)).to_scalar()
+            }
+            ReduceOp::All => Scalar::Bool(r.iter().all(|x| x.nonzero())),
+            ReduceOp::Any => Scalar::Bool(r.iter().any(|x| x.nonzero())),
+        })
+    }
+
+    pub(in super::super) fn reduce<T: Arith + HostElement>(
+        op: ReduceOp,
+        a: &ArrayViewD<'_, T>,
+        axes: &[usize],
+        keepdims: bool,
+    ) -> Result<ArrayData> {
+        if matches!(op, ReduceOp::Max | ReduceOp::Min) && reduces_empty(a.shape(), axes) {
+            return Err(empty_extreme(op));
+        }
+        let (m, _) = rows(a, axes);
+        let out: Vec<Scalar> = m
+            .iter()
+            .map(|r| reduce_row::<T>(op, r))
+            .collect::<Result<_>>()?;
+        let shape = out_shape(a.shape(), axes, keepdims);
+        let out_dtype = match op {
+            ReduceOp::All | ReduceOp::Any => DType::Bool,
+            _ => T::DTYPE,
+        };
+        Ok(
+            crate::with_dtype!(out_dtype, U => U::wrap(super::super::elementwise::shaped(&shape, out.into_iter().map(U::from_scalar).collect())?)),
+        )
+    }
+
+    pub(in super::super) fn arg<T: Arith>(
+        op: ArgOp,
+        a: &ArrayViewD<'_, T>,
+        axis: usize,
+    ) -> Result<ArrayData> {
+        let (m, kept) = rows(a, &[axis]);
+        if a.shape()[axis] == 0 {
+            return Err(KilnError::invalid(
+                if op == ArgOp::ArgMax {
+                    "argmax"
+                } else {
+                    "argmin"
+                },
+                "attempt to get the arg-extreme of an empty axis",
+            ));
+        }
+        let v: Vec<i64> = m
+            .iter()
+            .map(|r| {
+                let mut best = 0usize;
+                for (i, x) in r.iter().enumerate() {
+                    let b = r[best];
+                    if b.is_nan() {
+                        break;
+                    }
+                    let better = x.is_nan()
+                        || if op == ArgOp::ArgMax {
+                            b.lt(*x)
+                        } else {
+                            x.lt(b)
+                        };
+                    if better {
+                        best = i;
+                    }
+                }
+                best as i64
+            })
+            .collect();
+        Ok(ArrayData::I64(super::super::elementwise::shaped(&kept, v)?))
+    }
+
+    #[cfg(test)]
+    pub(in super::super) fn scan<T: Arith + HostElement>(
+        op: ScanOp,
+        a: &ArrayViewD<'_, T>,
+        axis: usize,
+    ) -> ArrayData {
+        let mut out = a.to_owned();
+        for mut lane in out.lanes_mut(ndarray::Axis(axis)) {
+            let mut acc = if op == ScanOp::CumSum {
+                T::zero()
+            } else {
+                T::one()
+            };
+            for x in lane.iter_mut() {
+                acc = if op == ScanOp::CumSum {
+                    acc.add(*x)
+                } else {
+                    acc.mul(*x)
+                };
+                *x = acc;
+            }
+        }
+        T::wrap(out)
+    }
+}

@@ -1,0 +1,1484 @@
+//! Branch-free float32 elementwise math whose bodies auto-vectorise.
+//!
+//! Every function here is `#[inline(always)]` and free of calls, early returns, data-dependent
+//! loops and table lookups: special cases are handled with `if c { a } else { b }` on values
+//! (blends), bit tricks go through `to_bits`/`from_bits`, and rounding to an integer uses the
+//! `1.5 * 2^k` magic-number trick (no `round`/`floor`, which are libm calls without SSE4.1).
+//! Mapped over a slice inside an `#[target_feature(enable = "avx512f,...")]` or
+//! `#[target_feature(enable = "avx2,fma")]` function, LLVM turns each into zmm/ymm code; without
+//! target features they still vectorise with SSE2. No function uses `mul_add`: without the `fma`
+//! feature that is a libm call, and plain `a * b + c` is never contracted by rustc, so results
+//! are bit-identical on every instruction set.
+//!
+//! Accuracy is measured against the correctly rounded result (std's f64 function, libm's for
+//! erf/erfc, rounded to f32) by the tests at the bottom. The worst case stated on each function
+//! is over all 2^32 bit patterns for the one-argument functions and over 10^7+ random and
+//! structured pairs for `atan2` and `pow` (`VMATH_STRIDE=1 VMATH_DENSE=2000000 cargo test
+//! --release`, about 40 minutes on 2 cores); the default run samples every 1021st bit pattern
+//! plus dense sweeps of the interesting ranges. Everything is within 1 ulp except `sin` and
+//! `cos` (2 ulp, from their f32 polynomials), with relative accuracy kept near 0 (no
+//! cancellation: `tanh(1e-7)`, `expm1(1e-7)`, `sin(1e-20)` are correctly rounded) and subnormal
+//! inputs and outputs handled. Where a few f64 operations buy accuracy cheaply the body works in
+//! f64 with one rounding at the end; elsewhere it is f32 throughout (FreeBSD/musl/Cephes
+//! algorithms).
+//!
+//! Huge trigonometric arguments: `sin`, `cos` and `tan` reduce modulo pi/2 in f64 with a
+//! three-part pi/2 (Cody-Waite, 23 + 23 + 53 bits), exact enough for |x| <= 2^30 (every f32 in
+//! that range is within the stated ulp bound). Above 2^30 the vector path returns NaN;
+//! [`needs_scalar_trig`] says which lanes those are, so a caller fixes them afterwards with
+//! `(x as f64).sin() as f32` (std's f64 functions reduce any f32 exactly):
+//!
+//! ```ignore
+//! for (o, &x) in out.iter_mut().zip(xs) { *o = vmath::sin(x); }   // vectorised
+//! if xs.iter().fold(false, |a, &x| a | vmath::needs_scalar_trig(x)) { // vectorised, rare
+//!     for (o, &x) in out.iter_mut().zip(xs) {
+//!         if vmath::needs_scalar_trig(x) { *o = (x as f64).sin() as f32; }
+//!     }
+//! }
+//! ```
+//!
+//! Polynomial sources: FreeBSD/musl (logf, log10f, log1pf, asinf, acosf, atanf and the
+//! `__sindf`/`__cosdf` kernels), Cephes (log2f and the existing kiln `exp`), and minimax fits
+//! computed with a Remez exchange in mpmath (50 digits) where a polynomial is evaluated in f64;
+//! each states its interval and error.
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+/// Horner evaluation `c0 + x * (c1 + x * (c2 + ...))`; `$x` must be a plain variable.
+macro_rules! horner {
+    ($x:expr; $c:expr) => { $c };
+    ($x:expr; $c:expr, $($rest:expr),+) => { $c + $x * horner!($x; $($rest),+) };
+}
+
+/// 1.5 * 2^52: adding it rounds an f64 of magnitude < 2^51 to an integer (ties to even), and the
+/// integer then sits in the low mantissa bits.
+const MAGIC52: f64 = 6_755_399_441_055_744.0;
+const LOG2_E: f64 = std::f64::consts::LOG2_E;
+/// fdlibm's ln2 split: the high part has 32 bits, so n * LN2_HI is exact for |n| < 2^21.
+const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+
+/// Nearest integer to `v` (|v| < 2^51) as an f64 and as an i64, without a float-to-int
+/// conversion (AVX2 has no packed f64 -> i64).
+#[inline(always)]
+fn round_magic(v: f64) -> (f64, i64) {
+    let t = v + MAGIC52;
+    let n = t - MAGIC52;
+    let ni = (t.to_bits() as i64).wrapping_sub(MAGIC52.to_bits() as i64);
+    (n, ni)
+}
+
+/// 2^n for integer n in [-1022, 1023].
+#[inline(always)]
+fn pow2(n: i64) -> f64 {
+    f64::from_bits((n.wrapping_add(1023) as u64) << 52)
+}
+
+/// expm1(r) for |r| <= ln2/2: r + r^2 * P(r), a degree-8 minimax fit of expm1 with relative
+/// error < 2^-37.4 (Remez, weight 1/expm1(r)).
+#[inline(always)]
+fn expm1_poly(r: f64) -> f64 {
+    const E2: f64 = 0.500_000_000_010_489_7;
+    const E3: f64 = 0.166_666_667_538_717_42;
+    const E4: f64 = 0.041_666_665_954_978_95;
+    const E5: f64 = 0.008_333_289_142_537_859;
+    const E6: f64 = 0.001_388_898_508_987_548;
+    const E7: f64 = 0.000_199_048_455_866_922_91;
+    const E8: f64 = 2.479_638_268_232_041_7e-5;
+    r + r * r * horner!(r; E2, E3, E4, E5, E6, E7, E8)
+}
+
+/// e^x in f64 with relative error < 2^-37 (ample for f32 results); x is clamped to
+/// [-708, 709], so tiny results flush towards 0 and large ones overflow f32 as they should.
+#[inline(always)]
+fn exp_f64(x: f64) -> f64 {
+    let xc = x.clamp(-708.0, 709.0);
+    let (n, ni) = round_magic(xc * LOG2_E);
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    pow2(ni) * (1.0 + expm1_poly(r))
+}
+
+/// Sets the sign bit of `v` where `neg` (works for zeros, infinities and NaN).
+#[inline(always)]
+fn flip_sign(v: f32, neg: u32) -> f32 {
+    f32::from_bits(v.to_bits() ^ (neg & 0x8000_0000))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exponentials
+// ---------------------------------------------------------------------------------------------
+
+/// e^x. Cephes-style f32 evaluation, clamped so that n in [-150, 128].
+/// Worst case measured: 1 ulp (first at x = 5.9604645e-8).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly: few bits, so n * LN2_HI is exact
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds a float to an integer (ties to even).
+    const MAGIC: f32 = 12_582_912.0;
+    // clamp (unlike f32::max/min) passes NaN through unchanged.
+    let xc = x.clamp(-104.0, 88.8);
+    let t = xc * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    // The integer n sits in t's low mantissa bits (bit trick: no float-to-int conversion).
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_6e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // 2^n in two halves so that n in [-150, 128] never leaves the normal range.
+    let n1 = ni >> 1;
+    let n2 = ni.wrapping_sub(n1);
+    let s1 = f32::from_bits((n1.wrapping_add(127) as u32) << 23);
+    let s2 = f32::from_bits((n2.wrapping_add(127) as u32) << 23);
+    y * s1 * s2
+}
+
+/// e^x - 1, in f64: 2^n expm1(r) + (2^n - 1), which is expm1(r) itself for n = 0 (no
+/// cancellation near 0).
+/// Worst case measured: 1 ulp (first at x = 1.7772042e-3).
+#[inline(always)]
+pub(crate) fn expm1(x: f32) -> f32 {
+    // expm1 < -1 + 2^-25 below -18; 89 overflows f32 after rounding.
+    let xd = (x as f64).clamp(-30.0, 89.0);
+    let (n, ni) = round_magic(xd * LOG2_E);
+    // |n| <= 129, so the two-part ln2 leaves r exact to ~2^-60.
+    let r = (xd - n * LN2_HI) - n * LN2_LO;
+    let s = pow2(ni);
+    let v = (s * expm1_poly(r) + (s - 1.0)) as f32;
+    // -0 + 0 would give +0; expm1(-0) = -0.
+    if x == 0.0 {
+        x
+    } else {
+        v
+    }
+}
+
+/// For a >= 0 (clamped to <= 100 by callers): (e^a, e^-a, cosh r, sinh r, n == 0), where
+/// a = n ln2 + r, |r| <= ln2/2. cosh r and sinh r share r^2 (Taylor series to r^8 and r^9,
+/// truncation < 2^-36 relative), so e^-a costs no division.
+#[inline(always)]
+fn exp_pm(a: f64) -> (f64, f64, f64, f64, bool) {
+    let (n, ni) = round_magic(a * LOG2_E);
+    let r = (a - n * LN2_HI) - n * LN2_LO;
+    let z = r * r;
+    let ch = horner!(z; 1.0, 1.0 / 2.0, 1.0 / 24.0, 1.0 / 720.0, 1.0 / 40_320.0);
+    let sh = r * horner!(z; 1.0, 1.0 / 6.0, 1.0 / 120.0, 1.0 / 5040.0, 1.0 / 362_880.0);
+    let p = pow2(ni) * (ch + sh);
+    let m = pow2(ni.wrapping_neg()) * (ch - sh);
+    (p, m, ch, sh, ni == 0)
+}
+
+/// sinh(x) in f64 via e^a and e^-a; sinh r directly when n = 0 (no cancellation near 0).
+/// Worst case measured: 1 ulp (first at x = 5.589425e-4).
+#[inline(always)]
+pub(crate) fn sinh(x: f32) -> f32 {
+    // sinh(90) overflows f32; clamp passes NaN.
+    let a = (x.abs() as f64).clamp(0.0, 100.0);
+    let (p, m, _, sh, n0) = exp_pm(a);
+    let v = if n0 { sh } else { 0.5 * (p - m) };
+    (v as f32).copysign(x)
+}
+
+/// cosh(x) = (e^a + e^-a) / 2 in f64. Worst case measured: 1 ulp
+/// (first at x = 0.21690823).
+#[inline(always)]
+pub(crate) fn cosh(x: f32) -> f32 {
+    let a = (x.abs() as f64).clamp(0.0, 100.0);
+    let (p, m, _, _, _) = exp_pm(a);
+    (0.5 * (p + m)) as f32
+}
+
+/// tanh(x) = (e^a - e^-a) / (e^a + e^-a) in f64 (sinh r / cosh r when n = 0).
+/// Worst case measured: 1 ulp (first at x = 0.22826973).
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    // tanh(10) rounds to 1 in f32.
+    let a = (x.abs() as f64).clamp(0.0, 10.0);
+    let (p, m, ch, sh, n0) = exp_pm(a);
+    let num = if n0 { sh } else { p - m };
+    let den = if n0 { ch } else { p + m };
+    ((num / den) as f32).copysign(x)
+}
+
+/// 1 / (1 + e^-x), computed as e/(1+e) or 1/(1+e) with e = e^-|x| (never overflows, never
+/// NaN for finite x, exactly 0.5 at 0). e comes from the f32 `exp` (its <= 1 ulp error is
+/// not amplified: d/de of both quotients is below 1), the quotient is one f64 division.
+/// Worst case measured: 1 ulp (first at x = 8.9406974e-8).
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    let e = exp(-x.abs()) as f64;
+    let num = if x < 0.0 { e } else { 1.0 };
+    (num / (1.0 + e)) as f32
+}
+
+/// log(1 + e^x) = max(x, 0) + log1p(e^-|x|), in f64. Worst case
+/// measured: 1 ulp (first at x = 2.840748e-2).
+#[inline(always)]
+pub(crate) fn softplus(x: f32) -> f32 {
+    let e = exp_f64(-(x.abs() as f64));
+    // log1p(e) for e in [0, 1]: 1 + e is 2 (1 + f) with f = (e - 1) / 2 exact above sqrt2 - 1,
+    // and f = e exactly below, so no rounding happens before the kernel.
+    let big = e > std::f64::consts::SQRT_2 - 1.0;
+    let f = if big { (e - 1.0) * 0.5 } else { e };
+    let k = if big { std::f64::consts::LN_2 } else { 0.0 };
+    let l = k + log1p_kernel_f64(f);
+    let base = if x > 0.0 { x as f64 } else { 0.0 };
+    // x + 0 keeps NaN.
+    let base = if x.is_nan() { x as f64 } else { base };
+    (base + l) as f32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logarithms
+// ---------------------------------------------------------------------------------------------
+
+/// FreeBSD/musl `__log1pf` coefficients: |(log(1+s)-log(1-s))/s - 2 - R(s^2)| < 2^-34.24 on
+/// |s| <= 0.1716 (s = f/(2+f), f in [sqrt(1/2)-1, sqrt(2)-1]).
+const LG1: f32 = 6.666_666e-1; // 0xaaaaaa.0p-24
+const LG2: f32 = 4.000_097_2e-1; // 0xccce13.0p-25
+const LG3: f32 = 2.849_878_7e-1; // 0x91e9ee.0p-25
+const LG4: f32 = 2.427_907_9e-1; // 0xf89e26.0p-26
+const LN2_HI_F: f32 = f32::from_bits(0x3F31_7180); // 6.9313812256e-01
+const LN2_LO_F: f32 = f32::from_bits(0x3717_F7D1); // 9.0580006145e-06
+
+/// Splits x > 0 (subnormals included) into x = 2^k (1 + f), f in [sqrt(1/2)-1, sqrt(2)-1).
+/// Garbage for x <= 0, inf and NaN: the callers select their special values.
+#[inline(always)]
+fn log_reduce(x: f32) -> (f32, f32) {
+    const TWO25: f32 = 33_554_432.0;
+    let sub = x < f32::MIN_POSITIVE;
+    let xs = if sub { x * TWO25 } else { x };
+    // Offsetting by sqrt(1/2)'s bits puts the exponent step at sqrt(1/2) instead of 1.
+    let ix = xs.to_bits().wrapping_sub(0x3F35_04F3);
+    let k = ((ix as i32) >> 23).wrapping_sub(if sub { 25 } else { 0 });
+    let m = f32::from_bits((ix & 0x007F_FFFF).wrapping_add(0x3F35_04F3));
+    (k as f32, m - 1.0)
+}
+
+/// FreeBSD `k_log1pf`: returns (f^2/2, s (f^2/2 + R)) so that log(1+f) = f - hfsq + that.
+#[inline(always)]
+fn k_log1pf(f: f32) -> (f32, f32) {
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG2 + w * LG4);
+    let t2 = z * (LG1 + w * LG3);
+    let hfsq = 0.5 * f * f;
+    (hfsq, s * (hfsq + t2 + t1))
+}
+
+/// log(1+f) in f64 for f in [sqrt(1/2)-1, sqrt(2)-1]: the same series,
+/// log(1+f) = 2s + s R(s^2), s = f/(2+f), evaluated in f64 (the division is exact to 2^-53, so
+/// f32's f - f^2/2 + s (f^2/2 + R) arrangement is not needed). Absolute error < 2^-36.8.
+#[inline(always)]
+fn log1p_kernel_f64(f: f64) -> f64 {
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let r = z * horner!(z; LG1 as f64, LG2 as f64, LG3 as f64, LG4 as f64);
+    s * (2.0 + r)
+}
+
+/// Special values shared by log, log2, log10: +inf -> +inf, +-0 -> -inf, x < 0 or NaN -> NaN.
+#[inline(always)]
+fn log_special(x: f32, v: f32) -> f32 {
+    let v = if x == f32::INFINITY { x } else { v };
+    let v = if x == 0.0 { f32::NEG_INFINITY } else { v };
+    // `x >= 0` is false for NaN as well as for negatives.
+    if x >= 0.0 {
+        v
+    } else {
+        f32::NAN
+    }
+}
+
+/// Cephes `logf`/`log2f` polynomial: log(1+f) = f - f^2/2 + f^3 P(f) on
+/// [sqrt(1/2)-1, sqrt(2)-1] (no division, unlike the FreeBSD kernel). Returns f^3 P(f) - f^2/2.
+#[inline(always)]
+fn cephes_log_tail(f: f32) -> f32 {
+    let z = f * f;
+    let p = horner!(f;
+        3.333_333e-1,
+        -2.499_999_4e-1,
+        2.000_071_4e-1,
+        -1.666_805_7e-1,
+        1.424_932_3e-1,
+        -1.242_014_1e-1,
+        1.167_699_84e-1,
+        -1.151_461e-1,
+        7.037_683_6e-2
+    );
+    f * z * p - 0.5 * z
+}
+
+/// Natural logarithm (FreeBSD/musl `logf`, f32). Worst case measured: 1 ulp
+/// (first at x = 9.14e-43).
+#[inline(always)]
+pub(crate) fn log(x: f32) -> f32 {
+    let (k, f) = log_reduce(x);
+    let (hfsq, r) = k_log1pf(f);
+    let v = r + k * LN2_LO_F - hfsq + f + k * LN2_HI_F;
+    log_special(x, v)
+}
+
+/// Base-2 logarithm (Cephes `log2f`, f32: log2(e) - 1 is applied to the small terms so that
+/// f and k add exactly; exact for powers of two). Worst case measured: 1 ulp
+/// (first at x = 8.48e-43).
+#[inline(always)]
+pub(crate) fn log2(x: f32) -> f32 {
+    const LOG2EA: f32 = 0.442_695_05; // log2(e) - 1
+    let (k, f) = log_reduce(x);
+    let y = cephes_log_tail(f);
+    let v = y * LOG2EA + f * LOG2EA + y + f + k;
+    log_special(x, v)
+}
+
+/// Base-10 logarithm (FreeBSD `log10f`, f32: log(1+f) as hi + lo with hi's low 12 bits clear,
+/// so that the products with the split log10(e) and log10(2) are exact; Cephes' `log10f` is
+/// 2 ulp). Worst case measured: 1 ulp (first at x = 4.51e-43).
+#[inline(always)]
+pub(crate) fn log10(x: f32) -> f32 {
+    const IVLN10HI: f32 = f32::from_bits(0x3EDE_6000); // 4.3432617188e-01
+    const IVLN10LO: f32 = f32::from_bits(0xB804_EAD9); // -3.1689971365e-05
+    const LOG10_2HI: f32 = f32::from_bits(0x3E9A_2080); // 3.0102920532e-01
+    const LOG10_2LO: f32 = f32::from_bits(0x3554_27DB); // 7.9034151668e-07
+    let (k, f) = log_reduce(x);
+    let (hfsq, r) = k_log1pf(f);
+    let hi = f32::from_bits((f - hfsq).to_bits() & 0xFFFF_F000);
+    let lo = (f - hi) - hfsq + r;
+    let v = k * LOG10_2LO + (lo + hi) * IVLN10LO + lo * IVLN10HI + hi * IVLN10HI + k * LOG10_2HI;
+    log_special(x, v)
+}
+
+/// log(1 + x) (musl `log1pf`, f32, its branches turned into selects). Worst case measured:
+/// 1 ulp (first at x = 3.7697293e-7).
+#[inline(always)]
+pub(crate) fn log1p(x: f32) -> f32 {
+    // 1 + x in [sqrt(2)/2, sqrt(2)): use f = x itself (exact), k = 0.
+    const NEAR_LO: f32 = f32::from_bits(0xBE95_F619); // -0.29289320
+    const NEAR_HI: f32 = f32::from_bits(0x3ED4_13D0); // 0.41421354
+    let u = 1.0 + x;
+    let iu = u.to_bits().wrapping_add(0x3F80_0000 - 0x3F35_04F3);
+    let ku = ((iu >> 23) as i32).wrapping_sub(0x7F);
+    // Correction term c/u ~ log(1+x) - log(u) for the rounding of 1 + x.
+    let c = if ku >= 2 {
+        1.0 - (u - x)
+    } else {
+        x - (u - 1.0)
+    };
+    let c = if ku < 25 { c / u } else { 0.0 };
+    let fu = f32::from_bits((iu & 0x007F_FFFF).wrapping_add(0x3F35_04F3)) - 1.0;
+    let near = (NEAR_LO..NEAR_HI).contains(&x);
+    let f = if near { x } else { fu };
+    let c = if near { 0.0 } else { c };
+    let k = if near { 0.0 } else { ku as f32 };
+    let (hfsq, r) = k_log1pf(f);
+    let v = r + (k * LN2_LO_F + c) - hfsq + f + k * LN2_HI_F;
+    // |x| < 2^-24: log1p(x) rounds to x (keeps -0 and subnormals exact).
+    let v = if x.abs() < 5.960_464_5e-8 { x } else { v };
+    let v = if x == f32::INFINITY { x } else { v };
+    let v = if x == -1.0 { f32::NEG_INFINITY } else { v };
+    // false for NaN too
+    if x >= -1.0 {
+        v
+    } else {
+        f32::NAN
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trigonometric
+// ---------------------------------------------------------------------------------------------
+
+/// Above this the three-part reduction is no longer exact enough; see [`needs_scalar_trig`].
+const TRIG_BOUND: f32 = 1_073_741_824.0; // 2^30
+
+/// True where `sin`, `cos` or `tan` of `x` must be recomputed by the caller with std's f64
+/// function (`(x as f64).sin() as f32`): |x| > 2^30 (the vector path returns NaN there).
+/// False for NaN, whose result is already NaN.
+#[inline(always)]
+pub(crate) fn needs_scalar_trig(x: f32) -> bool {
+    x.abs() > TRIG_BOUND
+}
+
+/// Reduces a = |x| <= 2^30 modulo pi/2: a = n pi/2 + r, |r| <= pi/4 (+ a hair), q = n mod 4
+/// in the low bits. pi/2 is split 23 + 23 + 53 bits, so n * PIO2_1 and n * PIO2_2 are exact
+/// for n < 2^30 and the remaining error is < 2^-70 (absolute). NaN for a > 2^30, inf, NaN.
+#[inline(always)]
+fn reduce_pio2(a: f32) -> (f64, u32) {
+    const PIO2_1: f64 = f64::from_bits(0x3FF9_21FB_4000_0000); // 1.5707962513
+    const PIO2_2: f64 = f64::from_bits(0x3E74_442D_0000_0000); // 7.5497894159e-08
+    const PIO2_3: f64 = f64::from_bits(0x3CF8_4698_98CC_5170); // 5.3903028582e-15
+    let xd = if a <= TRIG_BOUND { a as f64 } else { f64::NAN };
+    let (n, ni) = round_magic(xd * std::f64::consts::FRAC_2_PI);
+    let r = ((xd - n * PIO2_1) - n * PIO2_2) - n * PIO2_3;
+    (r, ni as u32)
+}
+
+/// musl `__sindf` coefficients (|sin(x)/x - s(x)| < 2^-37.5 on [-pi/4, pi/4]).
+const S1: f64 = -0.166_666_666_416_265_24;
+const S2: f64 = 0.008_333_329_385_889_463;
+const S3: f64 = -0.000_198_393_348_360_966_32;
+const S4: f64 = 2.718_311_493_989_822e-6;
+/// musl `__cosdf` coefficients (|cos(x) - c(x)| < 2^-34.1 on [-pi/4, pi/4]).
+const C0: f64 = -0.499_999_997_251_031;
+const C1: f64 = 0.041_666_623_323_739_06;
+const C2: f64 = -0.001_388_676_377_460_993;
+const C3: f64 = 2.439_044_879_627_741e-5;
+
+/// sin(r), |r| <= pi/4, evaluated in f32 (musl `__sindf` coefficients rounded to f32).
+#[inline(always)]
+fn sin_poly_f32(r: f32) -> f32 {
+    let z = r * r;
+    let s = z * r;
+    r + s * horner!(z; S1 as f32, S2 as f32, S3 as f32, S4 as f32)
+}
+
+/// cos(r), |r| <= pi/4, evaluated in f32 (musl `__cosdf` coefficients rounded to f32).
+#[inline(always)]
+fn cos_poly_f32(r: f32) -> f32 {
+    let z = r * r;
+    (1.0 + z * C0 as f32) + z * z * horner!(z; C1 as f32, C2 as f32, C3 as f32)
+}
+
+/// sin(x): f64 reduction, f32 polynomials. |x| > 2^30 gives NaN: see [`needs_scalar_trig`].
+/// Worst case measured: 2 ulp (first at x = 14.845197).
+#[inline(always)]
+pub(crate) fn sin(x: f32) -> f32 {
+    // sin is odd: reduce |x| and put the sign back, which also keeps sin(-0) = -0.
+    let (r, q) = reduce_pio2(x.abs());
+    let r = r as f32;
+    let v = if q & 1 == 0 {
+        sin_poly_f32(r)
+    } else {
+        cos_poly_f32(r)
+    };
+    // Quadrants 2 and 3 negate.
+    flip_sign(v, x.to_bits() ^ (q << 30))
+}
+
+/// cos(x): as `sin`, one quadrant on. |x| > 2^30 gives NaN: see [`needs_scalar_trig`].
+/// Worst case measured: 2 ulp (first at x = 2.356215).
+#[inline(always)]
+pub(crate) fn cos(x: f32) -> f32 {
+    let (r, q) = reduce_pio2(x.abs());
+    let q = q.wrapping_add(1);
+    let r = r as f32;
+    let v = if q & 1 == 0 {
+        sin_poly_f32(r)
+    } else {
+        cos_poly_f32(r)
+    };
+    flip_sign(v, q << 30)
+}
+
+/// tan(x) = sin r / cos r or -cos r / sin r, all in f64 (musl kernels, one division).
+/// |x| > 2^30 gives NaN: see [`needs_scalar_trig`]. Worst case measured: 1 ulp
+/// (first at x = 2.9431852e-3).
+#[inline(always)]
+pub(crate) fn tan(x: f32) -> f32 {
+    let (r, q) = reduce_pio2(x.abs());
+    let z = r * r;
+    let s = r + z * r * horner!(z; S1, S2, S3, S4);
+    let c = (1.0 + z * C0) + z * z * horner!(z; C1, C2, C3);
+    let odd = q & 1 != 0;
+    let num = if odd { -c } else { s };
+    let den = if odd { s } else { c };
+    flip_sign((num / den) as f32, x.to_bits())
+}
+
+/// musl `asinf`/`acosf` rational R(z) ~ (asin(sqrt z) / sqrt z - 1), z in [0, 0.25], in f32.
+#[inline(always)]
+fn asin_r(z: f32) -> f32 {
+    const PS0: f32 = 1.666_658_7e-1;
+    const PS1: f32 = -4.274_342_2e-2;
+    const PS2: f32 = -8.656_363e-3;
+    const QS1: f32 = -7.066_296_3e-1;
+    let p = z * (PS0 + z * (PS1 + z * PS2));
+    let q = 1.0 + z * QS1;
+    p / q
+}
+
+/// asin(x) (musl `asinf`, the |x| >= 0.5 branch assembled in f64). Worst case measured: 1 ulp
+/// (first at x = 4.4363295e-4).
+#[inline(always)]
+pub(crate) fn asin(x: f32) -> f32 {
+    let a = x.abs();
+    let big = a >= 0.5;
+    // asin(a) = pi/2 - 2 asin(sqrt((1 - a) / 2)); (1 - a) * 0.5 is exact.
+    let z = if big { (1.0 - a) * 0.5 } else { a * a };
+    let rz = asin_r(z);
+    let small = a + a * rz;
+    let s = (z as f64).sqrt(); // NaN for |x| > 1
+    let large = (std::f64::consts::FRAC_PI_2 - 2.0 * (s + s * rz as f64)) as f32;
+    let v = if big { large } else { small };
+    v.copysign(x)
+}
+
+/// acos(x) (musl `acosf`'s reduction, assembled in f64). Worst case measured: 1 ulp
+/// (first at x = 3.2361848e-3).
+#[inline(always)]
+pub(crate) fn acos(x: f32) -> f32 {
+    let a = x.abs();
+    let big = a >= 0.5;
+    let z = if big { (1.0 - a) * 0.5 } else { a * a };
+    let rz = asin_r(z) as f64;
+    let xd = x as f64;
+    // |x| < 0.5: pi/2 - asin(x).
+    let small = std::f64::consts::FRAC_PI_2 - (xd + xd * rz);
+    // |x| >= 0.5: 2 asin(sqrt z), reflected for x < 0.
+    let s = (z as f64).sqrt();
+    let p = 2.0 * (s + s * rz);
+    let large = if x > 0.0 { p } else { std::f64::consts::PI - p };
+    (if big { large } else { small }) as f32
+}
+
+/// atan(x) (musl `atanf`, f32: five ranges selected branch-free, one division).
+/// Worst case measured: 1 ulp (first at x = 7.586018e-4).
+#[inline(always)]
+pub(crate) fn atan(x: f32) -> f32 {
+    const AT0: f32 = 3.333_332_8e-1;
+    const AT1: f32 = -1.999_915_8e-1;
+    const AT2: f32 = 1.425_363_6e-1;
+    const AT3: f32 = -1.064_801_74e-1;
+    const AT4: f32 = 6.168_760_7e-2;
+    let a = x.abs();
+    // Ranges [0, 7/16), [7/16, 11/16), [11/16, 19/16), [19/16, 39/16), [39/16, inf] map to
+    // |t| <= 7/16 with atan(a) = atan(c) + atan(t); inf and NaN land in the last.
+    let r0 = a < 0.4375;
+    let r1 = a < 0.6875;
+    let r2 = a < 1.1875;
+    let r3 = a < 2.4375;
+    let (num, den, hi, lo) = if r0 {
+        (a, 1.0, 0.0, 0.0)
+    } else if r1 {
+        (
+            2.0 * a - 1.0,
+            2.0 + a,
+            f32::from_bits(0x3EED_6338),
+            f32::from_bits(0x31AC_3769),
+        )
+    } else if r2 {
+        (
+            a - 1.0,
+            a + 1.0,
+            f32::from_bits(0x3F49_0FDA),
+            f32::from_bits(0x3322_2168),
+        )
+    } else if r3 {
+        (
+            a - 1.5,
+            1.0 + 1.5 * a,
+            f32::from_bits(0x3F7B_985E),
+            f32::from_bits(0x3314_0FB4),
+        )
+    } else {
+        (
+            -1.0,
+            a,
+            f32::from_bits(0x3FC9_0FDA),
+            f32::from_bits(0x33A2_2168),
+        )
+    };
+    let t = num / den;
+    let z = t * t;
+    let w = z * z;
+    let s1 = z * (AT0 + w * (AT2 + w * AT4));
+    let s2 = w * (AT1 + w * AT3);
+    // hi = lo = 0 reduces to t - t (s1 + s2) exactly.
+    let v = hi - ((t * (s1 + s2) - lo) - t);
+    v.copysign(x)
+}
+
+/// atan(t)/t = 1 + u Q(u), u = t^2 <= tan^2(pi/8): degree-6 minimax fit of Q, relative error
+/// < 2^-34.5 (Remez, weight t/atan(t)).
+#[inline(always)]
+fn atan_poly_f64(t: f64) -> f64 {
+    const A1: f64 = -0.333_333_327_282_579_2;
+    const A2: f64 = 0.199_999_136_549_861_84;
+    const A3: f64 = -0.142_820_895_038_979_3;
+    const A4: f64 = 0.110_440_397_750_573_34;
+    const A5: f64 = -0.084_660_453_424_447_25;
+    const A6: f64 = 0.047_129_966_679_584_66;
+    let u = t * t;
+    t + t * u * horner!(u; A1, A2, A3, A4, A5, A6)
+}
+
+/// atan2(y, x) with all C99 special cases, in f64 (one division).
+/// Worst case measured: 1 ulp over 10^7 random and structured pairs
+/// (first at (y, x) = (-1.2172737, -4.82764)).
+#[inline(always)]
+pub(crate) fn atan2(y: f32, x: f32) -> f32 {
+    const TAN_PI_8: f64 = 0.414_213_562_373_095_03;
+    const TAN_3PI_8: f64 = 2.414_213_562_373_095;
+    let ax = x.abs() as f64;
+    let ay = y.abs() as f64;
+    // Choose the reduction from the ratio without dividing: angle in [0, pi/8], [pi/8, 3pi/8]
+    // or [3pi/8, pi/2]; f32 inputs make ay - ax and ay + ax exact in f64.
+    let (num, den, base) = if ay <= TAN_PI_8 * ax {
+        (ay, ax, 0.0)
+    } else if ay >= TAN_3PI_8 * ax {
+        (-ax, ay, std::f64::consts::FRAC_PI_2)
+    } else {
+        (ay - ax, ay + ax, std::f64::consts::FRAC_PI_4)
+    };
+    let th = base + atan_poly_f64(num / den);
+    // 0/0 and inf/inf: atan2(+-0, +-0) base 0, atan2(+-inf, +-inf) base pi/4.
+    let th = if ax == 0.0 && ay == 0.0 { 0.0 } else { th };
+    let th = if ax == f64::INFINITY && ay == f64::INFINITY {
+        std::f64::consts::FRAC_PI_4
+    } else {
+        th
+    };
+    // x < 0 or x = -0: reflect.
+    let th = if x.is_sign_negative() {
+        std::f64::consts::PI - th
+    } else {
+        th
+    };
+    (th as f32).copysign(y)
+}
+
+// ---------------------------------------------------------------------------------------------
+// erf and GELU
+// ---------------------------------------------------------------------------------------------
+
+/// erfc(z) for z in [0, 10.5] with relative error < 2^-32: erfc(z) = t exp(-z^2 + P(t)),
+/// t = 1 / (1 + z/2) (the Numerical Recipes `erfcc` form), P a degree-12 minimax fit of
+/// log(erfc(z)/t) + z^2 on t in [1/6.25, 1] (Remez, absolute error < 2^-32.5).
+#[inline(always)]
+fn erfc_pos(z: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let p = horner!(t;
+        -1.265_505_977_673_311_5,
+        0.999_777_186_586_788_7,
+        0.378_585_684_703_541,
+        0.049_454_887_716_429_016,
+        0.123_393_743_854_213_05,
+        -1.034_356_222_970_439_3,
+        2.577_419_551_626_706_4,
+        -5.615_412_906_368_375,
+        8.381_768_466_942_704,
+        -7.758_070_193_686_333,
+        4.334_233_954_084_494,
+        -1.354_626_919_732_057,
+        0.183_338_745_071_552_62
+    );
+    t * exp_f64(p - z * z)
+}
+
+/// erf(x): x P(x^2) for |x| < 1 (degree-7 minimax fit of erf(x)/x in x^2 on [0, 1], relative
+/// error < 2^-34.8), 1 - erfc(|x|) above; in f64. Worst case measured: 1 ulp
+/// (first at x = 4.44182e-40).
+#[inline(always)]
+pub(crate) fn erf(x: f32) -> f32 {
+    let a = x.abs() as f64;
+    let u = a * a;
+    let small = a * horner!(u;
+        1.128_379_167_058_023_4,
+        -0.376_126_384_346_525,
+        0.112_837_819_740_982_14,
+        -0.026_865_400_041_338_795,
+        0.005_220_945_430_447_293,
+        -0.000_848_282_881_236_093_3,
+        0.000_112_569_476_830_322_69,
+        -9.641_515_466_224_246e-6
+    );
+    // erf(4) rounds to 1 in f32; clamp passes NaN.
+    let large = 1.0 - erfc_pos(a.clamp(0.0, 4.0));
+    let v = if a < 1.0 { small } else { large };
+    (v as f32).copysign(x)
+}
+
+/// GELU, erf form: 0.5 x (1 + erf(x/sqrt2)) = 0.5 x erfc(-x/sqrt2), in f64 (no cancellation for
+/// x < 0: the tail is 0.5 x erfc(|x|/sqrt2), tiny and negative, then -0).
+/// Worst case measured: 1 ulp against the f64 value (first at x = 4e-45).
+#[inline(always)]
+pub(crate) fn gelu_erf(x: f32) -> f32 {
+    let xd = x as f64;
+    // Outside [-14.8, 15] the erfc term is far below f32 resolution (0.5 x erfc rounds to
+    // -0 below, x - 0.5 x erfc to x above); the clamp keeps inf * 0 out.
+    let xc = xd.clamp(-14.8, 15.0);
+    let h = 0.5 * xc * erfc_pos(xc.abs() * std::f64::consts::FRAC_1_SQRT_2);
+    // x <= 0 keeps gelu(-0) = -0.
+    let v = if x <= 0.0 { h } else { xd - h };
+    v as f32
+}
+
+/// GELU, tanh form: 0.5 x (1 + tanh(u)) = x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+/// in f64 (stable at both ends: x for large x, tiny negative then -0 for very negative x).
+/// Worst case measured: 1 ulp against the f64 value (first at x = 1.9025084e-2).
+#[inline(always)]
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+    let xd = x as f64;
+    let xc = xd.clamp(-20.0, 20.0);
+    let u = SQRT_2_OVER_PI * (xc + 0.044_715 * xc * xc * xc);
+    // sigmoid(2u) as in `sigmoid`: e = e^-|2u| keeps the quotient's divisor in [1, 2].
+    let e = exp_f64(-2.0 * u.abs());
+    let sig = (if u < 0.0 { e } else { 1.0 }) / (1.0 + e);
+    // Below -20 the product underflows f32 anyway; clamping x avoids -inf * 0.
+    let m = if xd < -20.0 { -20.0 } else { xd };
+    (m * sig) as f32
+}
+
+// ---------------------------------------------------------------------------------------------
+// pow
+// ---------------------------------------------------------------------------------------------
+
+/// log2(a) in f64 for f32 a >= 0: k + log2(e) (2s + s R(s^2)) with the FreeBSD kernel's
+/// coefficients scaled by log2(e) (absolute error < 2^-36 in log2(1+f), relative < 2^-34.5
+/// overall). -inf at 0, +inf at inf, NaN for NaN.
+#[inline(always)]
+fn log2_f64(a: f32) -> f64 {
+    const C0: f64 = 2.0 * LOG2_E;
+    const C1: f64 = LG1 as f64 * LOG2_E;
+    const C2: f64 = LG2 as f64 * LOG2_E;
+    const C3: f64 = LG3 as f64 * LOG2_E;
+    const C4: f64 = LG4 as f64 * LOG2_E;
+    let (k, f) = log_reduce(a);
+    let f = f as f64;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let z2 = z * z;
+    // Estrin form: shorter dependency chain than Horner.
+    let l = k as f64 + s * ((C0 + C1 * z) + z2 * ((C2 + C3 * z) + z2 * C4));
+    let l = if a == 0.0 { f64::NEG_INFINITY } else { l };
+    let l = if a == f32::INFINITY { f64::INFINITY } else { l };
+    if a.is_nan() {
+        f64::NAN
+    } else {
+        l
+    }
+}
+
+/// 2^t in f64 for the f32 results of `pow`: t clamped to [-200, 200], 2^r on |r| <= 1/2 by a
+/// degree-6 minimax fit (Remez, relative error < 2^-27.9) in Estrin form (short dependency
+/// chain: `pow` is latency-bound).
+#[inline(always)]
+fn exp2_f64(t: f64) -> f64 {
+    const P1: f64 = 0.693_147_225_395_011_1;
+    const P2: f64 = 0.240_226_510_841_172_94;
+    const P3: f64 = 0.055_502_973_141_993_25;
+    const P4: f64 = 0.009_618_030_782_505_154;
+    const P5: f64 = 0.001_341_000_096_610_015_7;
+    const P6: f64 = 0.000_154_697_319_774_755_48;
+    let t = t.clamp(-200.0, 200.0);
+    let (n, ni) = round_magic(t);
+    let r = t - n;
+    let r2 = r * r;
+    let q = (P1 + P2 * r) + r2 * ((P3 + P4 * r) + r2 * (P5 + P6 * r));
+    pow2(ni) * (1.0 + r * q)
+}
+
+/// x^y with C99/NumPy `powf` semantics: 2^(y log2|x|) in f64 (error < 2^-27 relative before
+/// over/underflow), sign from odd integer y, and all special cases: pow(x, +-0) = 1 and
+/// pow(1, y) = 1 even for NaN, pow(-1, +-inf) = 1, NaN for negative finite x with non-integer
+/// finite y, the signed zeros and infinities of pow(+-0, y) and pow(-inf, y).
+/// Worst case measured: 1 ulp over 1.6 * 10^7 random and structured pairs (first at
+/// (x, y) = (-9.940968, 7)).
+#[inline(always)]
+pub(crate) fn pow(x: f32, y: f32) -> f32 {
+    const TWO23: f32 = 8_388_608.0;
+    let ax = x.abs();
+    let ay = y.abs();
+    // |y| >= 2^23 (inf included) is an integer; below, adding 2^23 rounds to one.
+    let yr = ay + TWO23;
+    let yint = ay >= TWO23 || yr - TWO23 == ay;
+    // Parity: the last mantissa bit of |y| + 2^23 below 2^23, of |y| up to 2^24, even beyond.
+    let par = if ay < TWO23 {
+        yr.to_bits()
+    } else {
+        ay.to_bits()
+    } & 1;
+    let yodd = yint && ay < 16_777_216.0 && par == 1;
+    let m = exp2_f64(y as f64 * log2_f64(ax)) as f32;
+    // Negative x (or -0, -inf) with odd integer y: negative result.
+    let neg = if yodd { x.to_bits() } else { 0 };
+    let v = flip_sign(m, neg);
+    let v = if x < 0.0 && x > f32::NEG_INFINITY && !yint {
+        f32::NAN
+    } else {
+        v
+    };
+    // These three override NaN: pow(1, y), pow(x, 0), pow(-1, +-inf).
+    let one = x == 1.0 || y == 0.0 || (ax == 1.0 && ay == f32::INFINITY);
+    if one {
+        1.0
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distance in ulps along the ordered f32 line, with -0 one step below +0 (so a wrong zero
+    /// sign counts as 1 ulp); 0 when both are NaN, u64::MAX when only one is.
+    fn ulps(a: f32, b: f32) -> u64 {
+        if a.is_nan() || b.is_nan() {
+            return if a.is_nan() && b.is_nan() {
+                0
+            } else {
+                u64::MAX
+            };
+        }
+        fn key(v: f32) -> i64 {
+            let b = v.to_bits();
+            if b >> 31 == 1 {
+                -((b & 0x7FFF_FFFF) as i64) - 1
+            } else {
+                b as i64
+            }
+        }
+        (key(a) - key(b)).unsigned_abs()
+    }
+
+    /// Stride of the whole-range sweeps: every STRIDE-th bit pattern. The default keeps the
+    /// whole suite near 10 s unoptimised (kiln builds only its dependencies at opt-level 2 in
+    /// tests) and 3 s at opt-level 2; `VMATH_STRIDE=1 VMATH_DENSE=2000000 cargo test --release`
+    /// is the exhaustive run behind the documented worst cases.
+    fn stride() -> usize {
+        std::env::var("VMATH_STRIDE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1021)
+    }
+
+    /// Scale of the dense range sweeps (points per range).
+    fn dense() -> u32 {
+        std::env::var("VMATH_DENSE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200_000)
+    }
+
+    /// Every `stride()`-th f32 bit pattern, NaNs and both signs included.
+    fn all_bits() -> impl Iterator<Item = f32> {
+        (0..=u32::MAX).step_by(stride()).map(f32::from_bits)
+    }
+
+    /// About `dense()` values evenly spaced in bit pattern (so log-uniform) over [lo, hi],
+    /// 0 <= lo < hi, and their negatives.
+    fn span(lo: f32, hi: f32) -> impl Iterator<Item = f32> {
+        let (a, b) = (lo.to_bits(), hi.to_bits());
+        let step = ((b - a) / dense()).max(1) as usize;
+        (a..=b)
+            .step_by(step)
+            .map(f32::from_bits)
+            .flat_map(|x| [x, -x])
+    }
+
+    /// About `dense()` values evenly spaced in value over [lo, hi].
+    fn linear(lo: f32, hi: f32) -> impl Iterator<Item = f32> {
+        let n = dense();
+        (0..=n).map(move |i| lo + (hi - lo) * (i as f32 / n as f32))
+    }
+
+    /// Worst ulp error of `f` against `reference` (f64, rounded to f32) over `xs`; panics
+    /// above `bound`, naming the input.
+    fn check(
+        name: &str,
+        f: impl Fn(f32) -> f32,
+        reference: impl Fn(f64) -> f64,
+        xs: impl Iterator<Item = f32>,
+        bound: u64,
+    ) -> (u64, f32) {
+        let mut worst = (0, 0.0);
+        for x in xs {
+            let (got, want) = (f(x), reference(x as f64) as f32);
+            let u = ulps(got, want);
+            assert!(
+                u <= bound,
+                "{name}({x:e}) = {got:e}, want {want:e} ({u} ulp)"
+            );
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        println!("{name}: worst {} ulp at x = {:e}", worst.0, worst.1);
+        worst
+    }
+
+    /// Two-argument version of `check`.
+    fn check2(
+        name: &str,
+        f: impl Fn(f32, f32) -> f32,
+        reference: impl Fn(f64, f64) -> f64,
+        xs: impl Iterator<Item = (f32, f32)>,
+        bound: u64,
+    ) -> (u64, f32, f32) {
+        let mut worst = (0, 0.0, 0.0);
+        for (x, y) in xs {
+            let (got, want) = (f(x, y), reference(x as f64, y as f64) as f32);
+            let u = ulps(got, want);
+            assert!(
+                u <= bound,
+                "{name}({x:e}, {y:e}) = {got:e}, want {want:e} ({u} ulp)"
+            );
+            if u > worst.0 {
+                worst = (u, x, y);
+            }
+        }
+        println!(
+            "{name}: worst {} ulp at ({:e}, {:e})",
+            worst.0, worst.1, worst.2
+        );
+        worst
+    }
+
+    /// Exact expectations (bitwise, any NaN matching any NaN).
+    fn exact(name: &str, f: impl Fn(f32) -> f32, cases: &[(f32, f32)]) {
+        for &(x, want) in cases {
+            let got = f(x);
+            let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
+            assert!(same, "{name}({x:e}) = {got:e}, want {want:e}");
+        }
+    }
+
+    fn exact2(name: &str, f: impl Fn(f32, f32) -> f32, cases: &[(f32, f32, f32)]) {
+        for &(x, y, want) in cases {
+            let got = f(x, y);
+            let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
+            assert!(same, "{name}({x:e}, {y:e}) = {got:e}, want {want:e}");
+        }
+    }
+
+    /// Deterministic pseudo-random f32s: mixes of bit patterns and of uniform values.
+    fn lcg(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            s >> 32
+        }
+    }
+
+    const INF: f32 = f32::INFINITY;
+    const NAN: f32 = f32::NAN;
+    const TINY: f32 = 1.0e-45; // smallest subnormal
+
+    #[test]
+    fn ulps_helper() {
+        assert_eq!(ulps(1.0, 1.0), 0);
+        assert_eq!(ulps(1.0, f32::from_bits(1.0f32.to_bits() + 1)), 1);
+        assert_eq!(ulps(f32::from_bits(1.0f32.to_bits() + 1), 1.0), 1);
+        assert_eq!(ulps(1.0, 2.0), 1 << 23);
+        assert_eq!(ulps(-1.0, -2.0), 1 << 23);
+        assert_eq!(ulps(0.0, -0.0), 1);
+        assert_eq!(ulps(TINY, -TINY), 3);
+        assert_eq!(ulps(-1.0, 1.0), 2 * 0x3F80_0000 + 1);
+        assert_eq!(ulps(f32::MAX, INF), 1);
+        assert_eq!(ulps(-f32::MAX, -INF), 1);
+        assert_eq!(ulps(NAN, NAN), 0);
+        assert_eq!(ulps(NAN, 1.0), u64::MAX);
+        assert_eq!(ulps(INF, NAN), u64::MAX);
+        assert_eq!(ulps(-INF, INF), 2 * 0x7F80_0000 + 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "3 ulp")]
+    fn check_catches_errors() {
+        // An exp that is 3 ulp off must fail a 2-ulp bound.
+        let off = |x: f32| f32::from_bits(exp(x).to_bits() + 3);
+        check("exp + 3 ulp", off, f64::exp, linear(0.5, 1.0), 2);
+    }
+
+    #[test]
+    fn exp_accuracy() {
+        check("exp", exp, f64::exp, all_bits(), 1);
+        check("exp", exp, f64::exp, linear(-104.0, 89.0), 1);
+        check("exp", exp, f64::exp, span(1e-10, 1.0), 1);
+        exact(
+            "exp",
+            exp,
+            &[(0.0, 1.0), (-0.0, 1.0), (INF, INF), (-INF, 0.0), (NAN, NAN)],
+        );
+        exact(
+            "exp",
+            exp,
+            &[(89.0, INF), (88.8, INF), (-104.0, 0.0), (TINY, 1.0)],
+        );
+        assert!(exp(-100.0) > 0.0 && exp(-100.0) < f32::MIN_POSITIVE); // subnormal output
+    }
+
+    #[test]
+    fn expm1_accuracy() {
+        check("expm1", expm1, f64::exp_m1, all_bits(), 2);
+        check("expm1", expm1, f64::exp_m1, linear(-20.0, 89.0), 2);
+        check("expm1", expm1, f64::exp_m1, span(TINY, 2.0), 2);
+        exact(
+            "expm1",
+            expm1,
+            &[
+                (0.0, 0.0),
+                (-0.0, -0.0),
+                (INF, INF),
+                (-INF, -1.0),
+                (NAN, NAN),
+            ],
+        );
+        exact(
+            "expm1",
+            expm1,
+            &[(89.0, INF), (-30.0, -1.0), (TINY, TINY), (-TINY, -TINY)],
+        );
+        exact("expm1", expm1, &[(1e-7, 1.000_000_1e-7)]);
+    }
+
+    #[test]
+    fn sinh_cosh_tanh_accuracy() {
+        for (name, f, r) in [
+            ("sinh", sinh as fn(f32) -> f32, f64::sinh as fn(f64) -> f64),
+            ("cosh", cosh, f64::cosh),
+            ("tanh", tanh, f64::tanh),
+        ] {
+            check(name, f, r, all_bits(), 2);
+            check(name, f, r, linear(-12.0, 12.0), 2);
+            check(name, f, r, span(TINY, 100.0), 2);
+        }
+        for f in [sinh as fn(f32) -> f32, tanh] {
+            exact(
+                "odd",
+                f,
+                &[
+                    (0.0, 0.0),
+                    (-0.0, -0.0),
+                    (NAN, NAN),
+                    (TINY, TINY),
+                    (-TINY, -TINY),
+                ],
+            );
+        }
+        exact(
+            "sinh",
+            sinh,
+            &[(INF, INF), (-INF, -INF), (90.0, INF), (-90.0, -INF)],
+        );
+        exact(
+            "cosh",
+            cosh,
+            &[(0.0, 1.0), (-0.0, 1.0), (INF, INF), (-INF, INF), (NAN, NAN)],
+        );
+        exact("cosh", cosh, &[(90.0, INF), (-90.0, INF)]);
+        exact(
+            "tanh",
+            tanh,
+            &[(INF, 1.0), (-INF, -1.0), (20.0, 1.0), (-1e30, -1.0)],
+        );
+        exact("tanh", tanh, &[(1e-7, 1e-7), (-1e-7, -1e-7)]);
+    }
+
+    #[test]
+    fn sigmoid_softplus_accuracy() {
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let sp = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+        check("sigmoid", sigmoid, sig, all_bits(), 2);
+        check("sigmoid", sigmoid, sig, linear(-110.0, 110.0), 2);
+        check("sigmoid", sigmoid, sig, span(TINY, 120.0), 2);
+        check("softplus", softplus, sp, all_bits(), 2);
+        check("softplus", softplus, sp, linear(-110.0, 110.0), 2);
+        check("softplus", softplus, sp, span(TINY, 120.0), 2);
+        exact(
+            "sigmoid",
+            sigmoid,
+            &[(0.0, 0.5), (-0.0, 0.5), (INF, 1.0), (-INF, 0.0)],
+        );
+        exact(
+            "sigmoid",
+            sigmoid,
+            &[(NAN, NAN), (20.0, 1.0), (-200.0, 0.0), (1e30, 1.0)],
+        );
+        exact(
+            "softplus",
+            softplus,
+            &[(INF, INF), (-INF, 0.0), (NAN, NAN), (1e30, 1e30)],
+        );
+        exact(
+            "softplus",
+            softplus,
+            &[(0.0, std::f32::consts::LN_2), (-200.0, 0.0)],
+        );
+        // Never NaN for finite x.
+        for x in all_bits().filter(|x| x.is_finite()) {
+            assert!(!sigmoid(x).is_nan() && !softplus(x).is_nan(), "{x:e}");
+        }
+    }
+
+    #[test]
+    fn log_accuracy() {
+        for (name, f, r) in [
+            ("log", log as fn(f32) -> f32, f64::ln as fn(f64) -> f64),
+            ("log2", log2, f64::log2),
+            ("log10", log10, f64::log10),
+        ] {
+            check(name, f, r, all_bits(), 2);
+            check(name, f, r, linear(0.5, 2.0), 2);
+            check(name, f, r, linear(0.999, 1.001), 2);
+            check(name, f, r, span(TINY, f32::MAX).filter(|x| *x > 0.0), 2);
+            let special = [
+                (0.0, -INF),
+                (-0.0, -INF),
+                (INF, INF),
+                (-INF, NAN),
+                (NAN, NAN),
+            ];
+            exact(name, f, &special);
+            exact(name, f, &[(-1.0, NAN), (-TINY, NAN), (1.0, 0.0)]);
+        }
+        for k in -149..128 {
+            let x = f32::from_bits(if k < -126 {
+                1 << (k + 149)
+            } else {
+                ((k + 127) as u32) << 23
+            });
+            assert_eq!(log2(x), k as f32, "log2(2^{k})");
+        }
+        for k in 0..=10 {
+            assert_eq!(log10(10f32.powi(k)), k as f32, "log10(1e{k})");
+        }
+        exact("log", log, &[(TINY, -103.278_93), (f32::MAX, 88.722_84)]);
+    }
+
+    #[test]
+    fn log1p_accuracy() {
+        check("log1p", log1p, f64::ln_1p, all_bits(), 2);
+        check("log1p", log1p, f64::ln_1p, linear(-1.0, 1.0), 2);
+        check("log1p", log1p, f64::ln_1p, linear(-1.0, -0.999), 2);
+        check(
+            "log1p",
+            log1p,
+            f64::ln_1p,
+            span(TINY, 1.0).filter(|x| *x > -1.0),
+            2,
+        );
+        check(
+            "log1p",
+            log1p,
+            f64::ln_1p,
+            span(1.0, f32::MAX).filter(|x| *x > 0.0),
+            2,
+        );
+        let special = [
+            (0.0, 0.0),
+            (-0.0, -0.0),
+            (-1.0, -INF),
+            (INF, INF),
+            (-INF, NAN),
+        ];
+        exact("log1p", log1p, &special);
+        exact(
+            "log1p",
+            log1p,
+            &[(NAN, NAN), (-1.000_000_1, NAN), (-2.0, NAN), (TINY, TINY)],
+        );
+        exact("log1p", log1p, &[(-TINY, -TINY), (1e-7, 9.999_999_5e-8)]);
+    }
+
+    /// Checks a trig function: accurate up to the bound, and above it flagged by
+    /// `needs_scalar_trig` and NaN (so a forgotten fix-up is loud).
+    fn trig(name: &str, f: fn(f32) -> f32, r: fn(f64) -> f64, bound: u64) {
+        let below = all_bits().filter(|x| !needs_scalar_trig(*x));
+        check(name, f, r, below, bound);
+        check(name, f, r, linear(-10.0, 10.0), bound);
+        check(name, f, r, span(TINY, TRIG_BOUND), bound);
+        // Floats nearest to multiples of pi/2 (the hardest reductions; the poles of tan).
+        let near: Vec<f32> = (1..20_000)
+            .flat_map(|k| {
+                let c = (k as f64 * std::f64::consts::FRAC_PI_2) as f32;
+                let b = c.to_bits();
+                [f32::from_bits(b - 1), c, f32::from_bits(b + 1)]
+            })
+            .collect();
+        check(name, f, r, near.iter().copied(), bound);
+        // The documented boundary: exact up to 2^30 inclusive, flagged above (inf too).
+        let next = f32::from_bits(TRIG_BOUND.to_bits() + 1);
+        assert!(!needs_scalar_trig(TRIG_BOUND) && !needs_scalar_trig(-TRIG_BOUND));
+        assert!(needs_scalar_trig(next) && needs_scalar_trig(-next) && needs_scalar_trig(INF));
+        assert!(!needs_scalar_trig(NAN));
+        for x in span(next, f32::MAX) {
+            assert!(needs_scalar_trig(x) && f(x).is_nan(), "{name}({x:e})");
+        }
+        exact(name, f, &[(INF, NAN), (-INF, NAN), (NAN, NAN), (1e10, NAN)]);
+        // The fix-up the module documents gives correctly rounded results there.
+        let fixed = |x: f32| {
+            if needs_scalar_trig(x) {
+                r(x as f64) as f32
+            } else {
+                f(x)
+            }
+        };
+        check(name, fixed, r, span(TRIG_BOUND, f32::MAX), 0);
+    }
+
+    #[test]
+    fn sin_accuracy() {
+        trig("sin", sin, f64::sin, 4);
+        exact(
+            "sin",
+            sin,
+            &[(0.0, 0.0), (-0.0, -0.0), (TINY, TINY), (-TINY, -TINY)],
+        );
+        exact("sin", sin, &[(1e-7, 1e-7), (-1e-20, -1e-20)]);
+    }
+
+    #[test]
+    fn cos_accuracy() {
+        trig("cos", cos, f64::cos, 4);
+        exact(
+            "cos",
+            cos,
+            &[(0.0, 1.0), (-0.0, 1.0), (TINY, 1.0), (1e-5, 1.0)],
+        );
+    }
+
+    #[test]
+    fn tan_accuracy() {
+        trig("tan", tan, f64::tan, 4);
+        exact(
+            "tan",
+            tan,
+            &[(0.0, 0.0), (-0.0, -0.0), (TINY, TINY), (-TINY, -TINY)],
+        );
+        exact("tan", tan, &[(1e-7, 1e-7)]);
+        // Nearest floats to pi/2: huge, opposite signs.
+        let c = std::f32::consts::FRAC_PI_2;
+        assert!(tan(c) < -2.2e7 && tan(f32::from_bits(c.to_bits() - 1)) > 1e7);
+    }
+
+    #[test]
+    fn inverse_trig_accuracy() {
+        for (name, f, r) in [
+            ("asin", asin as fn(f32) -> f32, f64::asin as fn(f64) -> f64),
+            ("acos", acos, f64::acos),
+            ("atan", atan, f64::atan),
+        ] {
+            check(name, f, r, all_bits(), 4);
+            check(name, f, r, linear(-1.0, 1.0), 4);
+            check(name, f, r, span(TINY, 1.0), 4);
+            exact(name, f, &[(NAN, NAN)]);
+        }
+        check("atan", atan, f64::atan, span(1.0, f32::MAX), 4);
+        check("atan", atan, f64::atan, linear(-10.0, 10.0), 4);
+        let pio2 = std::f32::consts::FRAC_PI_2;
+        exact(
+            "asin",
+            asin,
+            &[(0.0, 0.0), (-0.0, -0.0), (1.0, pio2), (-1.0, -pio2)],
+        );
+        exact(
+            "asin",
+            asin,
+            &[
+                (1.000_000_1, NAN),
+                (-1.000_000_1, NAN),
+                (INF, NAN),
+                (TINY, TINY),
+            ],
+        );
+        exact("asin", asin, &[(-TINY, -TINY), (1e-7, 1e-7)]);
+        exact(
+            "acos",
+            acos,
+            &[
+                (1.0, 0.0),
+                (-1.0, std::f32::consts::PI),
+                (0.0, pio2),
+                (-0.0, pio2),
+            ],
+        );
+        exact(
+            "acos",
+            acos,
+            &[(1.000_000_1, NAN), (-1.000_000_1, NAN), (-INF, NAN)],
+        );
+        exact(
+            "atan",
+            atan,
+            &[
+                (0.0, 0.0),
+                (-0.0, -0.0),
+                (INF, pio2),
+                (-INF, -pio2),
+                (TINY, TINY),
+            ],
+        );
+        exact("atan", atan, &[(-TINY, -TINY), (1e-7, 1e-7), (1e30, pio2)]);
+    }
+
+    #[test]
+    fn atan2_accuracy() {
+        let mut rnd = lcg(1);
+        let pairs: Vec<(f32, f32)> = (0..(dense() * 4))
+            .map(|i| {
+                let (a, b) = (rnd() as u32, rnd() as u32);
+                if i % 2 == 0 {
+                    (f32::from_bits(a), f32::from_bits(b))
+                } else {
+                    let u = |v: u32| (v as f32 / u32::MAX as f32) * 20.0 - 10.0;
+                    (u(a), u(b))
+                }
+            })
+            .collect();
+        check2("atan2", atan2, f64::atan2, pairs.into_iter(), 4);
+        // y/x close to the reduction boundaries and to +-1.
+        let ring = (0..dense()).map(|i| {
+            let t = i as f64 / dense() as f64 * std::f64::consts::TAU;
+            ((3.0 * t.sin()) as f32, (3.0 * t.cos()) as f32)
+        });
+        check2("atan2", atan2, f64::atan2, ring, 4);
+        let (pi, pio2, pio4) = (
+            std::f32::consts::PI,
+            std::f32::consts::FRAC_PI_2,
+            std::f32::consts::FRAC_PI_4,
+        );
+        #[rustfmt::skip]
+        exact2("atan2", atan2, &[
+            (0.0, 0.0, 0.0), (-0.0, 0.0, -0.0), (0.0, -0.0, pi), (-0.0, -0.0, -pi),
+            (0.0, 1.0, 0.0), (-0.0, 1.0, -0.0), (0.0, -1.0, pi), (-0.0, -1.0, -pi),
+            (1.0, 0.0, pio2), (1.0, -0.0, pio2), (-1.0, 0.0, -pio2), (-1.0, -0.0, -pio2),
+            (INF, INF, pio4), (-INF, INF, -pio4), (INF, -INF, 3.0 * pio4), (-INF, -INF, -3.0 * pio4),
+            (1.0, INF, 0.0), (-1.0, INF, -0.0), (1.0, -INF, pi), (-1.0, -INF, -pi),
+            (INF, 1.0, pio2), (-INF, 1.0, -pio2), (INF, -1.0, pio2), (-INF, -5.0, -pio2),
+            (NAN, 1.0, NAN), (1.0, NAN, NAN), (NAN, NAN, NAN), (INF, NAN, NAN), (0.0, NAN, NAN),
+            (1.0, 1.0, pio4), (1.0, -1.0, 3.0 * pio4), (-1.0, -1.0, -3.0 * pio4),
+            (TINY, 1e30, 0.0), (-TINY, -1e30, -pi), (1e30, TINY, pio2), (TINY, TINY, pio4),
+        ]);
+        assert_eq!(atan2(1e-30, 1.0), 1e-30);
+    }
+
+    #[test]
+    fn erf_accuracy() {
+        check("erf", erf, libm::erf, all_bits(), 4);
+        check("erf", erf, libm::erf, linear(-5.0, 5.0), 4);
+        check("erf", erf, libm::erf, span(TINY, 10.0), 4);
+        exact(
+            "erf",
+            erf,
+            &[
+                (0.0, 0.0),
+                (-0.0, -0.0),
+                (INF, 1.0),
+                (-INF, -1.0),
+                (NAN, NAN),
+            ],
+        );
+        exact("erf", erf, &[(4.0, 1.0), (-10.0, -1.0), (-TINY, -TINY)]);
+    }
+
+    #[test]
+    fn gelu_accuracy() {
+        let g_erf = |x: f64| 0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2);
+        let g_tanh = |x: f64| {
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+            x / (1.0 + (-2.0 * u).exp())
+        };
+        for (name, f, r) in [
+            (
+                "gelu_erf",
+                gelu_erf as fn(f32) -> f32,
+                &g_erf as &dyn Fn(f64) -> f64,
+            ),
+            ("gelu_tanh", gelu_tanh, &g_tanh),
+        ] {
+            check(name, f, r, all_bits().filter(|x| x.is_finite()), 4);
+            check(name, f, r, linear(-20.0, 20.0), 4);
+            check(name, f, r, span(TINY, 30.0), 4);
+            exact(
+                name,
+                f,
+                &[
+                    (0.0, 0.0),
+                    (-0.0, -0.0),
+                    (INF, INF),
+                    (-INF, -0.0),
+                    (NAN, NAN),
+                ],
+            );
+            exact(
+                name,
+                f,
+                &[(-30.0, -0.0), (-1e30, -0.0), (30.0, 30.0), (1e30, 1e30)],
+            );
+            for x in all_bits().filter(|x| x.is_finite()) {
+                let v = f(x);
+                assert!(
+                    !v.is_nan() && (x >= 0.0 || v <= 0.0),
+                    "{name}({x:e}) = {v:e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pow_accuracy() {
+        let mut rnd = lcg(2);
+        let pairs: Vec<(f32, f32)> = (0..(dense() * 4))
+            .map(|i| {
+                let (a, b) = (rnd() as u32, rnd() as u32);
+                let unit = |v: u32| v as f32 / u32::MAX as f32;
+                match i % 4 {
+                    // arbitrary bit patterns
+                    0 => (f32::from_bits(a), f32::from_bits(b)),
+                    // moderate x and y, both signs of x, integer y often
+                    1 => (unit(a) * 20.0 - 10.0, (unit(b) * 40.0 - 20.0).round()),
+                    2 => (unit(a) * 10.0, unit(b) * 60.0 - 30.0),
+                    // x near 1, large y: overflow and underflow edges
+                    _ => (1.0 + (unit(a) - 0.5) * 0.01, (unit(b) - 0.5) * 40_000.0),
+                }
+            })
+            .collect();
+        check2("pow", pow, f64::powf, pairs.into_iter(), 4);
+        // Integer powers of negative numbers, and results around the subnormal range.
+        let ints =
+            (0..dense()).map(|i| (-1.0 - (i % 1000) as f32 * 0.0173, (i / 1000) as f32 - 50.0));
+        check2("pow", pow, f64::powf, ints, 4);
+        let subn = (0..dense()).map(|i| {
+            (
+                0.5 + (i % 997) as f32 * 1e-4,
+                126.0 + (i / 997) as f32 * 0.25,
+            )
+        });
+        check2("pow", pow, f64::powf, subn, 4);
+        #[rustfmt::skip]
+        exact2("pow", pow, &[
+            // pow(x, +-0) = 1 for any x, even NaN; pow(1, y) = 1 for any y, even NaN.
+            (NAN, 0.0, 1.0), (NAN, -0.0, 1.0), (INF, 0.0, 1.0), (-INF, -0.0, 1.0), (0.0, 0.0, 1.0),
+            (1.0, NAN, 1.0), (1.0, INF, 1.0), (1.0, -INF, 1.0), (1.0, 1e30, 1.0),
+            // pow(-1, +-inf) = 1
+            (-1.0, INF, 1.0), (-1.0, -INF, 1.0),
+            // NaN
+            (NAN, 1.0, NAN), (2.0, NAN, NAN), (-1.0, NAN, NAN), (-2.0, 0.5, NAN), (-8.0, 1.0 / 3.0, NAN),
+            (-1.0, 0.5, NAN), (-TINY, 1.5, NAN),
+            // pow(+-0, y)
+            (0.0, -3.0, INF), (-0.0, -3.0, -INF), (0.0, -2.0, INF), (-0.0, -2.0, INF), (-0.0, -0.5, INF),
+            (0.0, -INF, INF), (-0.0, -INF, INF), (0.0, 3.0, 0.0), (-0.0, 3.0, -0.0), (-0.0, 2.0, 0.0),
+            (-0.0, 0.5, 0.0), (0.0, INF, 0.0), (-0.0, INF, 0.0), (-0.0, 1e30, 0.0),
+            // pow(x, +-inf)
+            (0.5, -INF, INF), (-0.5, -INF, INF), (2.0, -INF, 0.0), (-2.0, -INF, 0.0),
+            (0.5, INF, 0.0), (-0.5, INF, 0.0), (2.0, INF, INF), (-2.0, INF, INF),
+            // pow(-inf, y)
+            (-INF, -3.0, -0.0), (-INF, -2.0, 0.0), (-INF, -0.5, 0.0), (-INF, 3.0, -INF), (-INF, 2.0, INF),
+            (-INF, 0.5, INF),
+            // pow(+inf, y)
+            (INF, -1.0, 0.0), (INF, -0.5, 0.0), (INF, 0.5, INF), (INF, 3.0, INF),
+            // negative base with integer exponent, exact results
+            (-2.0, 3.0, -8.0), (-2.0, 2.0, 4.0), (-2.0, -1.0, -0.5), (-3.0, 16_777_215.0, -INF), (-3.0, 16_777_216.0, INF),
+            (-1.0, 16_777_215.0, -1.0), (-1.0, 16_777_216.0, 1.0), (-1.0, 1e30, 1.0), (-1.0, -1e30, 1.0),
+            (2.0, 0.5, std::f32::consts::SQRT_2), (4.0, 0.5, 2.0), (10.0, 10.0, 1e10),
+            // overflow and underflow
+            (2.0, 128.0, INF), (-2.0, 129.0, -INF), (2.0, -149.0, TINY), (2.0, -151.0, 0.0),
+            (-2.0, -149.0, -TINY), (1e30, 2.0, INF), (1e-30, 2.0, 0.0), (TINY, 1.0, TINY),
+            (TINY, 0.5, (TINY as f64).sqrt() as f32),
+        ]);
+    }
+}
