@@ -272,8 +272,23 @@ impl ArrayData {
     /// An array of `shape` filled with `value` cast to `dtype` (NumPy unsafe-cast
     /// semantics); an error if the shape's element count overflows.
     pub fn full(shape: &[usize], value: Scalar, dtype: DType) -> Result<ArrayData> {
-        checked_numel(shape, "ArrayData::full")?;
-        Ok(with_dtype!(dtype, T => T::wrap(ArrayD::from_elem(IxDyn(shape), T::from_scalar(value)))))
+        let n = checked_numel(shape, "ArrayData::full")?;
+        Ok(with_dtype!(dtype, T => {
+            let v = T::from_scalar(value);
+            // A zero value (all-zero bits in every dtype) maps lazily zeroed pages.
+            let zero = matches!(value, Scalar::Int(0) | Scalar::UInt(0) | Scalar::Bool(false))
+                || matches!(value, Scalar::Float(f) if f.to_bits() == 0);
+            let buf = if zero {
+                crate::hostmem::zeroed_for::<T>(n, "full", shape)?
+            } else {
+                crate::hostmem::par_fill(n, 1 << 16, "full", shape, |_, o| {
+                    for s in o {
+                        s.write(v);
+                    }
+                })?
+            };
+            T::wrap(ArrayD::from_shape_vec(IxDyn(shape), buf).map_err(|e| KilnError::invalid("ArrayData::full", e.to_string()))?)
+        }))
     }
 
     /// Typed borrow; an error naming both dtypes if `T` is not this array's element type.

@@ -69,6 +69,36 @@ fn advise_huge(addr: usize, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn advise_huge(_addr: usize, _len: usize) {}
 
+/// A vector of `n` zeros, allocated fallibly with `alloc_zeroed`: a large one maps fresh
+/// zero pages that the kernel fills on first touch (as NumPy's `zeros` does), instead of
+/// writing every byte up front. Only for element types whose all-zero bit pattern is their
+/// zero (every kiln element: bool, integers, IEEE floats, complex).
+pub(crate) fn zeroed_for<T: crate::element::Element>(
+    n: usize,
+    op: &str,
+    shape: &[usize],
+) -> crate::error::Result<Vec<T>> {
+    let err = || crate::error::KilnError::OutOfMemory {
+        op: op.to_string(),
+        dtype: T::DTYPE,
+        shape: shape.to_vec(),
+        bytes: n as u128 * std::mem::size_of::<T>() as u128,
+    };
+    if n == 0 || std::mem::size_of::<T>() == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| err())?;
+    // SAFETY: the layout has a non-zero size (checked above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if p.is_null() {
+        return Err(err());
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of `n` T's (what
+    // Vec uses for capacity n); all-zero bytes are a valid T (see the doc above), so all n
+    // elements are initialised.
+    Ok(unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
 /// Below this many elements a fill runs on the calling thread: rayon's hand-off costs more
 /// than it saves.
 pub(crate) const PAR_MIN: usize = 1 << 15;

@@ -180,8 +180,8 @@ pub enum FusedReduce {
     CountNonzero,
 }
 
-/// Activations an engine may run as one elementwise kernel (real float dtypes; `Ok(None)`
-/// composes them). Keras's formulas: see `ops::nn`.
+/// Activations (and `clip`) an engine may run as one elementwise kernel (real float dtypes;
+/// `Ok(None)` composes them). Keras's formulas: see `ops::composed`.
 #[allow(missing_docs)]
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Activation {
@@ -199,6 +199,12 @@ pub enum Activation {
     },
     LeakyRelu {
         negative_slope: f64,
+    },
+    /// `minimum(maximum(x, lo), hi)`, with bounds already in the input's dtype (relu6 is
+    /// `Clip { lo: 0, hi: 6 }`).
+    Clip {
+        lo: f64,
+        hi: f64,
     },
 }
 
@@ -311,6 +317,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     }
     /// A fused activation, or `Ok(None)` to have the frontend compose it.
     fn activation(&self, _act: Activation, _s: &Storage) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// One-hot encoding of integer `indices` along a new last axis of `num_classes`, in
+    /// `dtype` (out-of-range indices give all-zero rows, as in Keras), or `Ok(None)` to have
+    /// the frontend compose it (`equal` against the classes, then a cast).
+    fn one_hot(
+        &self,
+        _indices: &Storage,
+        _num_classes: usize,
+        _dtype: DType,
+    ) -> Result<Option<Storage>> {
         Ok(None)
     }
     /// Fused softmax / log_softmax along `axis`, or `Ok(None)` to have the frontend compose

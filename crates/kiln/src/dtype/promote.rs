@@ -93,8 +93,14 @@ fn successors(n: Node) -> &'static [Node] {
     }
 }
 
-/// Bit set of every node reachable from `n`, `n` included.
+/// Bit set of every node reachable from `n`, `n` included (computed once per node: every
+/// op's dtype rule asks).
 fn upper_bounds(n: Node) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 18]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| NODES.map(upper_bounds_of))[index(n)]
+}
+
+fn upper_bounds_of(n: Node) -> u32 {
     let mut seen = 0u32;
     let mut stack = vec![n];
     while let Some(m) = stack.pop() {
@@ -108,8 +114,8 @@ fn upper_bounds(n: Node) -> u32 {
     seen
 }
 
-fn least_upper_bound(nodes: &[Node]) -> Result<Node> {
-    let common = nodes.iter().fold(u32::MAX, |acc, n| acc & upper_bounds(*n));
+fn least_upper_bound(nodes: impl Iterator<Item = Node> + Clone) -> Result<Node> {
+    let common = nodes.clone().fold(u32::MAX, |acc, n| acc & upper_bounds(n));
     // The join is the member of `common` whose own upper bounds are exactly `common`.
     NODES
         .iter()
@@ -117,7 +123,10 @@ fn least_upper_bound(nodes: &[Node]) -> Result<Node> {
         .find(|n| common & (1 << index(*n)) != 0 && upper_bounds(*n) == common & ((1 << 18) - 1))
         .ok_or_else(|| KilnError::InvalidArgument {
             op: "result_type".into(),
-            message: format!("{nodes:?} have no least upper bound in the promotion lattice"),
+            message: format!(
+                "{:?} have no least upper bound in the promotion lattice",
+                nodes.collect::<Vec<_>>()
+            ),
         })
 }
 
@@ -165,23 +174,20 @@ pub fn result_type(inputs: &[DTypeLike], floatx: DType, x64: bool) -> Result<DTy
     if inputs.is_empty() {
         return Ok(floatx);
     }
-    let nodes: Vec<(Node, bool)> = inputs
-        .iter()
-        .map(|d| match d {
-            DTypeLike::Strong(d) => (Node::D(*d), false),
-            DTypeLike::WeakInt => (Node::I, true),
-            DTypeLike::WeakFloat => (Node::F, true),
-            DTypeLike::WeakComplex => (Node::C, true),
-        })
-        .collect();
-    let all_weak = nodes.iter().all(|(_, w)| *w);
-    let (out, weak) = if nodes.len() == 1 {
-        nodes[0]
-    } else if !all_weak && nodes.iter().all(|(n, _)| *n == nodes[0].0) {
-        (nodes[0].0, false)
+    let node = |d: &DTypeLike| match d {
+        DTypeLike::Strong(d) => (Node::D(*d), false),
+        DTypeLike::WeakInt => (Node::I, true),
+        DTypeLike::WeakFloat => (Node::F, true),
+        DTypeLike::WeakComplex => (Node::C, true),
+    };
+    let first = node(&inputs[0]);
+    let all_weak = inputs.iter().all(|d| node(d).1);
+    let (out, weak) = if inputs.len() == 1 {
+        first
+    } else if !all_weak && inputs.iter().all(|d| node(d).0 == first.0) {
+        (first.0, false)
     } else {
-        let uniq: Vec<Node> = nodes.iter().map(|(n, _)| *n).collect();
-        let lub = least_upper_bound(&uniq)?;
+        let lub = least_upper_bound(inputs.iter().map(|d| node(d).0))?;
         let weak = all_weak || matches!(lub, Node::I | Node::F | Node::C);
         (lub, weak)
     };

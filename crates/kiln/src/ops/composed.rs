@@ -15,6 +15,15 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     maximum(x, 0)
 }
 
+/// `minimum(maximum(x, lo), hi)` (NaN passes through; `lo > hi` gives `hi`).
+pub fn clip<'a, 'b>(
+    x: &Tensor,
+    lo: impl Into<super::Operand<'a>>,
+    hi: impl Into<super::Operand<'b>>,
+) -> Result<Tensor> {
+    minimum(&maximum(x, lo)?, hi)
+}
+
 /// `min(max(x, 0), 6)`.
 pub fn relu6(x: &Tensor) -> Result<Tensor> {
     clip(x, 0, 6)

@@ -281,7 +281,28 @@ pub fn clip<'a, 'b>(
     } else {
         x.clone()
     };
-    minimum(&maximum(&x, lo)?, hi)
+    let (lo, hi) = (lo.into(), hi.into());
+    // Weak numeric bounds leave a real float tensor's dtype as it is (Keras's promotion):
+    // one fused pass where the engine has it, each bound rounded to the dtype as the
+    // composition's weak scalars are.
+    if x.dtype().is_float() {
+        let weak = |o: &Operand<'_>| match o {
+            Operand::Scalar(crate::element::Scalar::Int(i)) => Some(*i as f64),
+            Operand::Scalar(crate::element::Scalar::Float(f)) => Some(*f),
+            _ => None,
+        };
+        if let (Some(l), Some(h)) = (weak(&lo), weak(&hi)) {
+            let r = |v: f64| {
+                crate::array::ArrayData::scalar(crate::element::Scalar::Float(v), x.dtype())
+                    .to_f64_vec()[0]
+            };
+            let act = crate::backend::Activation::Clip { lo: r(l), hi: r(h) };
+            if let Some(s) = x.backend.activation(act, &x.storage)? {
+                return Tensor::from_storage(s, x.backend.clone(), x.device());
+            }
+        }
+    }
+    super::composed::clip(&x, lo, hi)
 }
 
 /// Explicit cast: honoured, or refused where the device lacks `dtype` (never changed into

@@ -80,6 +80,16 @@ pub fn transpose(x: &Tensor, axes: Option<&[usize]>) -> Result<Tensor> {
             format!("{perm:?} is not a permutation of the {n} axes"),
         ));
     }
+    // Axes of size 1 move for free: the permutation only matters among the others.
+    let moved: Vec<usize> = perm
+        .iter()
+        .copied()
+        .filter(|&a| x.shape()[a] != 1)
+        .collect();
+    if moved.windows(2).all(|w| w[0] < w[1]) {
+        let shape: Vec<isize> = perm.iter().map(|&a| x.shape()[a] as isize).collect();
+        return reshape(x, &shape);
+    }
     wrap(x, x.backend.permute(&x.storage, &perm)?)
 }
 
@@ -508,6 +518,15 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         .chain([num_classes])
         .collect();
     crate::array::checked_numel(&out, "one_hot")?;
+    let at = super::place_of(indices);
+    let (d, place) = super::resolve_creation_at("one_hot", dtype, cfg.floatx, at, &cfg)?;
+    // The fused kernel writes on the indices' engine: only where the result belongs there
+    // (not after a cpu-fallback decision).
+    if place == at {
+        if let Some(s) = indices.backend.one_hot(&indices.storage, num_classes, d)? {
+            return Tensor::from_storage(s, indices.backend.clone(), indices.device());
+        }
+    }
     let n = i64::try_from(num_classes).map_err(|_| {
         KilnError::invalid("one_hot", format!("{num_classes} classes do not fit int64"))
     })?;
@@ -534,8 +553,6 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
     let classes = indices
         .upload_like(crate::precision::report::convert_with_report(&all, indices.dtype()).0)?;
     let hit = equal(&expand_dims(&indices, -1)?, &classes)?;
-    let at = super::place_of(&indices);
-    let (d, _) = super::resolve_creation_at("one_hot", dtype, cfg.floatx, at, &cfg)?;
     cast_internal(&hit, d, "one_hot")
 }
 
@@ -547,16 +564,22 @@ fn tri_mask(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
         ));
     }
     let (m, n) = (x.shape()[x.ndim() - 2], x.shape()[x.ndim() - 1]);
-    let v: Vec<bool> = (0..m * n)
-        .map(|p| {
-            let (i, j) = ((p / n) as isize, (p % n) as isize);
-            if upper {
-                j - i >= k
-            } else {
-                j - i <= k
-            }
-        })
-        .collect();
+    let total = crate::array::checked_numel(&[m, n], "triu")?;
+    let mut v: Vec<bool> = Vec::new();
+    v.try_reserve_exact(total)
+        .map_err(|_| KilnError::OutOfMemory {
+            op: if upper { "triu" } else { "tril" }.into(),
+            dtype: DType::Bool,
+            shape: vec![m, n],
+            bytes: total as u128,
+        })?;
+    // Row i keeps columns j with j - i >= k (upper) or j - i <= k (lower): one split per
+    // row, filled as two runs.
+    for i in 0..m as isize {
+        let split = (i + k + if upper { 0 } else { 1 }).clamp(0, n as isize) as usize;
+        v.extend(std::iter::repeat_n(!upper, split));
+        v.extend(std::iter::repeat_n(upper, n - split));
+    }
     x.upload_like(ArrayData::from_shape_vec(&[m, n], v)?)
 }
 
@@ -658,21 +681,46 @@ pub fn trace(x: &Tensor, offset: isize) -> Result<Tensor> {
 pub fn nonzero(x: &Tensor) -> Result<Vec<Tensor>> {
     let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("nonzero", UnaryRule::Index, x.dtype(), &cfg)?;
-    let mask = super::elementwise::not_equal(x, Operand::Scalar(zero_for(x)))?
-        .to_host()?
-        .to_vec::<bool>()?;
+    let mask = super::elementwise::not_equal(x, Operand::Scalar(zero_for(x)))?.to_host()?;
+    let mask = mask.as_array::<bool>()?;
     let shape = x.shape().to_vec();
-    let flat: Vec<usize> = mask
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| **m)
-        .map(|(i, _)| i)
-        .collect();
-    (0..shape.len().max(1))
-        .map(|ax| {
-            let stride: usize = shape.iter().skip(ax + 1).product();
-            let dim = shape.get(ax).copied().unwrap_or(1);
-            let v: Vec<i64> = flat.iter().map(|p| ((p / stride) % dim) as i64).collect();
+    let nd = shape.len().max(1);
+    let count = mask.iter().filter(|m| **m).count();
+    // One index column per axis, walked with an odometer (no division per element).
+    let mut cols: Vec<Vec<i64>> = Vec::with_capacity(nd);
+    for _ in 0..nd {
+        let mut c = Vec::new();
+        c.try_reserve_exact(count)
+            .map_err(|_| KilnError::OutOfMemory {
+                op: "nonzero".into(),
+                dtype: DType::Int64,
+                shape: vec![nd, count],
+                bytes: (nd * count * 8) as u128,
+            })?;
+        cols.push(c);
+    }
+    let dims: Vec<usize> = if shape.is_empty() {
+        vec![1]
+    } else {
+        shape.clone()
+    };
+    let mut pos = vec![0usize; nd];
+    for &m in mask.iter() {
+        if m {
+            for (c, p) in cols.iter_mut().zip(&pos) {
+                c.push(*p as i64);
+            }
+        }
+        for d in (0..nd).rev() {
+            pos[d] += 1;
+            if pos[d] < dims[d] {
+                break;
+            }
+            pos[d] = 0;
+        }
+    }
+    cols.into_iter()
+        .map(|v| {
             let t = x.upload_like(ArrayData::from(v))?;
             cast_internal(&t, out, "nonzero")
         })

@@ -178,6 +178,41 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// `clip` with weak bounds (the fused pass) equals `minimum(maximum(x, lo), hi)`, bounds
+    /// rounded to the dtype as weak scalars are; `one_hot` equals the composition
+    /// `equal(indices[..., None], classes)` cast to the dtype, out-of-range rows all zero.
+    #[test]
+    fn clip_and_one_hot_equal_their_compositions(shape in prop::collection::vec(1usize..30, 1..3), seed in any::<u64>(), lo in -3.0f64..1.0, width in 0.0f64..4.0, classes in 1usize..12) {
+        for (engine, device) in targets() {
+            let _g = Scope::new().backend(Some(engine)).enter();
+            for dtype in FLOATS {
+                let x = tensor(&shape, dtype, seed, 4.0).to_backend(engine).unwrap();
+                let Ok(x) = x.to_device(device) else { continue };
+                let tag = format!("clip {dtype} {engine}@{device} {shape:?} [{lo}, {}]", lo + width);
+                let (a, b) = (ops::clip(&x, lo, lo + width), composed::clip(&x, lo, lo + width));
+                match (a, b) {
+                    (Ok(a), Ok(b)) => if let Err(m) = agree(&a, &b, 0.0, &tag) { prop_assert!(false, "{}", m); },
+                    (a, b) => prop_assert_eq!(a.is_ok(), b.is_ok(), "{}", tag),
+                }
+            }
+            let n: usize = shape.iter().product();
+            let idx: Vec<i32> = values(n, seed, 1.0).iter().map(|v| if v.is_finite() { (v * classes as f64 * 1.3) as i32 } else { -1 }).collect();
+            let t = kiln::convert_to_tensor(&ArrayData::from_shape_vec(&shape, idx.clone()).unwrap(), None, &Device::Cpu).unwrap();
+            let Ok(t) = t.to_backend(engine).and_then(|t| t.to_device(device)) else { continue };
+            let got = ops::one_hot(&t, classes, None).unwrap();
+            prop_assert_eq!(got.dtype(), DType::Float32);
+            let mut want_shape = shape.clone();
+            want_shape.push(classes);
+            prop_assert_eq!(got.shape(), &want_shape[..]);
+            let want: Vec<f64> = idx.iter().flat_map(|&i| (0..classes as i32).map(move |c| if c == i { 1.0 } else { 0.0 })).collect();
+            prop_assert_eq!(got.to_f64_vec().unwrap(), want);
+        }
+    }
+}
+
 #[test]
 fn the_ndarray_engine_takes_the_fused_paths() {
     let be = kiln::backend::ndarray::NdarrayBackend;
@@ -216,6 +251,14 @@ fn the_ndarray_engine_takes_the_fused_paths() {
             "{op:?}"
         );
     }
+    assert!(be
+        .one_hot(
+            &be.upload(ArrayData::from(vec![1i32, 5])).unwrap(),
+            3,
+            DType::Float32
+        )
+        .unwrap()
+        .is_some());
     // Integer activations compose (relu of int32 stays int32 through `maximum`).
     let i = be
         .upload(ArrayData::from_shape_vec(&[2], vec![-1i32, 2]).unwrap())

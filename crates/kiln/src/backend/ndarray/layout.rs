@@ -28,6 +28,14 @@ pub(super) fn strided_copy<T: Element>(v: &ArrayViewD<'_, T>, op: &str) -> Resul
                 None if row.strides()[0] == 0 && !row.is_empty() => {
                     out.extend(std::iter::repeat_n(row[0], row.len()))
                 }
+                None if row.strides()[0] == -1 && !row.is_empty() => {
+                    // A reversed row (a flip): the same memory read backwards.
+                    let len = row.len();
+                    // SAFETY: a view of `len` elements with stride -1 starting at `as_ptr()`
+                    // covers exactly [as_ptr() - (len - 1), as_ptr()].
+                    let s = unsafe { std::slice::from_raw_parts(row.as_ptr().sub(len - 1), len) };
+                    out.extend(s.iter().rev().copied());
+                }
                 None => out.extend(row.iter().copied()),
             }
         }
@@ -103,19 +111,53 @@ pub(super) fn permute<T: Element>(a: &ArrayViewD<'_, T>, axes: &[usize]) -> Resu
     let osp = os[pi];
     let mut out = alloc_for::<T>(n, "transpose", &out_shape)?;
     let dst = out.spare_capacity_mut().as_mut_ptr() as usize;
+    // The register-blocked kernel for this element size, if the CPU has one.
+    let block = transpose_kernel::<T>();
     // One task: the tile row `ta` (TILE values of the input-contiguous dim) of one base.
     let tile_row = |&(bi, bo): &(usize, usize), ta: usize| {
         let a1 = (ta + TILE).min(lp);
         let mut tb = 0;
         while tb < ll {
             let b1 = (tb + TILE).min(ll);
-            for ai in ta..a1 {
-                let o = bo + ai * osp;
-                for bj in tb..b1 {
-                    // SAFETY: o + bj < n: the output index of (.., ai, .., bj) in C order
-                    // of the output shape; every (base, ai, bj) is written exactly once by
+            let mut ai = ta;
+            if let Some((k, kern)) = block {
+                // Full k x k blocks: src rows along b (stride sl), dst rows along a (stride
+                // osp).
+                while ai + k <= a1 {
+                    let mut bj = tb;
+                    while bj + k <= b1 {
+                        // SAFETY: the k x k block at (ai, bj) lies inside both arrays: source
+                        // elements bi + (ai..ai+k) + (bj..bj+k) * sl index `x` (in range as
+                        // in the scalar loop below), destination elements
+                        // bo + (ai..ai+k) * osp + (bj..bj+k) are output slots this task alone
+                        // writes.
+                        unsafe {
+                            kern(
+                                x.as_ptr().add(bi + ai + bj * sl) as *const u8,
+                                sl,
+                                (dst as *mut T).add(bo + ai * osp + bj) as *mut u8,
+                                osp,
+                            )
+                        };
+                        bj += k;
+                    }
+                    for a in ai..ai + k {
+                        let o = bo + a * osp;
+                        for b in bj..b1 {
+                            // SAFETY: as below.
+                            unsafe { (dst as *mut T).add(o + b).write(x[bi + a + b * sl]) };
+                        }
+                    }
+                    ai += k;
+                }
+            }
+            for a in ai..a1 {
+                let o = bo + a * osp;
+                for b in tb..b1 {
+                    // SAFETY: o + b < n: the output index of (.., a, .., b) in C order of
+                    // the output shape; every (base, a, b) is written exactly once by
                     // exactly one task, so the writes never overlap.
-                    unsafe { (dst as *mut T).add(o + bj).write(x[bi + ai + bj * sl]) };
+                    unsafe { (dst as *mut T).add(o + b).write(x[bi + a + b * sl]) };
                 }
             }
             tb = b1;
@@ -140,6 +182,92 @@ pub(super) fn permute<T: Element>(a: &ArrayViewD<'_, T>, axes: &[usize]) -> Resu
     // SAFETY: the tasks cover every (base, ai, bj), i.e. all n output slots.
     unsafe { out.set_len(n) };
     shaped(&out_shape, out)
+}
+
+/// A k x k block transpose for elements of `T`'s size: `dst[a * ds + b] = src[b * ss + a]`
+/// for a, b < k (strides in elements). Block transposes move bits only, so one kernel per
+/// element size serves every dtype of that size.
+type BlockKernel = unsafe fn(*const u8, usize, *mut u8, usize);
+
+fn transpose_kernel<T>() -> Option<(usize, BlockKernel)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::simd::level() != super::simd::Level::Baseline {
+            match std::mem::size_of::<T>() {
+                4 => return Some((8, t8x8_32 as BlockKernel)),
+                8 => return Some((4, t4x4_64 as BlockKernel)),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// 8 x 8 transpose of 4-byte elements in AVX registers (unpack, shuffle, lane permute).
+///
+/// # Safety
+/// The CPU has AVX2; `src` is readable for 8 rows of 8 elements at stride `ss`, `dst`
+/// writable for 8 rows of 8 at stride `ds` (strides in 4-byte elements).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn t8x8_32(src: *const u8, ss: usize, dst: *mut u8, ds: usize) {
+    use std::arch::x86_64::*;
+    let (s, d) = (src as *const f32, dst as *mut f32);
+    // SAFETY (whole body): the caller's contract covers every load and store.
+    unsafe {
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * ss)));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let lo = [u0, u1, u2, u3];
+        let hi = [u4, u5, u6, u7];
+        for i in 0..4 {
+            _mm256_storeu_ps(d.add(i * ds), _mm256_permute2f128_ps::<0x20>(lo[i], hi[i]));
+            _mm256_storeu_ps(
+                d.add((i + 4) * ds),
+                _mm256_permute2f128_ps::<0x31>(lo[i], hi[i]),
+            );
+        }
+    }
+}
+
+/// 4 x 4 transpose of 8-byte elements in AVX registers.
+///
+/// # Safety
+/// As [`t8x8_32`], for 4 rows of 4 8-byte elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn t4x4_64(src: *const u8, ss: usize, dst: *mut u8, ds: usize) {
+    use std::arch::x86_64::*;
+    let (s, d) = (src as *const f64, dst as *mut f64);
+    // SAFETY (whole body): the caller's contract covers every load and store.
+    unsafe {
+        let r0 = _mm256_loadu_pd(s);
+        let r1 = _mm256_loadu_pd(s.add(ss));
+        let r2 = _mm256_loadu_pd(s.add(2 * ss));
+        let r3 = _mm256_loadu_pd(s.add(3 * ss));
+        let t0 = _mm256_unpacklo_pd(r0, r1);
+        let t1 = _mm256_unpackhi_pd(r0, r1);
+        let t2 = _mm256_unpacklo_pd(r2, r3);
+        let t3 = _mm256_unpackhi_pd(r2, r3);
+        _mm256_storeu_pd(d, _mm256_permute2f128_pd::<0x20>(t0, t2));
+        _mm256_storeu_pd(d.add(ds), _mm256_permute2f128_pd::<0x20>(t1, t3));
+        _mm256_storeu_pd(d.add(2 * ds), _mm256_permute2f128_pd::<0x31>(t0, t2));
+        _mm256_storeu_pd(d.add(3 * ds), _mm256_permute2f128_pd::<0x31>(t1, t3));
+    }
 }
 
 /// Concatenation along `axis` of C-order views that agree off-axis.
@@ -178,12 +306,27 @@ pub(super) fn concat<T: Element>(parts: &[ArrayViewD<'_, T>], axis: usize) -> Re
         })
         .collect();
     let blocks: Vec<usize> = parts.iter().map(|p| p.len() / outer.max(1)).collect();
-    let mut out = alloc_for::<T>(n, "concatenate", &shape)?;
-    for o in 0..outer {
-        for (s, &b) in slices.iter().zip(&blocks) {
-            out.extend_from_slice(&s[o * b..(o + 1) * b]);
-        }
-    }
+    let row: usize = blocks.iter().sum();
+    // Output rows (one per outer index) in parallel chunks, each row the parts' blocks.
+    let out = crate::hostmem::par_fill(
+        n,
+        (CHUNK / row.max(1)).max(1) * row.max(1),
+        "concatenate",
+        &shape,
+        |off, o| {
+            let first = off / row.max(1);
+            for (i, orow) in o.chunks_mut(row.max(1)).enumerate() {
+                let oi = first + i;
+                let mut c = 0;
+                for (s, &b) in slices.iter().zip(&blocks) {
+                    for (d, v) in orow[c..c + b].iter_mut().zip(&s[oi * b..(oi + 1) * b]) {
+                        d.write(*v);
+                    }
+                    c += b;
+                }
+            }
+        },
+    )?;
     shaped(&shape, out)
 }
 
@@ -708,6 +851,11 @@ mod tests {
             let got = permute(&a.view(), &perm).unwrap();
             let want = a.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
             prop_assert_eq!(got, want);
+            // 8-byte (4x4 blocks) and 2-byte (scalar tiles) elements too.
+            let d = a.mapv(|v| v as f64);
+            prop_assert_eq!(permute(&d.view(), &perm).unwrap(), d.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned());
+            let h = a.mapv(|v| (v * 100.0) as i16);
+            prop_assert_eq!(permute(&h.view(), &perm).unwrap(), h.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned());
         }
 
         /// Key sorting equals a comparison sort in NumPy's order (NaN last), and argsort is

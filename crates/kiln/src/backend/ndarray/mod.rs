@@ -403,9 +403,17 @@ impl Backend for NdarrayBackend {
     fn unary(&self, op: UnaryOp, s: &Storage) -> Result<Storage> {
         guarded("unary", || {
             on(s, |st, v| {
-                // Identity ops of real dtypes share the buffer (NumPy's `real(x)` is `x`).
+                // Identity ops of real dtypes share the buffer (NumPy's `real(x)` is `x`), and
+                // their imaginary part is lazily zeroed memory.
                 if matches!(op, UnaryOp::Real | UnaryOp::Conj) && !st.dtype().is_complex() {
                     return Ok(s.clone());
+                }
+                if op == UnaryOp::Imag && !st.dtype().is_complex() {
+                    let shape = st.shape().to_vec();
+                    let n = st.data.len();
+                    return Ok(wrap(
+                        crate::with_dtype!(st.dtype(), T => T::wrap(elementwise::shaped(&shape, crate::hostmem::zeroed_for::<T>(n, "imag", &shape)?)?)),
+                    ));
                 }
                 let r = match &v {
                     ArrView::F32(a) => float_predicate(op, a)?,
@@ -552,6 +560,39 @@ impl Backend for NdarrayBackend {
             on(s, |st, v| {
                 check_axes("softmax", st.shape().len(), &[axis])?;
                 Ok(nn::normalize(op, &v, axis)?.map(wrap))
+            })
+        })
+    }
+
+    fn one_hot(&self, indices: &Storage, classes: usize, dtype: DType) -> Result<Option<Storage>> {
+        guarded("one_hot", || {
+            on(indices, |st, v| {
+                let mut shape = st.shape().to_vec();
+                shape.push(classes);
+                let n = crate::array::checked_numel(&shape, "one_hot")?;
+                let idx: Vec<i64> = match &v {
+                    ArrView::I8(a) => a.iter().map(|i| *i as i64).collect(),
+                    ArrView::I16(a) => a.iter().map(|i| *i as i64).collect(),
+                    ArrView::I32(a) => a.iter().map(|i| *i as i64).collect(),
+                    ArrView::I64(a) => a.iter().copied().collect(),
+                    ArrView::U8(a) => a.iter().map(|i| *i as i64).collect(),
+                    ArrView::U16(a) => a.iter().map(|i| *i as i64).collect(),
+                    ArrView::U32(a) => a.iter().map(|i| *i as i64).collect(),
+                    // Beyond i64::MAX is beyond any class count.
+                    ArrView::U64(a) => a.iter().map(|i| i64::try_from(*i).unwrap_or(-1)).collect(),
+                    _ => return Ok(None),
+                };
+                let out = crate::with_dtype!(dtype, T => {
+                    // Zeroed pages, then one store per row (as NumPy's `zeros` + assignment).
+                    let mut buf = crate::hostmem::zeroed_for::<T>(n, "one_hot", &shape)?;
+                    for (row, &i) in buf.chunks_mut(classes.max(1)).zip(&idx) {
+                        if i >= 0 && (i as u64) < classes as u64 {
+                            row[i as usize] = T::one();
+                        }
+                    }
+                    T::wrap(elementwise::shaped(&shape, buf)?)
+                });
+                Ok(Some(wrap(out)))
             })
         })
     }

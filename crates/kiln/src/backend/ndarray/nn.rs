@@ -118,12 +118,16 @@ mod act {
     }
     #[inline(always)]
     pub(super) fn relu6<W: Compute>(x: W) -> W {
-        let six = c::<W>(6.0);
-        let m = relu(x);
-        if m.is_nan() || m < six {
+        clip(x, W::zero(), c::<W>(6.0))
+    }
+    /// NumPy's `minimum(maximum(x, lo), hi)`: NaN passes through both.
+    #[inline(always)]
+    pub(super) fn clip<W: Float>(x: W, lo: W, hi: W) -> W {
+        let m = if x.is_nan() || x > lo { x } else { lo };
+        if m.is_nan() || m < hi {
             m
         } else {
-            six
+            hi
         }
     }
     #[inline(always)]
@@ -169,6 +173,12 @@ where
         Activation::LeakyRelu { negative_slope } => {
             let sl = c::<T::W>(negative_slope);
             map(x, n, move |v: T| T::narrow(act::leaky_relu(v.wide(), sl)))
+        }
+        Activation::Clip { lo, hi } => {
+            let (lo, hi) = (c::<T::W>(lo), c::<T::W>(hi));
+            map(x, "clip", move |v: T| {
+                T::narrow(act::clip(v.wide(), lo, hi))
+            })
         }
     }
 }
