@@ -69,6 +69,52 @@ fn advise_huge(addr: usize, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn advise_huge(_addr: usize, _len: usize) {}
 
+/// The first `n` items of `iter` collected into a fallibly allocated vector (host buffers of
+/// creation ops, whose sizes come from users).
+pub(crate) fn collect_for<T: crate::element::Element>(
+    n: usize,
+    op: &str,
+    shape: &[usize],
+    iter: impl Iterator<Item = T>,
+) -> crate::error::Result<Vec<T>> {
+    let mut v = alloc_for::<T>(n, op, shape)?;
+    v.extend(iter.take(n));
+    Ok(v)
+}
+
+/// Checks, before any work, that an output of `shape` in `dtype` can be allocated: the
+/// element and byte counts must not overflow, and a large buffer is asked of the allocator
+/// once (and given back) so that an engine whose own allocations abort on failure (candle's)
+/// is never handed a size that cannot be met. Returns the element count.
+pub(crate) fn check_output(
+    op: &str,
+    shape: &[usize],
+    dtype: crate::DType,
+) -> crate::error::Result<usize> {
+    let oom = |bytes: u128| crate::error::KilnError::OutOfMemory {
+        op: op.to_string(),
+        dtype,
+        shape: shape.to_vec(),
+        bytes,
+    };
+    let n = shape
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+        .ok_or_else(|| oom(u128::MAX))?;
+    let bytes = n.saturating_mul(dtype.itemsize() as u128);
+    if bytes > isize::MAX as u128 {
+        return Err(oom(bytes));
+    }
+    if bytes >= 64 << 20 {
+        // An untouched reservation costs an mmap and an munmap, not the memory itself.
+        let mut probe: Vec<u8> = Vec::new();
+        probe
+            .try_reserve_exact(bytes as usize)
+            .map_err(|_| oom(bytes))?;
+    }
+    Ok(n as usize)
+}
+
 /// A vector of `n` zeros, allocated fallibly with `alloc_zeroed`: a large one maps fresh
 /// zero pages that the kernel fills on first touch (as NumPy's `zeros` does), instead of
 /// writing every byte up front. Only for element types whose all-zero bit pattern is their

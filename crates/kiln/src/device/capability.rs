@@ -97,9 +97,9 @@ fn all_but(excluded: &[DType]) -> Vec<DType> {
 use DType::*;
 
 /// CPU: the reference ndarray engine computes in every dtype; float32/float64 matmul and
-/// elementwise kernels are accelerated (matrixmultiply's SIMD GEMM, rayon).
+/// elementwise kernels are accelerated (kiln's AVX-512 GEMM, SIMD kernels, rayon).
 const CPU_SOURCE: &str =
-    "kiln's ndarray engine: every dtype has kernels; f32/f64 use matrixmultiply SIMD GEMM";
+    "kiln's ndarray engine: every dtype has kernels; f32/f64 use kiln's SIMD GEMM and kernels";
 
 /// candle-core's CUDA backend (`candle-core/src/cuda_backend`): u8, u32, i64, bf16, f16,
 /// f32, f64; no bool, int8/16, uint16/64 or complex.

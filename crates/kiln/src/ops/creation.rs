@@ -146,13 +146,14 @@ pub fn full_like(x: &Tensor, value: impl Into<Scalar>, dtype: Option<DType>) -> 
 }
 
 /// `start, start + step, ...` below `stop`, as float64 host data.
-pub(crate) fn arange_host(start: f64, stop: f64, step: f64) -> ArrayData {
+pub(crate) fn arange_host(start: f64, stop: f64, step: f64) -> Result<ArrayData> {
     let n = ((stop - start) / step).ceil().max(0.0) as usize;
-    ArrayData::from(
-        (0..n)
-            .map(|i| start + i as f64 * step)
-            .collect::<Vec<f64>>(),
-    )
+    Ok(ArrayData::from(crate::hostmem::collect_for(
+        n,
+        "arange",
+        &[n],
+        (0..n).map(|i| start + i as f64 * step),
+    )?))
 }
 
 /// Evenly spaced values in `[start, stop)`. Without a dtype, Python ints give int32 and
@@ -188,14 +189,23 @@ pub fn arange(
             format!("{n} elements is not a valid size"),
         ));
     }
+    let count = n.max(0.0) as usize;
+    // The host buffer is 8-byte numbers, converted once to `d`.
+    let widest = if d.itemsize() > 8 { d } else { DType::Float64 };
+    crate::hostmem::check_output("arange", &[count], widest)?;
     if let (Scalar::Int(a), Scalar::Int(s)) = (start, step) {
         // Exact integer steps (no float accumulation).
-        let v: Vec<i64> = (0..n.max(0.0) as i64).map(|i| a + i * s).collect();
+        let v = crate::hostmem::collect_for(
+            count,
+            "arange",
+            &[count],
+            (0..count as i64).map(|i| a + i * s),
+        )?;
         return materialize("arange", &ArrayData::from(v), d, dev);
     }
     materialize(
         "arange",
-        &arange_host(start.as_f64(), stop.as_f64(), step.as_f64()),
+        &arange_host(start.as_f64(), stop.as_f64(), step.as_f64())?,
         d,
         dev,
     )
@@ -222,7 +232,13 @@ pub fn linspace(
     )?;
     let div = if endpoint { num.saturating_sub(1) } else { num } as f64;
     let step = if div > 0.0 { (stop - start) / div } else { 0.0 };
-    let mut v: Vec<f64> = (0..num).map(|i| start + i as f64 * step).collect();
+    crate::hostmem::check_output("linspace", &[num], DType::Float64)?;
+    let mut v = crate::hostmem::collect_for(
+        num,
+        "linspace",
+        &[num],
+        (0..num).map(|i| start + i as f64 * step),
+    )?;
     if endpoint && num > 1 {
         v[num - 1] = stop;
     }
@@ -242,8 +258,13 @@ pub fn eye(
     let (d, dev) = resolve_creation("eye", dtype, cfg.floatx, device.unwrap_or(cfg.device), &cfg)?;
     let m = m.unwrap_or(n);
     let total = crate::array::checked_numel(&[n, m], "eye")?;
-    let v: Vec<bool> = (0..total)
-        .map(|p| (p % m) as isize - (p / m) as isize == k)
-        .collect();
+    crate::hostmem::check_output("eye", &[n, m], d)?;
+    let mut v = crate::hostmem::zeroed_for::<bool>(total, "eye", &[n, m])?;
+    for i in 0..n as isize {
+        let j = i + k;
+        if (0..m as isize).contains(&j) {
+            v[(i * m as isize + j) as usize] = true;
+        }
+    }
     materialize("eye", &ArrayData::from_shape_vec(&[n, m], v)?, d, dev)
 }

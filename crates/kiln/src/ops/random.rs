@@ -61,11 +61,14 @@ pub fn random_uniform(
             format!("need finite minval < maxval, got {minval} and {maxval}"),
         ));
     }
-    let n = crate::array::checked_numel(shape, "random_uniform")?;
+    let n = crate::hostmem::check_output("random_uniform", shape, DType::Float64)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let v = (0..n)
-        .map(|_| minval + (maxval - minval) * unit(&mut rng))
-        .collect();
+    let v = crate::hostmem::collect_for(
+        n,
+        "random_uniform",
+        shape,
+        (0..n).map(|_| minval + (maxval - minval) * unit(&mut rng)),
+    )?;
     finish("random_uniform", shape, v, dtype, device)
 }
 
@@ -85,9 +88,9 @@ pub fn random_normal(
             format!("need a finite mean and stddev >= 0, got {mean} and {stddev}"),
         ));
     }
-    let n = crate::array::checked_numel(shape, "random_normal")?;
+    let n = crate::hostmem::check_output("random_normal", shape, DType::Float64)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut v = Vec::with_capacity(n + 1);
+    let mut v = crate::hostmem::alloc_for::<f64>(n.saturating_add(1), "random_normal", shape)?;
     while v.len() < n {
         let u1 = 1.0 - unit(&mut rng); // (0, 1]: log is finite
         let u2 = unit(&mut rng);

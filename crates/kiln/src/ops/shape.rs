@@ -143,6 +143,7 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if x.shape() == shape {
         return Ok(x.clone());
     }
+    crate::hostmem::check_output("broadcast_to", shape, x.dtype())?;
     wrap(x, x.backend.broadcast_to(&x.storage, shape)?)
 }
 
@@ -348,34 +349,57 @@ fn select(x: &Tensor, indices: &[usize], axis: usize) -> Result<Tensor> {
     wrap(x, x.backend.index_select(&x.storage, indices, axis)?)
 }
 
-/// Repeats the whole tensor `reps` times along each axis.
+/// Repeats the whole tensor `reps` times along each axis (NumPy `tile`): one broadcast
+/// copy of `x` with a size-1 axis before each repeated one, `[r0, d0, r1, d1, ..]`, then a
+/// free reshape to `[r0 * d0, r1 * d1, ..]`.
 pub fn tile(x: &Tensor, reps: &[usize]) -> Result<Tensor> {
-    let mut t = x.clone();
-    if reps.len() > t.ndim() {
-        let mut s = vec![1isize; reps.len() - t.ndim()];
-        s.extend(t.shape().iter().map(|d| *d as isize));
-        t = reshape(&t, &s)?;
-    }
-    let off = t.ndim() - reps.len();
-    for (i, r) in reps.iter().enumerate() {
-        let ax = off + i;
-        let n = t.shape()[ax];
-        let idx: Vec<usize> = (0..*r).flat_map(|_| 0..n).collect();
-        t = select(&t, &idx, ax)?;
-    }
-    Ok(t)
+    let nd = reps.len().max(x.ndim());
+    let mut dims = vec![1usize; nd - x.ndim()];
+    dims.extend_from_slice(x.shape());
+    let mut r = vec![1usize; nd - reps.len()];
+    r.extend_from_slice(reps);
+    let interleaved: Vec<usize> = dims.iter().zip(&r).flat_map(|(d, k)| [*k, *d]).collect();
+    let out: Vec<usize> = dims
+        .iter()
+        .zip(&r)
+        .map(|(d, k)| d.checked_mul(*k))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            KilnError::invalid(
+                "tile",
+                format!("tiling {:?} by {reps:?} overflows", x.shape()),
+            )
+        })?;
+    crate::hostmem::check_output("tile", &out, x.dtype())?;
+    let ones: Vec<isize> = dims.iter().flat_map(|d| [1, *d as isize]).collect();
+    let b = broadcast_to(&reshape(x, &ones)?, &interleaved)?;
+    reshape(&b, &out.iter().map(|d| *d as isize).collect::<Vec<_>>())
 }
 
-/// Repeats each element `repeats` times along `axis` (flattened when `None`).
+/// Repeats each element `repeats` times along `axis` (flattened when `None`): one broadcast
+/// copy of `x` with a size-1 axis after `axis`, then a free reshape.
 pub fn repeat(x: &Tensor, repeats: usize, axis: Option<isize>) -> Result<Tensor> {
     let (t, ax) = match axis {
         None => (reshape(x, &[-1])?, 0),
         Some(a) => (x.clone(), normalize_axis(a, x.ndim(), "repeat")?),
     };
-    let idx: Vec<usize> = (0..t.shape()[ax])
-        .flat_map(|i| std::iter::repeat_n(i, repeats))
-        .collect();
-    select(&t, &idx, ax)
+    let mut out = t.shape().to_vec();
+    out[ax] = out[ax].checked_mul(repeats).ok_or_else(|| {
+        KilnError::invalid(
+            "repeat",
+            format!(
+                "repeating an axis of {} by {repeats} overflows",
+                t.shape()[ax]
+            ),
+        )
+    })?;
+    crate::hostmem::check_output("repeat", &out, x.dtype())?;
+    let mut with_one: Vec<isize> = t.shape().iter().map(|d| *d as isize).collect();
+    with_one.insert(ax + 1, 1);
+    let mut wide = t.shape().to_vec();
+    wide.insert(ax + 1, repeats);
+    let b = broadcast_to(&reshape(&t, &with_one)?, &wide)?;
+    reshape(&b, &out.iter().map(|d| *d as isize).collect::<Vec<_>>())
 }
 
 /// Constant padding: `widths[i] = (before, after)` for each axis.
@@ -386,6 +410,19 @@ pub fn pad(x: &Tensor, widths: &[(usize, usize)], value: impl Into<Scalar>) -> R
             format!("{} pad widths for {} axes", widths.len(), x.ndim()),
         ));
     }
+    let out: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(widths)
+        .map(|(d, (l, r))| d.checked_add(*l).and_then(|v| v.checked_add(*r)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            KilnError::invalid(
+                "pad",
+                format!("padding {:?} by {widths:?} overflows", x.shape()),
+            )
+        })?;
+    crate::hostmem::check_output("pad", &out, x.dtype())?;
     wrap(x, x.backend.pad(&x.storage, widths, value.into())?)
 }
 
@@ -519,6 +556,7 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         .collect();
     crate::array::checked_numel(&out, "one_hot")?;
     let at = super::place_of(indices);
+    crate::hostmem::check_output("one_hot", &out, dtype.unwrap_or(cfg.floatx))?;
     let (d, place) = super::resolve_creation_at("one_hot", dtype, cfg.floatx, at, &cfg)?;
     // The fused kernel writes on the indices' engine: only where the result belongs there
     // (not after a cpu-fallback decision).
@@ -549,7 +587,12 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
         cast_internal(indices, wide, "one_hot")?
     };
     fits(indices.dtype())?;
-    let all = ArrayData::from((0..n).collect::<Vec<i64>>());
+    let all = ArrayData::from(crate::hostmem::collect_for(
+        n as usize,
+        "one_hot",
+        &[n as usize],
+        0..n,
+    )?);
     let classes = indices
         .upload_like(crate::precision::report::convert_with_report(&all, indices.dtype()).0)?;
     let hit = equal(&expand_dims(&indices, -1)?, &classes)?;
@@ -583,6 +626,19 @@ fn tri_mask(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
     x.upload_like(ArrayData::from_shape_vec(&[m, n], v)?)
 }
 
+/// `[m, m]` bools, true on diagonal `k` (fallibly allocated: `m` comes from the user).
+fn diag_mask(x: &Tensor, m: usize, k: isize) -> Result<Tensor> {
+    let total = crate::array::checked_numel(&[m, m], "diag")?;
+    let mut v = crate::hostmem::zeroed_for::<bool>(total, "diag", &[m, m])?;
+    for i in 0..m as isize {
+        let j = i + k;
+        if (0..m as isize).contains(&j) {
+            v[(i * m as isize + j) as usize] = true;
+        }
+    }
+    x.upload_like(ArrayData::from_shape_vec(&[m, m], v)?)
+}
+
 fn zero_for(x: &Tensor) -> Scalar {
     if x.dtype() == DType::Bool {
         Scalar::Bool(false)
@@ -605,22 +661,24 @@ pub fn tril(x: &Tensor, k: isize) -> Result<Tensor> {
 pub fn diag(x: &Tensor, k: isize) -> Result<Tensor> {
     match x.ndim() {
         1 => {
+            // `where(j - i == k, x_pad[i or j], 0)`: the padded vector broadcast along the
+            // rows (k >= 0: it is indexed by the row) or the columns (k < 0).
             let n = x.shape()[0];
-            let m = n + k.unsigned_abs();
-            let zero = x.upload_like(ArrayData::full(&[1], Scalar::Int(0), x.dtype())?)?;
-            let ext = concatenate(&[x, &zero], 0)?;
-            let idx: Vec<usize> = (0..m * m)
-                .map(|p| {
-                    let (i, j) = ((p / m) as isize, (p % m) as isize);
-                    let d = if k >= 0 { i } else { j };
-                    if j - i == k {
-                        d as usize
-                    } else {
-                        n
-                    }
-                })
-                .collect();
-            reshape(&select(&ext, &idx, 0)?, &[m as isize, m as isize])
+            let m = n.checked_add(k.unsigned_abs()).ok_or_else(|| {
+                KilnError::invalid(
+                    "diag",
+                    format!("a diagonal {k} off a vector of {n} overflows"),
+                )
+            })?;
+            crate::hostmem::check_output("diag", &[m, m], x.dtype())?;
+            let mask = diag_mask(x, m, k)?;
+            let xp = pad(x, &[(0, k.unsigned_abs())], zero_for(x))?;
+            let v = if k >= 0 {
+                reshape(&xp, &[m as isize, 1])?
+            } else {
+                reshape(&xp, &[1, m as isize])?
+            };
+            r#where(&mask, &v, Operand::Scalar(zero_for(x)))
         }
         2 => {
             let (m, n) = (x.shape()[0] as isize, x.shape()[1] as isize);

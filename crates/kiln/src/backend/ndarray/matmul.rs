@@ -1,34 +1,61 @@
 //! Batched matrix products of the ndarray engine. Operands are strided views: a transposed
 //! operand (`transpose_a`/`transpose_b`) is the stored array with its last two axes
-//! swapped, handed to the GEMM as strides, never copied. Float32/float64 run a threaded
-//! SIMD GEMM; half types accumulate in float32 and round once; other dtypes run the
-//! reference triple loop.
+//! swapped, handed to the GEMM as strides, never copied. Float types run kiln's GEMM
+//! (`gemm.rs`: AVX-512 microkernels, threaded; half types accumulate in float32 and round
+//! once); other dtypes run the reference triple loop.
 
 use super::ArrView;
 use crate::array::{ArrayData, HostElement};
-use crate::dtype::DType;
 use crate::element::Element;
 use crate::error::{KilnError, Result};
 use crate::hostmem::alloc_for;
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Dimension, IxDyn};
 
-/// matrixmultiply's `sgemm`/`dgemm` signature.
+/// The GEMM signature of `gemm.rs` (C = A · B over strides, C overwritten).
 type GemmFn<T> = unsafe fn(
     usize,
     usize,
     usize,
-    T,
     *const T,
     isize,
     isize,
     *const T,
     isize,
     isize,
-    T,
     *mut T,
     isize,
     isize,
+    usize,
 );
+
+/// The batched GEMM signature (uniform batch strides).
+type BatchedFn<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    usize,
+    *const T,
+    isize,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    isize,
+    *mut T,
+    isize,
+    isize,
+    isize,
+    usize,
+);
+
+/// The common step (in elements) between consecutive views, if they are evenly spaced.
+fn even_stride<T>(views: &[ArrayView2<'_, T>]) -> Option<isize> {
+    let p: Vec<isize> = views.iter().map(|v| v.as_ptr() as isize).collect();
+    let step = p.get(1).map_or(0, |x| x - p[0]);
+    let size = std::mem::size_of::<T>() as isize;
+    (step % size == 0 && p.windows(2).all(|w| w[1] - w[0] == step)).then_some(step / size)
+}
 
 /// `x`, or `x` with its last two axes swapped (a free view).
 fn maybe_t<'s, T>(x: &'s ArrayViewD<'_, T>, t: bool) -> ArrayViewD<'s, T> {
@@ -40,45 +67,76 @@ fn maybe_t<'s, T>(x: &'s ArrayViewD<'_, T>, t: bool) -> ArrayViewD<'s, T> {
     v
 }
 
-/// Batched GEMM through `gemm` for one float type.
+/// Batched GEMM through `gemm.rs` for one float type.
 fn gemm_batched<'a, T: Element>(
     a: ArrayViewD<'a, T>,
     b: ArrayViewD<'a, T>,
     gemm: GemmFn<T>,
+    batched: BatchedFn<T>,
 ) -> Result<ArrayD<T>> {
     let (out_shape, ab, bb) = batch_views(a, b)?;
     let m = ab.first().map_or(0, |v| v.nrows());
     let n = bb.first().map_or(0, |v| v.ncols());
     let k = ab.first().map_or(0, |v| v.ncols());
     let total: usize = out_shape.iter().product();
-    // No zero fill: with beta = 0 the GEMM writes every element of C without reading it.
+    // No zero fill: the GEMM writes every element of C without reading it.
     let mut out: Vec<T> = alloc_for(total, "matmul", &out_shape)?;
     let base = out.spare_capacity_mut().as_mut_ptr() as *mut T;
+    let threads = rayon::current_num_threads();
     if m * n > 0 {
-        for (i, (av, bv)) in ab.iter().zip(bb.iter()).enumerate() {
-            let (ars, bs) = (av.strides(), bv.strides());
-            // SAFETY: A and B pointers/strides come from live ndarray views of shapes (m,k)
-            // and (k,n) (strides may be those of transposed or broadcast views, which the
-            // GEMM reads through); C is batch i of a fresh row-major [batch, m, n] buffer of
-            // `total` elements, so [i*m*n, (i+1)*m*n) is in bounds. The GEMM accesses only
-            // those bounds and, with beta = 0, writes C without reading it (zeros if k == 0).
+        if let (true, Some(sa), Some(sb)) = (ab.len() > 1, even_stride(&ab), even_stride(&bb)) {
+            let (ars, bs) = (ab[0].strides(), bb[0].strides());
+            // SAFETY: batch q of A/B starts q * sa / q * sb elements after the first view's
+            // pointer (checked evenly spaced above) and is a live (m, k) / (k, n) view with
+            // these strides; C batch q is [q*m*n, (q+1)*m*n) of the fresh buffer of `total`
+            // elements, disjoint across q and from A and B. C is written, never read.
             unsafe {
-                gemm(
+                batched(
+                    ab.len(),
                     m,
-                    k,
                     n,
-                    T::one(),
-                    av.as_ptr(),
+                    k,
+                    ab[0].as_ptr(),
+                    sa,
                     ars[0],
                     ars[1],
-                    bv.as_ptr(),
+                    bb[0].as_ptr(),
+                    sb,
                     bs[0],
                     bs[1],
-                    T::zero(),
-                    base.add(i * m * n),
+                    base,
+                    (m * n) as isize,
                     n as isize,
                     1,
-                );
+                    threads,
+                )
+            };
+        } else {
+            for (i, (av, bv)) in ab.iter().zip(bb.iter()).enumerate() {
+                let (ars, bs) = (av.strides(), bv.strides());
+                // SAFETY: A and B pointers/strides come from live ndarray views of shapes
+                // (m,k) and (k,n) (strides may be those of transposed or broadcast views,
+                // which the GEMM reads through); C is batch i of a fresh row-major [batch, m,
+                // n] buffer of `total` elements, so [i*m*n, (i+1)*m*n) is in bounds and
+                // disjoint from A and B. The GEMM writes C without reading it (zeros if
+                // k == 0).
+                unsafe {
+                    gemm(
+                        m,
+                        n,
+                        k,
+                        av.as_ptr(),
+                        ars[0],
+                        ars[1],
+                        bv.as_ptr(),
+                        bs[0],
+                        bs[1],
+                        base.add(i * m * n),
+                        n as isize,
+                        1,
+                        threads,
+                    );
+                }
             }
         }
     }
@@ -174,34 +232,32 @@ pub(super) fn matmul_generic<'a, T: Element>(
 
 /// `op(a) @ op(b)` where `op` transposes the last two axes when asked.
 pub(super) fn matmul(da: &ArrView<'_>, db: &ArrView<'_>, ta: bool, tb: bool) -> Result<ArrayData> {
+    use super::gemm;
     Ok(match (da, db) {
         (ArrView::F32(x), ArrView::F32(y)) => ArrayData::F32(gemm_batched(
             maybe_t(x, ta),
             maybe_t(y, tb),
-            matrixmultiply::sgemm,
+            gemm::sgemm,
+            gemm::sgemm_batched,
         )?),
         (ArrView::F64(x), ArrView::F64(y)) => ArrayData::F64(gemm_batched(
             maybe_t(x, ta),
             maybe_t(y, tb),
-            matrixmultiply::dgemm,
+            gemm::dgemm,
+            gemm::dgemm_batched,
         )?),
-        (ArrView::F16(_), ArrView::F16(_)) | (ArrView::BF16(_), ArrView::BF16(_)) => {
-            // Accumulate in f32, round once at the end.
-            let x = super::elementwise::cast(da, DType::Float32)?;
-            let y = super::elementwise::cast(db, DType::Float32)?;
-            let (ArrayData::F32(x), ArrayData::F32(y)) = (&x, &y) else {
-                return Err(KilnError::invalid(
-                    "matmul",
-                    "the f32 copies of half operands are not f32",
-                ));
-            };
-            let r = gemm_batched(
-                maybe_t(&x.view(), ta),
-                maybe_t(&y.view(), tb),
-                matrixmultiply::sgemm,
-            )?;
-            super::elementwise::cast(&ArrView::F32(r.view()), super::dtype_of(da))?
-        }
+        (ArrView::F16(x), ArrView::F16(y)) => ArrayData::F16(gemm_batched(
+            maybe_t(x, ta),
+            maybe_t(y, tb),
+            gemm::hgemm_f16,
+            gemm::hgemm_f16_batched,
+        )?),
+        (ArrView::BF16(x), ArrView::BF16(y)) => ArrayData::BF16(gemm_batched(
+            maybe_t(x, ta),
+            maybe_t(y, tb),
+            gemm::hgemm_bf16,
+            gemm::hgemm_bf16_batched,
+        )?),
         _ => super::with_view!(da, x, T => {
             let d = super::dtype_of(da);
             let y = <T as super::ViewElement>::of(db).ok_or_else(|| {
@@ -222,7 +278,13 @@ mod tests {
     fn batched_matmul_broadcasts_and_handles_empty_contractions() {
         let a = arr(&[2, 1, 3, 4], 1);
         let b = arr(&[5, 4, 2], 2);
-        let c = gemm_batched(a.view(), b.view(), matrixmultiply::sgemm).unwrap();
+        let c = gemm_batched(
+            a.view(),
+            b.view(),
+            super::super::gemm::sgemm,
+            super::super::gemm::sgemm_batched,
+        )
+        .unwrap();
         assert_eq!(c.shape(), &[2, 5, 3, 2]);
         let g = matmul_generic(a.view(), b.view()).unwrap();
         for (x, y) in c.iter().zip(g.iter()) {
@@ -231,7 +293,8 @@ mod tests {
         let e = gemm_batched(
             arr(&[3, 0], 1).view(),
             arr(&[0, 2], 2).view(),
-            matrixmultiply::sgemm,
+            super::super::gemm::sgemm,
+            super::super::gemm::sgemm_batched,
         )
         .unwrap();
         assert_eq!(e, ArrayD::<f32>::zeros(IxDyn(&[3, 2])));

@@ -13,6 +13,7 @@
 
 mod arith;
 mod elementwise;
+mod gemm;
 mod half_conv;
 mod layout;
 mod matmul;
