@@ -79,7 +79,7 @@ pub fn full(
     let value = value.into();
     let default = result_type(&[like(value)], cfg.floatx, cfg.x64)?;
     let (d, dev) = resolve_creation("full", dtype, default, device.unwrap_or(cfg.device), &cfg)?;
-    crate::array::checked_numel(shape, "full")?;
+    crate::hostmem::check_output("full", shape, d)?;
     fits("full", value, d)?;
     upload(ArrayData::full(shape, value, d)?, dev)
 }
@@ -103,7 +103,7 @@ pub fn zeros(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> R
         device.unwrap_or(cfg.device),
         &cfg,
     )?;
-    crate::array::checked_numel(shape, "zeros")?;
+    crate::hostmem::check_output("zeros", shape, d)?;
     upload(ArrayData::full(shape, Scalar::Int(0), d)?, dev)
 }
 
@@ -118,7 +118,7 @@ pub fn ones(shape: &[usize], dtype: Option<DType>, device: Option<Device>) -> Re
         device.unwrap_or(cfg.device),
         &cfg,
     )?;
-    crate::array::checked_numel(shape, "ones")?;
+    crate::hostmem::check_output("ones", shape, d)?;
     upload(ArrayData::full(shape, Scalar::Int(1), d)?, dev)
 }
 

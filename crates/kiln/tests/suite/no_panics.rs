@@ -174,3 +174,109 @@ fn direct_backend_calls_with_bad_arguments() {
         no_panic("reshape", || assert!(be.reshape(&s, &[7]).is_err()));
     }
 }
+
+/// Sizes a user chooses that no machine can hold (beyond the 2^47-byte user address space of
+/// x86-64, so they fail whatever the kernel's overcommit setting) are errors that name the op
+/// and the bytes, on every engine: never an abort (which `catch_unwind` could not catch: the
+/// test process would die) and never a panic. Before this, `tile(&v, &[1 << 62])` and
+/// `diag(&v, 1 << 40)` aborted on allocation and `repeat(&v, 1 << 62, None)` panicked on
+/// capacity overflow.
+#[test]
+fn impossible_sizes_are_errors_not_aborts() {
+    let big = 1usize << 46; // 2^46 float32 = 2^48 bytes
+    for e in 0..common::targets().len() {
+        let _e = engine_scope(e);
+        let v = tensor(&[3], DType::Float32);
+        let i = tensor(&[2], DType::Int32);
+        let m = tensor(&[2, 2], DType::Float32);
+        let device = kiln::precision::config::current().unwrap().device;
+        type Case<'a> = (&'a str, Box<dyn Fn() -> kiln::Result<Tensor> + 'a>);
+        let cases: Vec<Case> = vec![
+            ("tile 2^62", Box::new(|| ops::tile(&v, &[1 << 62]))),
+            ("tile 2^46", Box::new(|| ops::tile(&v, &[big]))),
+            (
+                "tile 2^40 x 2^40",
+                Box::new(|| ops::tile(&m, &[1 << 40, 1 << 40])),
+            ),
+            ("repeat 2^62", Box::new(|| ops::repeat(&v, 1 << 62, None))),
+            (
+                "repeat usize::MAX",
+                Box::new(|| ops::repeat(&v, usize::MAX, Some(0))),
+            ),
+            ("diag 2^40", Box::new(|| ops::diag(&v, 1 << 40))),
+            ("diag -2^40", Box::new(|| ops::diag(&v, -(1 << 40)))),
+            ("diag isize::MAX", Box::new(|| ops::diag(&v, isize::MAX))),
+            ("pad 2^62", Box::new(|| ops::pad(&v, &[(1 << 62, 0)], 0.0))),
+            (
+                "pad usize::MAX",
+                Box::new(|| ops::pad(&v, &[(usize::MAX, 1)], 0.0)),
+            ),
+            (
+                "broadcast_to 2^46",
+                Box::new(|| ops::broadcast_to(&v, &[big, 3])),
+            ),
+            (
+                "broadcast_to overflow",
+                Box::new(|| ops::broadcast_to(&v, &[1 << 62, 1 << 62, 3])),
+            ),
+            ("one_hot 2^46", Box::new(|| ops::one_hot(&i, big, None))),
+            ("one_hot 2^62", Box::new(|| ops::one_hot(&i, 1 << 62, None))),
+            (
+                "linspace 2^62",
+                Box::new(|| ops::linspace(0.0, 1.0, 1 << 62, true, None, None)),
+            ),
+            (
+                "arange 1e12",
+                Box::new(|| ops::arange(0, 1_000_000_000_000i64, 1, None, None)),
+            ),
+            (
+                "arange float",
+                Box::new(|| ops::arange(0.0, 1e11, 0.01, None, None)),
+            ),
+            (
+                "zeros 2^46",
+                Box::new(|| ops::zeros(&[big], None, Some(device))),
+            ),
+            (
+                "ones 2^62",
+                Box::new(|| ops::ones(&[1 << 62], None, Some(device))),
+            ),
+            (
+                "full overflow",
+                Box::new(|| ops::full(&[1 << 62, 1 << 62], 1.0, None, Some(device))),
+            ),
+            (
+                "eye 2^31",
+                Box::new(|| ops::eye(1 << 31, None, 0, None, Some(device))),
+            ),
+            (
+                "random_uniform 2^46",
+                Box::new(|| ops::random_uniform(&[big], 0.0, 1.0, None, 0, Some(device))),
+            ),
+            (
+                "random_normal 2^62",
+                Box::new(|| ops::random_normal(&[1 << 62], 0.0, 1.0, None, 0, Some(device))),
+            ),
+        ];
+        for (what, f) in &cases {
+            let r = catch_unwind(AssertUnwindSafe(f));
+            match r {
+                Err(_) => panic!("{what}: panicked"),
+                Ok(Ok(t)) => panic!("{what}: gave a tensor of shape {:?}", t.shape()),
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    if std::env::var("KILN_SHOW").is_ok() {
+                        eprintln!("{what}: {msg}");
+                    }
+                    assert!(
+                        msg.contains("bytes")
+                            || msg.contains("overflow")
+                            || msg.contains("not a valid size")
+                            || msg.contains("fit"),
+                        "{what}: {msg}"
+                    );
+                }
+            }
+        }
+    }
+}
