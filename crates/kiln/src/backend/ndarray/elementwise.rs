@@ -2,7 +2,7 @@
 //!
 //! The layouts that dominate real work have fast paths that write straight into a fresh
 //! (fallibly allocated, huge-page advised) buffer, in parallel chunks when large, each chunk
-//! compiled for the CPU's widest vector unit ([`super::simd::run`]):
+//! compiled for the CPU's widest vector unit (`simd::kernel!`):
 //! * contiguous operands of one shape;
 //! * a contiguous operand with a broadcast *trailing* block (a bias row `[n]` against
 //!   `[m, n]`, a scalar);
@@ -28,6 +28,55 @@ use std::mem::MaybeUninit;
 /// Elements per parallel task (a multiple of every SIMD width).
 pub(super) const CHUNK: usize = 1 << 16;
 
+simd::kernel! {
+    /// `o[i] = f(x[i])`.
+    fn map_chunk[T: Copy, U, F: Fn(T) -> U](o: &mut [MaybeUninit<U>], x: &[T], f: F) where [] {
+        for (slot, v) in o.iter_mut().zip(x) {
+            slot.write(f(*v));
+        }
+    }
+}
+
+simd::kernel! {
+    /// `o[i] = f(a[i], b[i])`.
+    fn zip_chunk[T: Copy, U, F: Fn(T, T) -> U](o: &mut [MaybeUninit<U>], a: &[T], b: &[T], f: F) where [] {
+        for ((slot, x), y) in o.iter_mut().zip(a).zip(b) {
+            slot.write(f(*x, *y));
+        }
+    }
+}
+
+simd::kernel! {
+    /// Each row of `l` of `full` against the row `part`: `o[i][j] = f(full[i][j], part[j])`.
+    fn rows_chunk[T: Copy, U, F: Fn(T, T) -> U](o: &mut [MaybeUninit<U>], full: &[T], part: &[T], l: usize, f: F) where [] {
+        for (ob, xb) in o.chunks_mut(l).zip(full.chunks(l)) {
+            for ((slot, x), y) in ob.iter_mut().zip(xb).zip(part) {
+                slot.write(f(*x, *y));
+            }
+        }
+    }
+}
+
+simd::kernel! {
+    /// Each row of `l` of `full` against one element of `col`: `o[i][j] = f(full[i][j], col[i])`.
+    fn cols_chunk[T: Copy, U, F: Fn(T, T) -> U](o: &mut [MaybeUninit<U>], full: &[T], col: &[T], l: usize, f: F) where [] {
+        for ((ob, xb), y) in o.chunks_mut(l).zip(full.chunks(l)).zip(col) {
+            for (slot, x) in ob.iter_mut().zip(xb) {
+                slot.write(f(*x, *y));
+            }
+        }
+    }
+}
+
+simd::kernel! {
+    /// `o[i] = c[i] ? a[i] : b[i]`.
+    fn select_chunk[T: Copy](o: &mut [MaybeUninit<T>], c: &[bool], a: &[T], b: &[T]) where [] {
+        for (((slot, c), x), y) in o.iter_mut().zip(c).zip(a).zip(b) {
+            slot.write(if *c { *x } else { *y });
+        }
+    }
+}
+
 /// Wraps a freshly filled C-order buffer of `shape`.
 pub(super) fn shaped<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
     ArrayD::from_shape_vec(IxDyn(shape), v)
@@ -47,11 +96,7 @@ where
     let n = a.len();
     let v = match a.as_slice() {
         Some(s) => par_fill(n, CHUNK, op, a.shape(), |off, o: &mut [MaybeUninit<U>]| {
-            simd::run(|| {
-                for (slot, x) in o.iter_mut().zip(&s[off..]) {
-                    slot.write(f(*x));
-                }
-            })
+            map_chunk(o, &s[off..], f)
         })?,
         None => {
             let mut v = alloc_for::<U>(n, op, a.shape())?;
@@ -176,11 +221,7 @@ where
     let (sa, sb) = (a.as_slice()?, b.as_slice()?);
     let v = if sa.len() == n && sb.len() == n {
         par_fill(n, CHUNK, op, shape, |off, o: &mut [MaybeUninit<U>]| {
-            simd::run(|| {
-                for ((slot, x), y) in o.iter_mut().zip(&sa[off..]).zip(&sb[off..]) {
-                    slot.write(f(*x, *y));
-                }
-            })
+            zip_chunk(o, &sa[off..], &sb[off..], f)
         })
     } else if sa.len() == n || sb.len() == n {
         // One operand is full; the other repeats as a trailing or a leading block.
@@ -195,33 +236,16 @@ where
             if l == 1 {
                 let y = part[0];
                 par_fill(n, CHUNK, op, shape, |off, o: &mut [MaybeUninit<U>]| {
-                    simd::run(|| {
-                        for (slot, x) in o.iter_mut().zip(&full[off..]) {
-                            slot.write(g(*x, y));
-                        }
-                    })
+                    map_chunk(o, &full[off..], move |x| g(x, y))
                 })
             } else {
                 block_fill(n, l, op, shape, |off, o| {
-                    simd::run(|| {
-                        for (ob, xb) in o.chunks_mut(l).zip(full[off..].chunks(l)) {
-                            for ((slot, x), y) in ob.iter_mut().zip(xb).zip(part) {
-                                slot.write(g(*x, *y));
-                            }
-                        }
-                    })
+                    rows_chunk(o, &full[off..], part, l, g)
                 })
             }
         } else if let Some(l) = leading_block(part_shape, shape) {
             block_fill(n, l, op, shape, |off, o| {
-                simd::run(|| {
-                    for (i, (ob, xb)) in o.chunks_mut(l).zip(full[off..].chunks(l)).enumerate() {
-                        let y = part[off / l + i];
-                        for (slot, x) in ob.iter_mut().zip(xb) {
-                            slot.write(g(*x, y));
-                        }
-                    }
-                })
+                cols_chunk(o, &full[off..], &part[off / l..], l, g)
             })
         } else {
             return None;
@@ -295,13 +319,7 @@ pub(super) fn select<T: Element>(
     if let (Some(sc), Some(sa), Some(sb)) = (c.as_slice(), a.as_slice(), b.as_slice()) {
         if sc.len() == n && sa.len() == n && sb.len() == n {
             let v = par_fill(n, CHUNK, "where", shape, |off, o: &mut [MaybeUninit<T>]| {
-                simd::run(|| {
-                    for (((slot, c), x), y) in
-                        o.iter_mut().zip(&sc[off..]).zip(&sa[off..]).zip(&sb[off..])
-                    {
-                        slot.write(if *c { *x } else { *y });
-                    }
-                })
+                select_chunk(o, &sc[off..], &sa[off..], &sb[off..])
             })?;
             return shaped(shape, v);
         }

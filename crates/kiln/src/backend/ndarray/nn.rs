@@ -265,6 +265,118 @@ where
     }
 }
 
+/// Softmax of one row in two passes over the output: `exp(x - m)` written (and summed in
+/// f64 lanes) once, then divided in place. Only where the element is its own compute type
+/// (f32, f64), so the stored exponential is exact.
+#[inline(always)]
+fn softmax_store<T: FloatIn>(x: &[T], o: &mut [MaybeUninit<T>], m: T::W)
+where
+    T::W: Compute,
+{
+    let mut acc = [0f64; LANES];
+    let mut oc = o.chunks_exact_mut(LANES);
+    let mut xc = x.chunks_exact(LANES);
+    for (ob, xb) in (&mut oc).zip(&mut xc) {
+        for i in 0..LANES {
+            let e: T::W = FloatMath::exp(xb[i].wide() - m);
+            ob[i].write(T::narrow(e));
+            acc[i] += e.to_f64().unwrap_or(f64::NAN);
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for (slot, v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
+        let e: T::W = FloatMath::exp(v.wide() - m);
+        slot.write(T::narrow(e));
+        s += e.to_f64().unwrap_or(f64::NAN);
+    }
+    let s = c::<T::W>(s);
+    for slot in o.iter_mut() {
+        // SAFETY: the loops above wrote every slot of `o` (it has x's length).
+        let e = unsafe { slot.assume_init() }.wide();
+        slot.write(T::narrow(e / s));
+    }
+}
+
+/// Softmax / log_softmax of one row (the row stays in cache across the passes).
+#[inline(always)]
+fn norm_one<T: FloatIn>(op: Normalize, mx: Max<T>, xr: &[T], o: &mut [MaybeUninit<T>])
+where
+    T::W: Compute,
+{
+    let m = row(mx, xr);
+    if op == Normalize::Softmax && std::mem::size_of::<T>() == std::mem::size_of::<T::W>() {
+        return softmax_store(xr, o, m);
+    }
+    let s = sum_exp(xr, m);
+    write_row(op, xr, o, m, s);
+}
+
+simd::kernel! {
+    /// Softmax / log_softmax of every row of length `r`.
+    fn rows[T: FloatIn](op: Normalize, mx: Max<T>, slots: &mut [MaybeUninit<T>], x: &[T], r: usize)
+    where [T::W: Compute]
+    {
+        for (oc, xc) in slots.chunks_mut(r).zip(x.chunks(r)) {
+            norm_one(op, mx, xc, oc)
+        }
+    }
+}
+
+simd::kernel! {
+    /// The maximum of a long row's chunk.
+    fn max_k[T: FloatIn](mx: Max<T>, x: &[T]) -> T::W where [] {
+        row(mx, x)
+    }
+}
+
+simd::kernel! {
+    /// The exp-sum of a long row's chunk.
+    fn sum_exp_k[T: FloatIn](x: &[T], m: T::W) -> f64 where [T::W: Compute] {
+        sum_exp(x, m)
+    }
+}
+
+simd::kernel! {
+    /// The output of a long row's chunk.
+    fn write_k[T: FloatIn](op: Normalize, x: &[T], o: &mut [MaybeUninit<T>], m: T::W, s: f64) where [T::W: Compute] {
+        write_row(op, x, o, m, s)
+    }
+}
+
+simd::kernel! {
+    /// Softmax / log_softmax along the rows (of `l`) of one block: a max row and an exp-sum
+    /// row, then the output.
+    fn cols[T: FloatIn](op: Normalize, mx: Max<T>, xb: &[T], ob: &mut [MaybeUninit<T>], l: usize) where [T::W: Compute] {
+        let mut m = vec![mx.init(); l];
+        let mut s = vec![0f64; l];
+        for xr in xb.chunks_exact(l) {
+            for (mj, v) in m.iter_mut().zip(xr) {
+                *mj = mx.step(*mj, *v);
+            }
+        }
+        for xr in xb.chunks_exact(l) {
+            for ((sj, v), mj) in s.iter_mut().zip(xr).zip(&m) {
+                let e: T::W = FloatMath::exp(v.wide() - *mj);
+                *sj += e.to_f64().unwrap_or(f64::NAN);
+            }
+        }
+        let (sw, lw): (Vec<T::W>, Vec<T::W>) =
+            s.iter().map(|v| (c::<T::W>(*v), c::<T::W>(v.ln()))).unzip();
+        for (xr, or) in xb.chunks_exact(l).zip(ob.chunks_mut(l)) {
+            for ((((slot, v), mj), sj), lj) in or.iter_mut().zip(xr).zip(&m).zip(&sw).zip(&lw) {
+                let y = match op {
+                    Normalize::Softmax => {
+                        let e: T::W = FloatMath::exp(v.wide() - *mj);
+                        e / *sj
+                    }
+                    Normalize::LogSoftmax => (v.wide() - *mj) - *lj,
+                };
+                slot.write(T::narrow(y));
+            }
+        }
+    }
+}
+
 fn norm_typed<T>(op: Normalize, a: &ArrayViewD<'_, T>, axis: usize) -> Result<ArrayD<T>>
 where
     T: FloatIn + Element,
@@ -290,91 +402,35 @@ where
     let slots = &mut out.spare_capacity_mut()[..n];
     let mx = Max::<T>(std::marker::PhantomData);
     if l == 1 {
-        // Rows: the whole row stays in cache across the three passes.
-        #[inline(always)]
-        fn one<T: FloatIn>(op: Normalize, mx: Max<T>, xr: &[T], o: &mut [MaybeUninit<T>])
-        where
-            T::W: Compute,
-        {
-            let m = row(mx, xr);
-            let s = sum_exp(xr, m);
-            write_row(op, xr, o, m, s);
-        }
         if n >= PAR_MIN && n / r >= 2 {
             let per = (PAR_MIN / r).max(1);
             slots
                 .par_chunks_mut(per * r)
                 .zip(x.par_chunks(per * r))
-                .for_each(|(o, xr)| {
-                    simd::run(|| {
-                        for (oc, xc) in o.chunks_mut(r).zip(xr.chunks(r)) {
-                            one(op, mx, xc, oc)
-                        }
-                    })
-                });
+                .for_each(|(o, xr)| rows(op, mx, o, xr, r));
         } else if n >= PAR_MIN {
             // One long row: each pass split across threads.
             const C: usize = 1 << 16;
             let m = x
                 .par_chunks(C)
-                .map(|ch| simd::run(|| row(mx, ch)))
+                .map(|ch| max_k(mx, ch))
                 .reduce(|| mx.init(), |a, b| mx.merge(a, b));
-            let s: f64 = x.par_chunks(C).map(|ch| simd::run(|| sum_exp(ch, m))).sum();
+            let s: f64 = x.par_chunks(C).map(|ch| sum_exp_k(ch, m)).sum();
             slots
                 .par_chunks_mut(C)
                 .zip(x.par_chunks(C))
-                .for_each(|(o, xr)| simd::run(|| write_row(op, xr, o, m, s)));
+                .for_each(|(o, xr)| write_k(op, xr, o, m, s));
         } else {
-            simd::run(|| {
-                for (oc, xc) in slots.chunks_mut(r).zip(x.chunks(r)) {
-                    one(op, mx, xc, oc)
-                }
-            });
+            rows(op, mx, slots, &x, r);
         }
+    } else if n >= PAR_MIN && n / (r * l) >= 2 {
+        slots
+            .par_chunks_mut(r * l)
+            .zip(x.par_chunks(r * l))
+            .for_each(|(o, xb)| cols(op, mx, xb, o, l));
     } else {
-        // Columns: a max row and an exp-sum row per outer index.
-        let block = |xb: &[T], ob: &mut [MaybeUninit<T>]| {
-            let mut m = vec![mx.init(); l];
-            let mut s = vec![0f64; l];
-            simd::run(|| {
-                for xr in xb.chunks_exact(l) {
-                    for (mj, v) in m.iter_mut().zip(xr) {
-                        *mj = mx.step(*mj, *v);
-                    }
-                }
-                for xr in xb.chunks_exact(l) {
-                    for ((sj, v), mj) in s.iter_mut().zip(xr).zip(&m) {
-                        let e: T::W = FloatMath::exp(v.wide() - *mj);
-                        *sj += e.to_f64().unwrap_or(f64::NAN);
-                    }
-                }
-                let (sw, lw): (Vec<T::W>, Vec<T::W>) =
-                    s.iter().map(|v| (c::<T::W>(*v), c::<T::W>(v.ln()))).unzip();
-                for (xr, or) in xb.chunks_exact(l).zip(ob.chunks_mut(l)) {
-                    for ((((slot, v), mj), sj), lj) in
-                        or.iter_mut().zip(xr).zip(&m).zip(&sw).zip(&lw)
-                    {
-                        let y = match op {
-                            Normalize::Softmax => {
-                                let e: T::W = FloatMath::exp(v.wide() - *mj);
-                                e / *sj
-                            }
-                            Normalize::LogSoftmax => (v.wide() - *mj) - *lj,
-                        };
-                        slot.write(T::narrow(y));
-                    }
-                }
-            })
-        };
-        if n >= PAR_MIN && n / (r * l) >= 2 {
-            slots
-                .par_chunks_mut(r * l)
-                .zip(x.par_chunks(r * l))
-                .for_each(|(o, xb)| block(xb, o));
-        } else {
-            for (o, xb) in slots.chunks_mut(r * l).zip(x.chunks(r * l)) {
-                block(xb, o);
-            }
+        for (o, xb) in slots.chunks_mut(r * l).zip(x.chunks(r * l)) {
+            cols(op, mx, xb, o, l);
         }
     }
     // SAFETY: every branch above wrote all n slots (rows or blocks cover the buffer).

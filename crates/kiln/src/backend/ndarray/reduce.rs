@@ -416,16 +416,39 @@ pub(super) fn row<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
     s
 }
 
-/// [`row`] with a long row split into fixed chunks across threads.
-fn row_par<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
-    if x.len() < PAR_MIN {
-        return simd::run(|| row(r, x));
+simd::kernel! {
+    /// [`row`], compiled for the CPU's vector unit.
+    pub(super) fn row_k[R: Reducer](r: R, x: &[R::In]) -> R::Acc where [] {
+        row(r, x)
     }
-    let parts: Vec<R::Acc> = x
-        .par_chunks(ROW_CHUNK)
-        .map(|c| simd::run(|| row(r, c)))
-        .collect();
-    simd::run(|| row(Merge(r), &parts))
+}
+
+simd::kernel! {
+    /// `out[i]` = the reduction of row `i` (rows of `l` elements).
+    fn rows_k[R: Reducer](r: R, out: &mut [R::Acc], x: &[R::In], l: usize) where [] {
+        for (slot, c) in out.iter_mut().zip(x.chunks_exact(l)) {
+            *slot = row(r, c);
+        }
+    }
+}
+
+simd::kernel! {
+    /// Adds the rows at `base + red[..]` (in rows of `l`), columns `c0..c1`, into `acc`.
+    fn accumulate_k[R: Reducer](r: R, acc: &mut [R::Acc], x: &[R::In], red: &[usize], base: usize, l: usize, c0: usize, c1: usize) where [] {
+        for &ro in red {
+            let s = (base + ro) * l;
+            accumulate(r, acc, &x[s + c0..s + c1]);
+        }
+    }
+}
+
+/// [`row`] with a long row split into fixed chunks across threads.
+pub(super) fn row_par<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
+    if x.len() < PAR_MIN {
+        return row_k(r, x);
+    }
+    let parts: Vec<R::Acc> = x.par_chunks(ROW_CHUNK).map(|c| row_k(r, c)).collect();
+    row_k(Merge(r), &parts)
 }
 
 /// `acc[j] = step(acc[j], x[j])`.
@@ -489,18 +512,13 @@ where
         } else if n >= PAR_MIN {
             let per = (PAR_MIN / last).max(1);
             let mut buf = vec_of(nrows, r.init(), op)?;
-            buf.par_chunks_mut(per).enumerate().for_each(|(ci, o)| {
-                simd::run(|| {
-                    for (i, slot) in o.iter_mut().enumerate() {
-                        let s = (ci * per + i) * last;
-                        *slot = row(r, &x[s..s + last]);
-                    }
-                })
-            });
+            buf.par_chunks_mut(per)
+                .zip(x.par_chunks(per * last))
+                .for_each(|(o, xs)| rows_k(r, o, xs, last));
             buf
         } else {
-            let mut part = alloc_for::<R::Acc>(nrows, op, &[nrows])?;
-            simd::run(|| part.extend(x.chunks_exact(last).map(|c| row(r, c))));
+            let mut part = vec_of(nrows, r.init(), op)?;
+            rows_k(r, &mut part, x, last);
             part
         };
         let rest = &runs[..runs.len() - 1];
@@ -545,12 +563,7 @@ where
     let mut out = vec_of(o_rows * l, r.init(), op)?;
     let work = x.len();
     let one_row = |acc: &mut [R::Acc], base: usize, c0: usize, c1: usize| {
-        simd::run(|| {
-            for &ro in &red {
-                let s = (base + ro) * l;
-                accumulate(r, acc, &x[s + c0..s + c1]);
-            }
-        })
+        accumulate_k(r, acc, x, &red, base, l, c0, c1)
     };
     if work < PAR_MIN {
         for (o, acc) in out.chunks_mut(l).enumerate() {
@@ -581,16 +594,12 @@ where
             .par_chunks(per)
             .map(|rows| {
                 let mut acc = vec![r.init(); l];
-                simd::run(|| {
-                    for &ro in rows {
-                        accumulate(r, &mut acc, &x[ro * l..ro * l + l]);
-                    }
-                });
+                accumulate_k(r, &mut acc, x, rows, 0, l, 0, l);
                 acc
             })
             .collect();
         for p in parts {
-            simd::run(|| accumulate(Merge(r), &mut out, &p));
+            accumulate_k(Merge(r), &mut out, &p, &[0], 0, l, 0, l);
         }
     }
     Ok(out)
@@ -834,6 +843,37 @@ fn two_pass(runs: &[(usize, bool)]) -> Option<TwoPass> {
     }
 }
 
+simd::kernel! {
+    /// Two-pass reductions of rows of `l` into `out` (one element per row).
+    fn two_pass_rows[T: Copy, R1: Reducer<In = T>, R2: Reducer<In = T, Acc = f64>, S: Fn(R1::Acc) -> f64, M: Fn(f64) -> R2, F: Fn(f64, f64) -> T](out: &mut [T], x: &[T], l: usize, first: R1, stat: S, second: M, finish: F) where [] {
+        for (slot, c) in out.iter_mut().zip(x.chunks_exact(l)) {
+            let m = stat(row(first, c));
+            *slot = finish(m, row(second(m), c));
+        }
+    }
+}
+
+simd::kernel! {
+    /// Two-pass reductions over the rows (of `l`) of one block `x`, one output per column.
+    fn two_pass_cols[T: Copy, R1: Reducer<In = T>, R2: Reducer<In = T, Acc = f64>, S: Fn(R1::Acc) -> f64, M: Fn(f64) -> R2, F: Fn(f64, f64) -> T](dst: &mut [T], x: &[T], l: usize, first: R1, stat: S, second: M, finish: F) where [] {
+        let mut acc1 = vec![first.init(); l];
+        let mut acc2 = vec![0f64; l];
+        for xr in x.chunks_exact(l) {
+            accumulate(first, &mut acc1, xr);
+        }
+        let m: Vec<f64> = acc1.iter().map(|a| stat(*a)).collect();
+        let rs: Vec<R2> = m.iter().map(|mj| second(*mj)).collect();
+        for xr in x.chunks_exact(l) {
+            for ((a, v), rj) in acc2.iter_mut().zip(xr).zip(&rs) {
+                *a = rj.step(*a, *v);
+            }
+        }
+        for ((d, s), mj) in dst.iter_mut().zip(&acc2).zip(&m) {
+            *d = finish(*mj, *s);
+        }
+    }
+}
+
 /// Per output element: the first pass's statistic (mean, or max), then the second pass's
 /// sum over `make(stat)`, finished by `finish(stat, sum)`.
 #[allow(clippy::too_many_arguments)]
@@ -866,47 +906,24 @@ where
     let out = match layout {
         TwoPass::Rows(l) => {
             let rows = n / l;
-            let one = |c: &[T]| {
-                let m = stat(row(first, c));
-                finish(m, row(second(m), c))
-            };
-            let mut v = alloc_for::<T>(rows, op, &shape)?;
+            let mut v = vec_of(rows, T::zero(), op)?;
             if n >= PAR_MIN && rows >= 2 {
                 let per = (PAR_MIN / l).max(1);
-                let parts: Vec<Vec<T>> = x
-                    .par_chunks(per * l)
-                    .map(|c| simd::run(|| c.chunks_exact(l).map(one).collect()))
-                    .collect();
-                v.extend(parts.into_iter().flatten());
+                v.par_chunks_mut(per)
+                    .zip(x.par_chunks(per * l))
+                    .for_each(|(o, c)| two_pass_rows(o, c, l, first, stat, second, finish));
             } else if rows == 1 {
                 let m = stat(row_par(first, &x));
-                v.push(finish(m, row_par(second(m), &x)));
+                v[0] = finish(m, row_par(second(m), &x));
             } else {
-                simd::run(|| v.extend(x.chunks_exact(l).map(one)));
+                two_pass_rows(&mut v, &x, l, first, stat, second, finish);
             }
             v
         }
         TwoPass::Cols { k, r, l } => {
             let block = |o: usize, dst: &mut [T]| {
                 let base = o * r * l;
-                let mut acc1 = vec![first.init(); l];
-                let mut acc2 = vec![0f64; l];
-                simd::run(|| {
-                    for i in 0..r {
-                        accumulate(first, &mut acc1, &x[base + i * l..base + (i + 1) * l]);
-                    }
-                    let m: Vec<f64> = acc1.iter().map(|a| stat(*a)).collect();
-                    let rs: Vec<R2> = m.iter().map(|mj| second(*mj)).collect();
-                    for i in 0..r {
-                        let xr = &x[base + i * l..base + (i + 1) * l];
-                        for ((a, v), rj) in acc2.iter_mut().zip(xr).zip(&rs) {
-                            *a = rj.step(*a, *v);
-                        }
-                    }
-                    for ((d, s), mj) in dst.iter_mut().zip(&acc2).zip(&m) {
-                        *d = finish(*mj, *s);
-                    }
-                })
+                two_pass_cols(dst, &x[base..base + r * l], l, first, stat, second, finish)
             };
             let mut v = vec_of(k * l, T::zero(), op)?;
             if n >= PAR_MIN && k >= 2 {
@@ -1030,12 +1047,10 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
         let better = |x: T::W, best: T::W, max: bool| {
             (if max { x > best } else { x < best }) || (Float::is_nan(x) && !Float::is_nan(best))
         };
+        // Branch-free, so the search vectorises: equal to the extreme, or NaN when it is.
         let hit = |v: T, m: T::W| {
-            if Float::is_nan(m) {
-                Float::is_nan(v.wide())
-            } else {
-                v.wide() == m
-            }
+            let w = v.wide();
+            (w == m) | (Float::is_nan(m) & Float::is_nan(w))
         };
         if op == ArgOp::ArgMax {
             arg_layout(
@@ -1162,33 +1177,34 @@ where
         ) -> i64 {
             find(c, row(ext, c), hit) as i64
         }
-        if x.len() >= PAR_MIN && k >= 2 {
-            let per = (PAR_MIN / r).max(1);
-            out.par_chunks_mut(per).enumerate().for_each(|(ci, o)| {
-                simd::run(|| {
-                    for (i, slot) in o.iter_mut().enumerate() {
-                        let s = (ci * per + i) * r;
-                        *slot = one(ext, &x[s..s + r], hit);
-                    }
-                })
-            });
-        } else if k == 1 {
-            let m = row_par(ext, &x);
-            out[0] = simd::run(|| find(&x, m, hit)) as i64;
-        } else {
-            simd::run(|| {
+        simd::kernel! {
+            fn arg_rows[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy](out: &mut [i64], x: &[T], r: usize, ext: R, hit: H) where [] {
                 for (slot, c) in out.iter_mut().zip(x.chunks_exact(r)) {
                     *slot = one(ext, c, hit);
                 }
-            });
+            }
+        }
+        simd::kernel! {
+            fn find_k[T: Copy, A: Copy, H: Fn(T, A) -> bool](c: &[T], m: A, hit: H) -> usize where [] {
+                find(c, m, hit)
+            }
+        }
+        if x.len() >= PAR_MIN && k >= 2 {
+            let per = (PAR_MIN / r).max(1);
+            out.par_chunks_mut(per)
+                .zip(x.par_chunks(per * r))
+                .for_each(|(o, xs)| arg_rows(o, xs, r, ext, hit));
+        } else if k == 1 {
+            let m = row_par(ext, &x);
+            out[0] = find_k(&x, m, hit) as i64;
+        } else {
+            arg_rows(&mut out, &x, r, ext, hit);
         }
     } else {
-        let block = |o: usize, idx: &mut [i64]| {
-            let base = o * r * l;
-            let mut best: Vec<R::Acc> = x[base..base + l].iter().map(|v| key(*v)).collect();
-            simd::run(|| {
-                for i in 1..r {
-                    let xr = &x[base + i * l..base + (i + 1) * l];
+        simd::kernel! {
+            fn arg_cols[T: Copy, K: Copy, KF: Fn(T) -> K, B: Fn(K, K) -> bool](idx: &mut [i64], x: &[T], l: usize, key: KF, better: B) where [] {
+                let mut best: Vec<K> = x[..l].iter().map(|v| key(*v)).collect();
+                for (i, xr) in x.chunks_exact(l).enumerate().skip(1) {
                     for ((b, ix), v) in best.iter_mut().zip(idx.iter_mut()).zip(xr) {
                         let kv = key(*v);
                         let t = better(kv, *b);
@@ -1196,7 +1212,11 @@ where
                         *ix = if t { i as i64 } else { *ix };
                     }
                 }
-            })
+            }
+        }
+        let block = |o: usize, idx: &mut [i64]| {
+            let base = o * r * l;
+            arg_cols(idx, &x[base..base + r * l], l, key, better)
         };
         if x.len() >= PAR_MIN && k >= 2 {
             out.par_chunks_mut(l)
@@ -1237,7 +1257,8 @@ pub(super) fn scan_fast<T: Element + HostElement>(
                 acc.mul(v)
             }
         };
-        simd::run(|| {
+        simd::kernel! {
+            fn scan_k[T: Copy, F: Fn(T, T) -> T](out: &mut [T], x: &[T], r: usize, l: usize, f: F) where [] {
             for (o, blk) in out.chunks_exact_mut(r * l).zip(x.chunks_exact(r * l)) {
                 if l == 1 {
                     let mut acc = blk[0];
@@ -1258,7 +1279,9 @@ pub(super) fn scan_fast<T: Element + HostElement>(
                     }
                 }
             }
-        });
+            }
+        }
+        scan_k(&mut out, &x, r, l, f);
     }
     Ok(T::wrap(super::elementwise::shaped(shape, out)?))
 }

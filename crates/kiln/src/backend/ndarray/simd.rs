@@ -40,8 +40,8 @@ pub(crate) fn level() -> Level {
     })
 }
 
-/// Runs `f` compiled for the widest vector unit this CPU has. `f` should be a loop over
-/// slices whose body inlines (it is monomorphised into each variant).
+/// Runs `f` compiled for the widest vector unit this CPU has, if LLVM inlines it into the
+/// variant: dependable for a short loop; a kernel of any size belongs in [`kernel!`].
 #[inline(always)]
 pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -64,6 +64,43 @@ pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
     }
     f()
 }
+
+/// Defines a kernel function whose body is compiled three times, for AVX-512, for AVX2 + FMA
+/// and for the baseline, and dispatched on the CPU's level at each call. The body is pasted
+/// into each `#[target_feature]` variant, so nothing depends on LLVM inlining it there (a
+/// large closure handed to [`run`] may be left outside, compiled 4 lanes wide); helpers it
+/// calls should be `#[inline(always)]`. Generic parameters go in `[..]` (they must be
+/// inferable from the arguments), bounds in `where [..]`.
+macro_rules! kernel {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident [$($gen:tt)*] ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)?
+        where [$($wc:tt)*]
+        $body:block
+    ) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$($gen)*>($($arg: $ty),*) $(-> $ret)? where $($wc)* {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512<$($gen)*>($($arg: $ty),*) $(-> $ret)? where $($wc)* $body
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2<$($gen)*>($($arg: $ty),*) $(-> $ret)? where $($wc)* $body
+                match $crate::backend::ndarray::simd::level() {
+                    // SAFETY: the CPU has the features these variants are compiled for.
+                    $crate::backend::ndarray::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::backend::ndarray::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::backend::ndarray::simd::Level::Baseline => {}
+                }
+            }
+            $body
+        }
+    };
+}
+pub(crate) use kernel;
 
 #[cfg(test)]
 mod tests {
