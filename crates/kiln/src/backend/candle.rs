@@ -3,8 +3,13 @@
 //!
 //! What candle really implements decides what this engine claims (see
 //! `Capabilities::of_engine`): candle has no bool, int8, uint16, uint64 or complex dtype.
-//! kiln stores bool as candle `U8` masks (what candle's comparisons return), and the
-//! resolver substitutes or refuses the others before they reach this engine.
+//! kiln stores bool as candle `U8` masks (what candle's comparisons return). On the host,
+//! int8, uint16 and uint64 are *carried* in a candle dtype that holds every value exactly
+//! (`I16`, `U32`, and `I64` bit for bit): layout primitives (reshape, permute, slice,
+//! concatenation, broadcasting, take) run on candle, everything that computes on the values
+//! runs on the reference kernels, so int8 wraps as int8 and `int8 @ int8` gives int32 as on
+//! the ndarray engine. On a GPU the resolver substitutes or refuses them before they reach
+//! this engine; complex is never held.
 //!
 //! Primitives candle has no kernel for (some math functions, integer division, sorting with
 //! NumPy's NaN order, ...) are computed by kiln's reference kernels on the host copy. On the
@@ -163,6 +168,17 @@ pub fn physical(d: DType) -> Option<cc::DType> {
         DType::Float16 => cc::DType::F16,
         DType::Float32 => cc::DType::F32,
         DType::Float64 => cc::DType::F64,
+        _ => return None,
+    })
+}
+
+/// The candle dtype that carries a kiln dtype candle has no kernels for (see the module docs):
+/// it holds every value exactly, and only layout primitives touch it on candle.
+fn carrier(d: DType) -> Option<cc::DType> {
+    Some(match d {
+        DType::Int8 => cc::DType::I16,
+        DType::UInt16 => cc::DType::U32,
+        DType::UInt64 => cc::DType::I64,
         _ => return None,
     })
 }
@@ -344,6 +360,25 @@ impl CandleBackend {
         self.upload(nd.download(&r)?)
     }
 
+    /// Computes `f` on the reference kernels when an input is a carried dtype (see the
+    /// module docs); `None` when candle computes it.
+    fn carried(
+        &self,
+        op: &str,
+        ins: &[&Storage],
+        f: impl FnOnce(&NdarrayBackend, &[Storage]) -> Result<Storage>,
+    ) -> Result<Option<Storage>> {
+        let held = ins
+            .iter()
+            .filter_map(|s| store(s).ok())
+            .map(|st| st.dtype)
+            .find(|d| carrier(*d).is_some());
+        match held {
+            Some(d) => self.host(op, d, ins, f).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn scalar_like(
         &self,
         value: f64,
@@ -416,6 +451,10 @@ impl Backend for CandleBackend {
             ArrayData::Bool(a) => call("upload", dtype, || cc::Tensor::from_vec(a.iter().map(|b| *b as u8).collect::<Vec<u8>>(), shape.clone(), &self.device))?,
             ArrayData::U8(a) => up!(a),
             ArrayData::U32(a) => up!(a),
+            ArrayData::I8(a) => call("upload", dtype, || cc::Tensor::from_vec(a.iter().map(|v| i16::from(*v)).collect::<Vec<i16>>(), shape.clone(), &self.device))?,
+            ArrayData::U16(a) => call("upload", dtype, || cc::Tensor::from_vec(a.iter().map(|v| u32::from(*v)).collect::<Vec<u32>>(), shape.clone(), &self.device))?,
+            // Bit for bit: only layout primitives touch a carried dtype on candle.
+            ArrayData::U64(a) => call("upload", dtype, || cc::Tensor::from_vec(a.iter().map(|v| *v as i64).collect::<Vec<i64>>(), shape.clone(), &self.device))?,
             ArrayData::I16(a) => up!(a),
             ArrayData::I32(a) => up!(a),
             ArrayData::I64(a) => up!(a),
@@ -447,6 +486,19 @@ impl Backend for CandleBackend {
                 )?
             };
         }
+        // Carried dtypes hold only values of their own range (every value-changing
+        // primitive on them runs on the reference kernels), so the narrowing is exact.
+        macro_rules! narrow {
+            ($c:ty => $t:ty) => {
+                ArrayData::from_shape_vec(
+                    &shape,
+                    call("download", st.dtype, || flat.to_vec1::<$c>())?
+                        .into_iter()
+                        .map(|v| v as $t)
+                        .collect(),
+                )?
+            };
+        }
         Ok(match st.dtype {
             DType::Bool => ArrayData::from_shape_vec(
                 &shape,
@@ -457,6 +509,9 @@ impl Backend for CandleBackend {
             )?,
             DType::UInt8 => down!(u8),
             DType::UInt32 => down!(u32),
+            DType::Int8 => narrow!(i16 => i8),
+            DType::UInt16 => narrow!(u32 => u16),
+            DType::UInt64 => narrow!(i64 => u64),
             DType::Int16 => down!(i16),
             DType::Int32 => down!(i32),
             DType::Int64 => down!(i64),
@@ -473,6 +528,9 @@ impl Backend for CandleBackend {
             let st = store(s)?;
             if st.dtype == to {
                 return Ok(wrap(st.t.clone(), to));
+            }
+            if carrier(st.dtype).is_some() || carrier(to).is_some() {
+                return self.host("cast", to, &[s], |nd, v| nd.cast(&v[0], to));
             }
             let Some(p) = physical(to) else {
                 return Err(backend_err(
@@ -493,6 +551,9 @@ impl Backend for CandleBackend {
 
     fn unary(&self, op: UnaryOp, s: &Storage) -> Result<Storage> {
         guarded("unary", || {
+            if let Some(r) = self.carried(&format!("{op:?}"), &[s], |nd, v| nd.unary(op, &v[0]))? {
+                return Ok(r);
+            }
             let st = store(s)?;
             let (t, d) = (&st.t, st.dtype);
             let name = format!("{op:?}");
@@ -557,6 +618,11 @@ impl Backend for CandleBackend {
 
     fn binary(&self, op: BinaryOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
         guarded("binary", || {
+            if let Some(r) = self.carried(&format!("{op:?}"), &[a, b], |nd, v| {
+                nd.binary(op, &v[0], &v[1], shape)
+            })? {
+                return Ok(r);
+            }
             let (sa, sb) = (store(a)?, store(b)?);
             let d = sa.dtype;
             let name = format!("{op:?}");
@@ -611,6 +677,11 @@ impl Backend for CandleBackend {
 
     fn compare(&self, op: CmpOp, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
         guarded("compare", || {
+            if let Some(r) = self.carried(&format!("{op:?}"), &[a, b], |nd, v| {
+                nd.compare(op, &v[0], &v[1], shape)
+            })? {
+                return Ok(r);
+            }
             let (sa, sb) = (store(a)?, store(b)?);
             let name = format!("{op:?}");
             let (x, y) = (
@@ -631,6 +702,11 @@ impl Backend for CandleBackend {
 
     fn select(&self, cond: &Storage, a: &Storage, b: &Storage, shape: &[usize]) -> Result<Storage> {
         guarded("select", || {
+            if let Some(r) = self.carried("where", &[cond, a, b], |nd, v| {
+                nd.select(&v[0], &v[1], &v[2], shape)
+            })? {
+                return Ok(r);
+            }
             let (sc, sa, sb) = (store(cond)?, store(a)?, store(b)?);
             let d = sa.dtype;
             let (c, x, y) = (
@@ -644,6 +720,11 @@ impl Backend for CandleBackend {
 
     fn reduce(&self, op: ReduceOp, s: &Storage, axes: &[usize], keepdims: bool) -> Result<Storage> {
         guarded("reduce", || {
+            if let Some(r) = self.carried(&format!("{op:?}"), &[s], |nd, v| {
+                nd.reduce(op, &v[0], axes, keepdims)
+            })? {
+                return Ok(r);
+            }
             let st = store(s)?;
             let (t, d) = (&st.t, st.dtype);
             let dims = shape_of(t);
@@ -728,6 +809,11 @@ impl Backend for CandleBackend {
 
     fn arg_reduce(&self, op: ArgOp, s: &Storage, axis: usize) -> Result<Storage> {
         guarded("arg_reduce", || {
+            if let Some(r) = self.carried(&format!("{op:?}"), &[s], |nd, v| {
+                nd.arg_reduce(op, &v[0], axis)
+            })? {
+                return Ok(r);
+            }
             let st = store(s)?;
             let name = format!("{op:?}");
             if !self.host && st.t.dims()[axis] > 0 {

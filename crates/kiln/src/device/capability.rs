@@ -131,7 +131,7 @@ const WEBGPU_SOURCE: &str = "WGSL spec (w3.org/TR/WGSL/#scalar-types): bool, i32
 /// (`candle-core/src/dtype.rs`, `cpu_backend`). kiln stores bool as U8 masks (what candle's
 /// comparisons return); int8, uint16, uint64 and complex have no candle dtype. BF16/F16 CPU
 /// kernels convert per element (not accelerated).
-const CANDLE_CPU_SOURCE: &str = "candle-core 0.11 CPU backend dtypes U8, U32, I16, I32, I64, BF16, F16, F32, F64 (bool stored as U8 masks by kiln); no int8, uint16, uint64, complex";
+const CANDLE_CPU_SOURCE: &str = "candle-core 0.11 CPU backend dtypes U8, U32, I16, I32, I64, BF16, F16, F32, F64 (bool stored as U8 masks by kiln; int8, uint16 and uint64 carried in I16, U32 and I64 and computed by kiln's reference kernels); no complex";
 
 impl Capabilities {
     /// The profile of `device` as computed by `engine`: the device's own limits, further
@@ -164,8 +164,8 @@ impl Capabilities {
             (BackendKind::Candle, Device::Cpu | Device::Sim(_)) => {
                 let candle = profile(
                     &[
-                        Bool, UInt8, UInt32, Int16, Int32, Int64, BFloat16, Float16, Float32,
-                        Float64,
+                        Bool, Int8, UInt8, UInt16, UInt32, UInt64, Int16, Int32, Int64, BFloat16,
+                        Float16, Float32, Float64,
                     ],
                     &[Float32, Float64],
                     &[],

@@ -641,3 +641,65 @@ fn stand_in_int64_on_the_gpu_does_not_switch_x64_on() {
     assert_eq!((y.dtype(), y.device()), (DType::Float64, dev));
     assert_eq!(y.to_vec::<f64>().unwrap(), vec![2.000000000002; 2]);
 }
+
+/// int8, uint16 and uint64, which candle has no dtype for, are carried exactly on its cpu
+/// and computed by the reference kernels: the same result dtypes and values as ndarray
+/// (NumPy: int8 100 + 100 wraps to -56; int8 @ int8 accumulates in int32 in Keras;
+/// uint64 keeps values above 2^63).
+fn carry<T: kiln::array::HostElement>(shape: &[usize], v: Vec<T>) -> kiln::Result<Tensor> {
+    let a = ArrayData::from_shape_vec(shape, v)?;
+    let d = a.dtype();
+    convert_to_tensor(&a, Some(d), &Device::Cpu)
+}
+
+#[test]
+fn carried_dtypes_on_candle_match_ndarray() {
+    for engine in [BackendKind::Ndarray, BackendKind::Candle] {
+        let _g = on(engine);
+        let a = carry(&[1, 3], vec![100i8, -128, 7]).unwrap();
+        assert_eq!((a.dtype(), a.backend_kind()), (DType::Int8, engine));
+        let s = ops::add(&a, &a).unwrap();
+        assert_eq!(s.dtype(), DType::Int8, "{engine:?}");
+        assert_eq!(s.to_vec::<i8>().unwrap(), vec![-56, 0, 14], "{engine:?}");
+        let m = ops::matmul(&a, &ops::transpose(&a, None).unwrap()).unwrap();
+        assert_eq!(m.dtype(), DType::Int32, "{engine:?}");
+        assert_eq!(
+            m.to_vec::<i32>().unwrap(),
+            vec![10000 + 16384 + 49],
+            "{engine:?}"
+        );
+        // Layout primitives run on candle itself and keep the dtype.
+        let t = ops::concatenate(&[&a, &ops::flip(&a, None).unwrap()], 0).unwrap();
+        assert_eq!(t.dtype(), DType::Int8);
+        assert_eq!(
+            ops::transpose(&t, None).unwrap().to_vec::<i8>().unwrap(),
+            vec![100, 7, -128, -128, 7, 100]
+        );
+        let big = carry(&[2], vec![(1u64 << 63) + 5, 3]).unwrap();
+        assert_eq!(big.dtype(), DType::UInt64);
+        let mx = ops::max(&big, None, false).unwrap();
+        assert_eq!(
+            mx.to_vec::<u64>().unwrap(),
+            vec![(1u64 << 63) + 5],
+            "{engine:?}"
+        );
+        let gt = ops::greater(
+            &big,
+            &ops::full(&[2], 4, Some(DType::UInt64), None).unwrap(),
+        );
+        assert_eq!(gt.unwrap().to_vec::<bool>().unwrap(), vec![true, false]);
+        let w = carry(&[2], vec![65535u16, 1]).unwrap();
+        let ws = ops::add(&w, &w).unwrap();
+        assert_eq!(
+            (ws.dtype(), ws.to_vec::<u16>().unwrap()),
+            (DType::UInt16, vec![65534, 2])
+        );
+        let c = ops::cast(&a, DType::Float32).unwrap();
+        assert_eq!(c.to_vec::<f32>().unwrap(), vec![100.0, -128.0, 7.0]);
+        let back = ops::cast(
+            &ops::full(&[1], 300.0, Some(DType::Float32), None).unwrap(),
+            DType::Int8,
+        );
+        assert_eq!(back.unwrap().dtype(), DType::Int8);
+    }
+}
