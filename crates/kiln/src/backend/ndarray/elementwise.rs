@@ -332,6 +332,9 @@ pub(super) fn select<T: Element>(
             "condition and operands do not broadcast",
         )
     };
+    if let Some(v) = select_periodic(c, a, b, shape)? {
+        return shaped(shape, v);
+    }
     let (cv, xv, yv) = (
         c.broadcast(IxDyn(shape)).ok_or_else(bad)?,
         a.broadcast(IxDyn(shape)).ok_or_else(bad)?,
@@ -345,6 +348,114 @@ pub(super) fn select<T: Element>(
             .map(|((c, x), y)| if *c { *x } else { *y }),
     );
     shaped(shape, v)
+}
+
+/// How a `where` operand covers the output: all of it, one value, or a contiguous block
+/// repeated over leading axes (a `[m, n]` mask against `[b, m, n]` values).
+#[derive(Clone, Copy)]
+enum Src<'a, T> {
+    Slice(&'a [T], bool),
+    One(T),
+}
+
+fn src_of<'a, T: Copy>(a: &'a ArrayViewD<'_, T>, shape: &[usize]) -> Option<(Src<'a, T>, usize)> {
+    let n: usize = shape.iter().product();
+    if a.len() == 1 {
+        return a.iter().next().map(|v| (Src::One(*v), 0));
+    }
+    let s = a.to_slice()?;
+    // Leading size-1 axes aside, its shape must be a suffix of the output's.
+    let own: Vec<usize> = a.shape().iter().copied().skip_while(|d| *d == 1).collect();
+    if own.len() > shape.len() || shape[shape.len() - own.len()..] != own[..] {
+        return None;
+    }
+    Some((Src::Slice(s, s.len() == n), s.len()))
+}
+
+/// `where` over operands that are whole, scalar or periodic (see [`Src`]), in blocks of the
+/// period with one vectorised kernel per combination; `None` for other broadcasts.
+fn select_periodic<T: Element>(
+    c: &ArrayViewD<'_, bool>,
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+) -> Result<Option<Vec<T>>> {
+    let n: usize = shape.iter().product();
+    let (Some((sc, pc)), Some((sa, pa)), Some((sb, pb))) =
+        (src_of(c, shape), src_of(a, shape), src_of(b, shape))
+    else {
+        return Ok(None);
+    };
+    // The block: the shortest period that is not the whole (all periods must agree).
+    let periods: Vec<usize> = [
+        (sc.is_periodic(), pc),
+        (sa.is_periodic(), pa),
+        (sb.is_periodic(), pb),
+    ]
+    .iter()
+    .filter(|(p, _)| *p)
+    .map(|(_, l)| *l)
+    .collect();
+    let p = periods.first().copied().unwrap_or(n.max(1));
+    if periods.iter().any(|q| *q != p) || p == 0 || !n.is_multiple_of(p) {
+        return Ok(None);
+    }
+    let mut v = alloc_for::<T>(n, "where", shape)?;
+    let out = v.spare_capacity_mut();
+    for (bi, o) in out[..n].chunks_mut(p).enumerate() {
+        let off = bi * p;
+        select_block(o, sc.block(off, p), sa.block(off, p), sb.block(off, p));
+    }
+    // SAFETY: every one of the first n slots was written by `select_block`.
+    unsafe { v.set_len(n) };
+    Ok(Some(v))
+}
+
+impl<'a, T: Copy> Src<'a, T> {
+    fn is_periodic(&self) -> bool {
+        matches!(self, Src::Slice(_, false))
+    }
+    /// The part of a whole operand under the output block at `off`; the rest as they are.
+    fn block(self, off: usize, p: usize) -> Src<'a, T> {
+        match self {
+            Src::Slice(x, true) => Src::Slice(&x[off..off + p], true),
+            other => other,
+        }
+    }
+}
+
+simd::kernel! {
+    fn sel_k[T: Copy, C: Fn(usize) -> bool, A: Fn(usize) -> T, B: Fn(usize) -> T](o: &mut [MaybeUninit<T>], c: C, a: A, b: B) where [] {
+        for (i, slot) in o.iter_mut().enumerate() {
+            slot.write(if c(i) { a(i) } else { b(i) });
+        }
+    }
+}
+
+/// One block of `where`: each operand a slice as long as the block, or one value.
+fn select_block<T: Copy>(o: &mut [MaybeUninit<T>], c: Src<'_, bool>, a: Src<'_, T>, b: Src<'_, T>) {
+    let n = o.len();
+    macro_rules! get {
+        ($s:expr) => {
+            match $s {
+                Src::Slice(x, _) => {
+                    let x = &x[..n];
+                    Ok(move |i: usize| x[i])
+                }
+                Src::One(v) => Err(move |_: usize| v),
+            }
+        };
+    }
+    match (get!(c), get!(a), get!(b)) {
+        (Ok(c), Ok(a), Ok(b)) => sel_k(o, c, a, b),
+        (Ok(c), Ok(a), Err(b)) => sel_k(o, c, a, b),
+        (Ok(c), Err(a), Ok(b)) => sel_k(o, c, a, b),
+        (Ok(c), Err(a), Err(b)) => sel_k(o, c, a, b),
+        (Err(c), Ok(a), Ok(b)) => sel_k(o, c, a, b),
+        (Err(c), Ok(a), Err(b)) => sel_k(o, c, a, b),
+        (Err(c), Err(a), Ok(b)) => sel_k(o, c, a, b),
+        (Err(c), Err(a), Err(b)) => sel_k(o, c, a, b),
+    }
 }
 
 /// NumPy `astype` of a whole array. The pairs training converts between have direct,
@@ -413,6 +524,29 @@ mod tests {
             let want = zip2_general(&x.view(), &y.view(), &out, "t", f).unwrap();
             let got = zip2(&x.view(), &y.view(), &out, "t", f).unwrap();
             prop_assert_eq!(got, want);
+        }
+
+        /// `where` over whole, scalar and periodic operands (the blocked kernels) agrees with
+        /// the element-by-element broadcast, for every layout of every operand.
+        #[test]
+        fn select_equals_broadcast_reference((out, cshape) in shapes(), (out2, ashape) in shapes(), pick in 0u8..3) {
+            // All three operands broadcast to `out`: the condition and one value from
+            // `shapes()`, the other value whole, scalar or the same layout.
+            let _ = out2;
+            let ashape = if ashape.len() <= out.len() && ashape.iter().rev().zip(out.iter().rev()).all(|(a, o)| a == o || *a == 1) { ashape } else { vec![] };
+            let cv = arr(&cshape, 5).mapv(|x| x > 0.3);
+            let a = arr(&ashape, 6);
+            let b = match pick { 0 => arr(&out, 7), 1 => arr(&[], 8), _ => arr(&cshape, 9) };
+            let got = select(&cv.view(), &a.view(), &b.view(), &out).unwrap();
+            let n: usize = out.iter().product();
+            let (c2, a2, b2) = (
+                cv.broadcast(IxDyn(&out)).unwrap().to_owned(),
+                a.broadcast(IxDyn(&out)).unwrap().to_owned(),
+                b.broadcast(IxDyn(&out)).unwrap().to_owned(),
+            );
+            let want: Vec<f32> = c2.iter().zip(a2.iter()).zip(b2.iter()).map(|((c, x), y)| if *c { *x } else { *y }).collect();
+            prop_assert_eq!(got.len(), n);
+            prop_assert_eq!(got.iter().copied().collect::<Vec<f32>>(), want);
         }
 
         /// Casts through the vectorised pairs agree with the per-element reference.
