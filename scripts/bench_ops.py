@@ -267,6 +267,8 @@ def main():
     ap.add_argument("--engine", default="ndarray")
     ap.add_argument("--only", default=None, help="regex over case ids")
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--pivot", default=None,
+                    help="markdown: one row per op and dtype, NumPy/kiln per size (misses bold)")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--numpy-once", action="store_true", help="time NumPy once (faster, noisier)")
     args = ap.parse_args()
@@ -326,6 +328,32 @@ def main():
             f.write(f"| case | kiln µs | NumPy µs | NumPy/kiln | bar | note |\n| --- | ---: | ---: | ---: | ---: | --- |\n")
             for cid, kt, nt, ratio, b, note in rows:
                 f.write(f"| `{cid}` | {fmt(kt)} | {fmt(nt)} | {(f'{ratio:.2f}' if ratio else '-')} | {b or '-'} | {note} |\n")
+    if args.pivot:
+        write_pivot(args.pivot, rows, f"numpy {np.__version__}, engine {args.engine}")
+
+
+def write_pivot(path, rows, title):
+    """NumPy time / kiln time per op (and variant) and dtype, one column per size; a ratio
+    below the case's bar is bold, a half-precision matmul shows its ratio to kiln float32."""
+    table, order = {}, []
+    for cid, kt, nt, ratio, b, note in rows:
+        key, dtype, size = cid.rsplit("/", 2)
+        if (key, dtype) not in table:
+            table[(key, dtype)] = {}
+            order.append((key, dtype))
+        if "x kiln float32" in note:
+            cell = note.split()[0] + " of f32" + (" **miss**" if "MISS" in note else "")
+        elif ratio is None:
+            cell = "error" if kt is None else "-"
+        else:
+            cell = f"**{ratio:.2f}**" if (b is not None and ratio < b) else f"{ratio:.2f}"
+        table[(key, dtype)][size] = cell
+    with open(path, "w") as f:
+        f.write(f"{title}: NumPy time / kiln time (above 1: kiln faster); **bold**: below the bar\n\n")
+        f.write("| op | dtype | small | medium | large |\n| --- | --- | ---: | ---: | ---: |\n")
+        for key, dtype in order:
+            c = table[(key, dtype)]
+            f.write(f"| `{key}` | {dtype} | {c.get('small', '')} | {c.get('medium', '')} | {c.get('large', '')} |\n")
 
 
 if __name__ == "__main__":

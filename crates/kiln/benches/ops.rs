@@ -164,6 +164,8 @@ fn build(c: &Case) -> Result<Thunk> {
             Box::new(move || ops::r#where(&cond, &x, &y))
         }
         "clip" => Box::new(move || ops::clip(&x, -1.0, 1.0)),
+        // The registry's `gelu` is Keras's default (tanh form); this is approximate=False.
+        "gelu_exact" => Box::new(move || ops::nn::gelu(&x, false)),
         "concatenate" => {
             let y = y.expect("two inputs");
             let ax = axis1(c);

@@ -93,11 +93,30 @@ where
     T: Copy + Sync,
     U: Element,
 {
+    map_from(crate::hostmem::PAR_MIN_MEM, a, op, f)
+}
+
+/// [`map`] that goes parallel from `min` elements (lower for compute-bound `f`).
+fn map_from<T, U>(
+    min: usize,
+    a: &ArrayViewD<'_, T>,
+    op: &str,
+    f: impl Fn(T) -> U + Copy + Sync,
+) -> Result<ArrayD<U>>
+where
+    T: Copy + Sync,
+    U: Element,
+{
     let n = a.len();
     let v = match a.as_slice() {
-        Some(s) => par_fill(n, CHUNK, op, a.shape(), |off, o: &mut [MaybeUninit<U>]| {
-            map_chunk(o, &s[off..], f)
-        })?,
+        Some(s) => crate::hostmem::par_fill_from(
+            min,
+            n,
+            CHUNK,
+            op,
+            a.shape(),
+            |off, o: &mut [MaybeUninit<U>]| map_chunk(o, &s[off..], f),
+        )?,
         None => {
             let mut v = alloc_for::<U>(n, op, a.shape())?;
             v.extend(a.iter().map(|x| f(*x)));
@@ -111,12 +130,14 @@ where
 pub(super) struct MapV<'a, 'v, T> {
     pub a: &'a ArrayViewD<'v, T>,
     pub op: &'a str,
+    /// Elements from which the map splits across threads.
+    pub par_min: usize,
 }
 
 impl<T: Element> UnaryVisitor<T> for MapV<'_, '_, T> {
     type Out = Result<ArrayD<T>>;
     fn visit<F: Fn(T) -> T + Copy + Send + Sync>(self, f: F) -> Result<ArrayD<T>> {
-        map(self.a, self.op, f)
+        map_from(self.par_min, self.a, self.op, f)
     }
 }
 
@@ -140,7 +161,22 @@ pub(super) fn unary_arith<T: Arith + HostElement>(
     op: crate::backend::UnaryOp,
     a: &ArrayViewD<'_, T>,
 ) -> Result<ArrayData> {
-    match T::unary(op, MapV { a, op: "unary" }) {
+    use crate::backend::UnaryOp::*;
+    // Transcendental functions are compute-bound: threads pay off from fewer elements.
+    let par_min = match op {
+        Neg | Abs | Sign | Sqrt | Floor | Ceil | Round | Conj | Real | Imag => {
+            crate::hostmem::PAR_MIN_MEM
+        }
+        _ => crate::hostmem::PAR_MIN,
+    };
+    match T::unary(
+        op,
+        MapV {
+            a,
+            op: "unary",
+            par_min,
+        },
+    ) {
         Some(r) => Ok(T::wrap(r?)),
         None => Err(super::backend_err(
             super::NAME,

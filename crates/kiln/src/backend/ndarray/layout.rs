@@ -6,7 +6,8 @@ use super::elementwise::{shaped, CHUNK};
 use super::simd;
 use crate::element::Element;
 use crate::error::{KilnError, Result};
-use crate::hostmem::{alloc_for, PAR_MIN};
+// Reductions and copies are memory-bound: they split across threads from PAR_MIN_MEM.
+use crate::hostmem::{alloc_for, PAR_MIN_MEM as PAR_MIN};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;

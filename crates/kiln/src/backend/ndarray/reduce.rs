@@ -25,7 +25,8 @@ use crate::backend::{ArgOp, FusedReduce, ReduceOp, ScanOp};
 use crate::dtype::DType;
 use crate::element::{Element, Scalar};
 use crate::error::{KilnError, Result};
-use crate::hostmem::{alloc_for, PAR_MIN};
+// Reductions and copies are memory-bound: they split across threads from PAR_MIN_MEM.
+use crate::hostmem::{alloc_for, PAR_MIN_MEM as PAR_MIN};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use num_traits::Float;
