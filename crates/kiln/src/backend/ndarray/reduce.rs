@@ -1162,10 +1162,16 @@ where
     if l == 1 {
         #[inline(always)]
         fn find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> usize {
-            const W: usize = 64;
+            // A bit per element of each 32-element chunk (one vector compare and mask move),
+            // then the lowest set bit: no scalar search for the position.
+            const W: usize = 32;
             for (ci, ch) in c.chunks(W).enumerate() {
-                if ch.iter().fold(false, |h, v| h | hit(*v, m)) {
-                    return ci * W + ch.iter().position(|v| hit(*v, m)).unwrap_or(0);
+                let bits = ch
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |b, (j, v)| b | (u32::from(hit(*v, m)) << j));
+                if bits != 0 {
+                    return ci * W + bits.trailing_zeros() as usize;
                 }
             }
             0
