@@ -311,6 +311,92 @@ fn first_extreme(
         .squeeze(axis)
 }
 
+/// NaN-propagating maximum/minimum in one pass over candle's CPU storage (NumPy's
+/// semantics: NaN from either side wins), for contiguous operands of the output's shape or a
+/// single value on one side.
+struct NanExtreme {
+    max: bool,
+}
+
+impl NanExtreme {
+    fn fits(a: &cc::Tensor, b: &cc::Tensor, shape: &[usize]) -> bool {
+        let whole = |t: &cc::Tensor| t.dims() == shape && t.is_contiguous();
+        let one = |t: &cc::Tensor| t.elem_count() == 1;
+        (whole(a) && (whole(b) || one(b))) || (one(a) && whole(b))
+    }
+}
+
+impl cc::CustomOp2 for NanExtreme {
+    fn name(&self) -> &'static str {
+        "kiln-nan-extreme"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &cc::CpuStorage,
+        l1: &cc::Layout,
+        s2: &cc::CpuStorage,
+        l2: &cc::Layout,
+    ) -> cc::Result<(cc::CpuStorage, cc::Shape)> {
+        fn run<T: Copy + PartialOrd>(
+            x: &[T],
+            l1: &cc::Layout,
+            y: &[T],
+            l2: &cc::Layout,
+            max: bool,
+        ) -> cc::Result<(Vec<T>, cc::Shape)> {
+            fn span<'a, T>(l: &cc::Layout, v: &'a [T]) -> cc::Result<&'a [T]> {
+                let o = l.start_offset();
+                if l.shape().elem_count() == 1 {
+                    return Ok(&v[o..o + 1]);
+                }
+                match l.contiguous_offsets() {
+                    Some((a, b)) => Ok(&v[a..b]),
+                    None => Err(cc::Error::Msg("kiln-nan-extreme: strided operand".into())),
+                }
+            }
+            // NaN wins from either side (NaN is the one value unequal to itself); ties give
+            // `b`, as NumPy's float32/float64 loops and the reference engine do
+            // (np.maximum(-0., 0.) is 0.).
+            #[allow(clippy::eq_op)]
+            let f = move |a: T, b: T| {
+                let keep_a = if max { b < a } else { a < b };
+                if keep_a || a != a {
+                    a
+                } else {
+                    b
+                }
+            };
+            let (xs, ys) = (span(l1, x)?, span(l2, y)?);
+            let (shape, out) = match (xs.len(), ys.len()) {
+                (n, m) if n == m => (
+                    l1.shape(),
+                    xs.iter().zip(ys).map(|(a, b)| f(*a, *b)).collect(),
+                ),
+                (_, 1) => (l1.shape(), xs.iter().map(|a| f(*a, ys[0])).collect()),
+                _ => (l2.shape(), ys.iter().map(|b| f(xs[0], *b)).collect()),
+            };
+            Ok((out, shape.clone()))
+        }
+        use cc::CpuStorage as S;
+        macro_rules! each {
+            ($($v:ident),*) => {
+                match (s1, s2) {
+                    $((S::$v(x), S::$v(y)) => {
+                        let (v, sh) = run(x, l1, y, l2, self.max)?;
+                        return Ok((S::$v(v), sh));
+                    })*
+                    _ => {}
+                }
+            };
+        }
+        each!(F32, F64, F16, BF16);
+        Err(cc::Error::Msg(
+            "kiln-nan-extreme: float operands of one dtype".into(),
+        ))
+    }
+}
+
 impl CandleBackend {
     /// Computes a primitive with kiln's reference kernels on the host copy (see the module
     /// docs for when this is allowed).
@@ -655,12 +741,19 @@ impl Backend for CandleBackend {
                         x.minimum(&y)
                     }
                 })?,
-                // NumPy's maximum/minimum propagate NaN from either side.
+                // NumPy's maximum/minimum propagate NaN from either side. On the cpu, one
+                // pass (`NanExtreme`) where the operands are whole or one a single value;
+                // elsewhere five candle kernels (candle's own keeps the first operand when
+                // the second is NaN).
+                Max | Min if self.host && is_float(d) && NanExtreme::fits(&sa.t, &sb.t, shape) => {
+                    c(&|| sa.t.apply_op2_no_bwd(&sb.t, &NanExtreme { max: op == Max }))?
+                }
                 Max | Min if is_float(d) => c(&|| {
+                    // candle keeps its first operand on ties; kiln gives the second.
                     let m = if op == Max {
-                        x.maximum(&y)?
+                        y.maximum(&x)?
                     } else {
-                        x.minimum(&y)?
+                        y.minimum(&x)?
                     };
                     let m = y.ne(&y)?.where_cond(&y, &m)?;
                     x.ne(&x)?.where_cond(&x, &m)

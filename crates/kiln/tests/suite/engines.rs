@@ -703,3 +703,69 @@ fn carried_dtypes_on_candle_match_ndarray() {
         assert_eq!(back.unwrap().dtype(), DType::Int8);
     }
 }
+
+/// NumPy's maximum/minimum on both engines (candle's cpu runs them in one pass): NaN from
+/// either side wins, ties give the second operand, a scalar on either side. NumPy 2.4
+/// float32/float64: np.maximum([nan, 1, -0., 2], [1, nan, 0., 3]) = [nan, nan, 0., 3] and
+/// np.minimum(...) = [nan, nan, 0., 2] (its float16 loop keeps the first operand on ties; kiln
+/// gives the second for every float dtype on every engine).
+#[test]
+fn maximum_and_minimum_propagate_nan_and_keep_ties() {
+    for engine in [BackendKind::Ndarray, BackendKind::Candle] {
+        let _g = on(engine);
+        for dtype in [
+            DType::Float32,
+            DType::Float64,
+            DType::Float16,
+            DType::BFloat16,
+        ] {
+            let a =
+                ops::cast(&carry(&[4], vec![f64::NAN, 1.0, -0.0, 2.0]).unwrap(), dtype).unwrap();
+            let b = ops::cast(&carry(&[4], vec![1.0, f64::NAN, 0.0, 3.0]).unwrap(), dtype).unwrap();
+            let bits = |t: Tensor| -> Vec<(bool, f64)> {
+                t.to_f64_vec()
+                    .unwrap()
+                    .iter()
+                    .map(|v| (v.is_nan(), if v.is_nan() { 0.0 } else { *v }))
+                    .collect()
+            };
+            let signs = |t: &Tensor| -> Vec<bool> {
+                t.to_f64_vec()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.is_sign_negative())
+                    .collect()
+            };
+            let mx = ops::maximum(&a, &b).unwrap();
+            let mn = ops::minimum(&a, &b).unwrap();
+            for (name, got, last) in [("maximum", &mx, 3.0), ("minimum", &mn, 2.0)] {
+                let want = vec![(true, 0.0), (true, 0.0), (false, 0.0), (false, last)];
+                assert_eq!(bits(got.clone()), want, "{engine:?} {dtype} {name}");
+                assert!(!signs(got)[2], "{engine:?} {dtype}: {name}(-0, 0) is +0");
+            }
+            // Strided operands take candle's composed path: the same answers.
+            let at = ops::transpose(&ops::reshape(&a, &[1, 4]).unwrap(), None).unwrap();
+            let bt = ops::reshape(&b, &[4, 1]).unwrap();
+            let mt = ops::reshape(&ops::maximum(&at, &bt).unwrap(), &[4]).unwrap();
+            assert_eq!(
+                bits(mt.clone()),
+                bits(mx.clone()),
+                "{engine:?} {dtype} strided"
+            );
+            assert!(
+                !signs(&mt)[2],
+                "{engine:?} {dtype}: strided maximum(-0, 0) is +0"
+            );
+            let r = ops::maximum(&a, 1.5).unwrap();
+            assert_eq!(
+                bits(r),
+                vec![(true, 0.0), (false, 1.5), (false, 1.5), (false, 2.0)]
+            );
+            let r = ops::minimum(1.5, &b).unwrap();
+            assert_eq!(
+                bits(r),
+                vec![(false, 1.0), (true, 0.0), (false, 0.0), (false, 1.5)]
+            );
+        }
+    }
+}
