@@ -172,15 +172,10 @@ pub fn physical(d: DType) -> Option<cc::DType> {
     })
 }
 
-/// The candle dtype that carries a kiln dtype candle has no kernels for (see the module docs):
-/// it holds every value exactly, and only layout primitives touch it on candle.
-fn carrier(d: DType) -> Option<cc::DType> {
-    Some(match d {
-        DType::Int8 => cc::DType::I16,
-        DType::UInt16 => cc::DType::U32,
-        DType::UInt64 => cc::DType::I64,
-        _ => return None,
-    })
+/// Whether `d` is carried (see the module docs): held in a wider candle dtype by `upload` /
+/// `download`, touched on candle only by layout primitives.
+fn is_carried(d: DType) -> bool {
+    matches!(d, DType::Int8 | DType::UInt16 | DType::UInt64)
 }
 
 fn store(s: &Storage) -> Result<&CStore> {
@@ -458,7 +453,7 @@ impl CandleBackend {
             .iter()
             .filter_map(|s| store(s).ok())
             .map(|st| st.dtype)
-            .find(|d| carrier(*d).is_some());
+            .find(|d| is_carried(*d));
         match held {
             Some(d) => self.host(op, d, ins, f).map(Some),
             None => Ok(None),
@@ -615,7 +610,7 @@ impl Backend for CandleBackend {
             if st.dtype == to {
                 return Ok(wrap(st.t.clone(), to));
             }
-            if carrier(st.dtype).is_some() || carrier(to).is_some() {
+            if is_carried(st.dtype) || is_carried(to) {
                 return self.host("cast", to, &[s], |nd, v| nd.cast(&v[0], to));
             }
             let Some(p) = physical(to) else {

@@ -565,11 +565,10 @@ mod tests {
         /// `where` over whole, scalar and periodic operands (the blocked kernels) agrees with
         /// the element-by-element broadcast, for every layout of every operand.
         #[test]
-        fn select_equals_broadcast_reference((out, cshape) in shapes(), (out2, ashape) in shapes(), pick in 0u8..3) {
-            // All three operands broadcast to `out`: the condition and one value from
-            // `shapes()`, the other value whole, scalar or the same layout.
-            let _ = out2;
-            let ashape = if ashape.len() <= out.len() && ashape.iter().rev().zip(out.iter().rev()).all(|(a, o)| a == o || *a == 1) { ashape } else { vec![] };
+        fn select_equals_broadcast_reference((out, cshape) in shapes(), amask in any::<u32>(), pick in 0u8..3) {
+            // The condition and `a` broadcast to `out` (`a` with its own size-1 axes), `b`
+            // whole, scalar or in the condition's layout.
+            let ashape: Vec<usize> = out.iter().enumerate().map(|(i, d)| if amask >> i & 1 == 1 { 1 } else { *d }).collect();
             let cv = arr(&cshape, 5).mapv(|x| x > 0.3);
             let a = arr(&ashape, 6);
             let b = match pick { 0 => arr(&out, 7), 1 => arr(&[], 8), _ => arr(&cshape, 9) };

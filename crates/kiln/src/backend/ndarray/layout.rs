@@ -7,7 +7,7 @@ use super::simd;
 use crate::element::Element;
 use crate::error::{KilnError, Result};
 // Reductions and copies are memory-bound: they split across threads from PAR_MIN_MEM.
-use crate::hostmem::{alloc_for, PAR_MIN_MEM as PAR_MIN};
+use crate::hostmem::{alloc_for, PAR_MIN_MEM};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use rayon::prelude::*;
@@ -169,7 +169,7 @@ pub(super) fn permute<T: Element>(a: &ArrayViewD<'_, T>, axes: &[usize]) -> Resu
         .enumerate()
         .flat_map(|(i, _)| (0..lp).step_by(TILE).map(move |ta| (i, ta)))
         .collect();
-    if n >= PAR_MIN {
+    if n >= PAR_MIN_MEM {
         tasks
             .par_iter()
             .for_each(|&(i, ta)| simd::run(|| tile_row(&bases[i], ta)));
@@ -759,7 +759,7 @@ pub(super) fn sort<T: SortKey + Element>(
             out.chunks_mut(per * r).zip(xs.chunks(per * r)).for_each(g);
         }
     }
-    let par = n >= PAR_MIN && rows >= 2;
+    let par = n >= PAR_MIN_MEM && rows >= 2;
     // Moves the sorted (last) axis back where it was.
     fn back<E: Element>(arr: ArrayD<E>, inv: Option<&[usize]>) -> Result<ArrayD<E>> {
         match inv {

@@ -26,7 +26,7 @@ use crate::dtype::DType;
 use crate::element::{Element, Scalar};
 use crate::error::{KilnError, Result};
 // Reductions and copies are memory-bound: they split across threads from PAR_MIN_MEM.
-use crate::hostmem::{alloc_for, PAR_MIN_MEM as PAR_MIN};
+use crate::hostmem::{alloc_for, PAR_MIN_MEM};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use num_traits::Float;
@@ -445,7 +445,7 @@ simd::kernel! {
 
 /// [`row`] with a long row split into fixed chunks across threads.
 pub(super) fn row_par<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
-    if x.len() < PAR_MIN {
+    if x.len() < PAR_MIN_MEM {
         return row_k(r, x);
     }
     let parts: Vec<R::Acc> = x.par_chunks(ROW_CHUNK).map(|c| row_k(r, c)).collect();
@@ -510,8 +510,8 @@ where
         let nrows = n / last;
         let part = if nrows == 1 {
             vec_of(1, row_par(r, x), op)?
-        } else if n >= PAR_MIN {
-            let per = (PAR_MIN / last).max(1);
+        } else if n >= PAR_MIN_MEM {
+            let per = (PAR_MIN_MEM / last).max(1);
             let mut buf = vec_of(nrows, r.init(), op)?;
             buf.par_chunks_mut(per)
                 .zip(x.par_chunks(per * last))
@@ -566,13 +566,13 @@ where
     let one_row = |acc: &mut [R::Acc], base: usize, c0: usize, c1: usize| {
         accumulate_k(r, acc, x, &red, base, l, c0, c1)
     };
-    if work < PAR_MIN {
+    if work < PAR_MIN_MEM {
         for (o, acc) in out.chunks_mut(l).enumerate() {
             one_row(acc, kept[o], 0, l);
         }
     } else if o_rows >= 2 {
-        // Output rows in groups of about PAR_MIN elements of work.
-        let per = (PAR_MIN / (l * red.len()).max(1)).max(1);
+        // Output rows in groups of about PAR_MIN_MEM elements of work.
+        let per = (PAR_MIN_MEM / (l * red.len()).max(1)).max(1);
         out.par_chunks_mut(l * per)
             .enumerate()
             .for_each(|(ci, group)| {
@@ -590,7 +590,7 @@ where
     } else {
         // A narrow output row and many reduced rows: fixed blocks of rows, partial rows
         // merged in block order.
-        let per = (PAR_MIN / l).max(1);
+        let per = (PAR_MIN_MEM / l).max(1);
         let parts: Vec<Vec<R::Acc>> = red
             .par_chunks(per)
             .map(|rows| {
@@ -908,8 +908,8 @@ where
         TwoPass::Rows(l) => {
             let rows = n / l;
             let mut v = vec_of(rows, T::zero(), op)?;
-            if n >= PAR_MIN && rows >= 2 {
-                let per = (PAR_MIN / l).max(1);
+            if n >= PAR_MIN_MEM && rows >= 2 {
+                let per = (PAR_MIN_MEM / l).max(1);
                 v.par_chunks_mut(per)
                     .zip(x.par_chunks(per * l))
                     .for_each(|(o, c)| two_pass_rows(o, c, l, first, stat, second, finish));
@@ -927,7 +927,7 @@ where
                 two_pass_cols(dst, &x[base..base + r * l], l, first, stat, second, finish)
             };
             let mut v = vec_of(k * l, T::zero(), op)?;
-            if n >= PAR_MIN && k >= 2 {
+            if n >= PAR_MIN_MEM && k >= 2 {
                 v.par_chunks_mut(l)
                     .enumerate()
                     .for_each(|(o, d)| block(o, d));
@@ -1196,8 +1196,8 @@ where
                 find(c, m, hit)
             }
         }
-        if x.len() >= PAR_MIN && k >= 2 {
-            let per = (PAR_MIN / r).max(1);
+        if x.len() >= PAR_MIN_MEM && k >= 2 {
+            let per = (PAR_MIN_MEM / r).max(1);
             out.par_chunks_mut(per)
                 .zip(x.par_chunks(per * r))
                 .for_each(|(o, xs)| arg_rows(o, xs, r, ext, hit));
@@ -1225,7 +1225,7 @@ where
             let base = o * r * l;
             arg_cols(idx, &x[base..base + r * l], l, key, better)
         };
-        if x.len() >= PAR_MIN && k >= 2 {
+        if x.len() >= PAR_MIN_MEM && k >= 2 {
             out.par_chunks_mut(l)
                 .enumerate()
                 .for_each(|(o, d)| block(o, d));
