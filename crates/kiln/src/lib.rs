@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod array;
+pub mod autodiff;
 pub mod backend;
 pub mod device;
 pub mod doctor;

@@ -1,6 +1,7 @@
 //! Elementwise ops: unary math, binary arithmetic, comparisons, logic, `where`, `clip`,
 //! `cast`.
 
+use super::prim::{apply, Prim as P};
 use super::rules::{self, BinaryRule, UnaryRule};
 use super::{
     broadcast_shapes, cfg, cfg_for, cfg_for_tensors, common_place, convert_at, operand_tensor,
@@ -26,8 +27,7 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     } else {
         super::to_compute_ref(x, dtype, device, op)?
     };
-    let s = input.backend.unary(prim, &input.storage)?;
-    let t = Tensor::from_storage(s, input.backend.clone(), device.device)?;
+    let t = apply(P::Unary(prim), &[&input])?;
     if t.dtype() != dtype {
         return to_compute(&t, dtype, device, op);
     }
@@ -171,12 +171,11 @@ pub(crate) fn binary_op(
     let shape = broadcast_shapes(a.shape(), b.shape(), op)?;
     let ta = operand_tensor(&a, compute, device, op)?;
     let tb = operand_tensor(&b, compute, device, op)?;
-    let be = ta.backend.clone();
-    let s = match prim {
-        Prim::Bin(p) => be.binary(p, &ta.storage, &tb.storage, &shape)?,
-        Prim::Cmp(p) => be.compare(p, &ta.storage, &tb.storage, &shape)?,
+    let p = match prim {
+        Prim::Bin(p) => P::Binary(p, shape),
+        Prim::Cmp(p) => P::Compare(p, shape),
     };
-    Tensor::from_storage(s, be, device.device)
+    apply(p, &[&ta, &tb])
 }
 
 macro_rules! binary_ops {
@@ -262,10 +261,7 @@ pub fn r#where<'a, 'b>(
     let tc = super::to_compute_ref(cond, DType::Bool, device, "where")?;
     let ta = operand_tensor(&a, compute, device, "where")?;
     let tb = operand_tensor(&b, compute, device, "where")?;
-    let s = ta
-        .backend
-        .select(&tc.storage, &ta.storage, &tb.storage, &shape)?;
-    Tensor::from_storage(s, ta.backend.clone(), device.device)
+    apply(P::Select(shape), &[&tc, &ta, &tb])
 }
 
 /// Limits values to `[lo, hi]`; bool becomes int32 (Keras).
@@ -296,10 +292,11 @@ pub fn clip<'a, 'b>(
                 crate::array::ArrayData::scalar(crate::element::Scalar::Float(v), x.dtype())
                     .to_f64_vec()[0]
             };
-            let act = crate::backend::Activation::Clip { lo: r(l), hi: r(h) };
-            if let Some(s) = x.backend.activation(act, &x.storage)? {
-                return Tensor::from_storage(s, x.backend.clone(), x.device());
-            }
+            let (lo, hi) = (r(l), r(h));
+            let act = crate::backend::Activation::Clip { lo, hi };
+            return super::prim::apply_fused(P::Activation(act), &x, |x| {
+                super::composed::clip(x, lo, hi)
+            });
         }
     }
     super::composed::clip(&x, lo, hi)

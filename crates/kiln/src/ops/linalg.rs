@@ -103,8 +103,11 @@ fn matmul_in(
         &b2.shape()[..b2.ndim() - 2],
         "matmul",
     )?;
-    let s = a2.backend.matmul(&a2.storage, &b2.storage, ta, tb)?;
-    let mut out = Tensor::from_storage(s, a2.backend.clone(), device.device)?;
+    let mm = super::prim::Prim::Matmul {
+        transpose_a: ta,
+        transpose_b: tb,
+    };
+    let mut out = super::prim::apply(mm, &[&a2, &b2])?;
     let mut shape: Vec<isize> = out.shape().iter().map(|d| *d as isize).collect();
     if b.ndim() == 1 {
         shape.pop();

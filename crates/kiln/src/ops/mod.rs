@@ -13,8 +13,10 @@
 pub mod composed;
 pub mod creation;
 pub mod elementwise;
+pub(crate) mod gradients;
 pub mod linalg;
 pub mod nn;
+pub(crate) mod prim;
 pub mod random;
 pub mod reduce;
 pub mod registry;
@@ -350,9 +352,12 @@ pub(crate) fn convert_at(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> 
         if t.dtype() == dtype {
             return Ok(t.clone());
         }
-        let s = t.backend.cast(&t.storage, dtype)?;
-        Tensor::from_storage(s, t.backend.clone(), t.device())
+        prim::apply(prim::Prim::Cast(dtype), &[t])
     };
+    // A move copies through the host, outside the engines: recorded, so that gradients go
+    // back to where the value came from.
+    let moved =
+        |from: &Tensor, to: Tensor| crate::autodiff::record(prim::Prim::Transfer, &[from], to);
     if t.device() == device && t.backend_kind() == engine {
         return cast(t);
     }
@@ -360,9 +365,10 @@ pub(crate) fn convert_at(t: &Tensor, dtype: DType, at: Place) -> Result<Tensor> 
     // engines have every dtype); a move to a GPU casts first, since the GPU holds `dtype`
     // (the resolver decided that) but not necessarily the value's current one (int32 on CUDA).
     if device.runs_on_host() {
-        cast(&Tensor::upload_on(t.to_host()?, device, engine)?)
+        cast(&moved(t, Tensor::upload_on(t.to_host()?, device, engine)?))
     } else {
-        Tensor::upload_on(cast(t)?.to_host()?, device, engine)
+        let c = cast(t)?;
+        Ok(moved(&c, Tensor::upload_on(c.to_host()?, device, engine)?))
     }
 }
 

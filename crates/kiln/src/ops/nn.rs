@@ -6,42 +6,23 @@
 //! maximum, `softplus` is `max(x, 0) + log1p(exp(-|x|))`.
 
 use super::elementwise::*;
+use super::prim::{apply_fused, Prim};
 use super::rules::{self, UnaryRule};
 use super::{cfg_for_tensors, normalize_axis};
 use crate::backend::{Activation, Normalize};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-/// The engine's fused activation on `x` (already in its compute dtype), if it has one.
-fn fused(x: &Tensor, act: Activation) -> Result<Option<Tensor>> {
-    match x.backend.activation(act, &x.storage)? {
-        Some(s) => Ok(Some(Tensor::from_storage(
-            s,
-            x.backend.clone(),
-            x.device(),
-        )?)),
-        None => Ok(None),
-    }
-}
-
-/// The engine's fused softmax / log_softmax, if it has one.
-fn fused_norm(x: &Tensor, op: Normalize, axis: usize) -> Result<Option<Tensor>> {
-    match x.backend.normalize(op, &x.storage, axis)? {
-        Some(s) => Ok(Some(Tensor::from_storage(
-            s,
-            x.backend.clone(),
-            x.device(),
-        )?)),
-        None => Ok(None),
-    }
-}
-
+/// The engine's fused activation on `x` (already in its compute dtype) where it has one,
+/// else the composition; recorded as the activation either way. Complex inputs (sigmoid,
+/// silu) compose from primitives.
 macro_rules! with_fused {
     ($x:expr, $act:expr, $composed:expr) => {{
         let x = $x;
-        match fused(&x, $act)? {
-            Some(t) => Ok(t),
-            None => $composed(&x),
+        if x.dtype().is_complex() {
+            $composed(&x)
+        } else {
+            apply_fused(Prim::Activation($act), &x, $composed)
         }
     }};
 }
@@ -138,10 +119,12 @@ pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor> {
 pub fn softmax(x: &Tensor, axis: isize) -> Result<Tensor> {
     let x = float_in("softmax", UnaryRule::ToFloatNoBool, x)?;
     let ax = normalize_axis(axis, x.ndim(), "softmax")?;
-    match fused_norm(&x, Normalize::Softmax, ax)? {
-        Some(t) => Ok(t),
-        None => super::composed::softmax(&x, ax),
+    if x.dtype().is_complex() {
+        return super::composed::softmax(&x, ax);
     }
+    apply_fused(Prim::Normalize(Normalize::Softmax, ax), &x, |x| {
+        super::composed::softmax(x, ax)
+    })
 }
 
 /// `log(softmax(x))`, computed as `x - max - log(sum(exp(x - max)))`.
@@ -149,8 +132,10 @@ pub fn softmax(x: &Tensor, axis: isize) -> Result<Tensor> {
 pub fn log_softmax(x: &Tensor, axis: isize) -> Result<Tensor> {
     let x = float_in("log_softmax", UnaryRule::ToFloatNoBool, x)?;
     let ax = normalize_axis(axis, x.ndim(), "log_softmax")?;
-    match fused_norm(&x, Normalize::LogSoftmax, ax)? {
-        Some(t) => Ok(t),
-        None => super::composed::log_softmax(&x, ax),
+    if x.dtype().is_complex() {
+        return super::composed::log_softmax(&x, ax);
     }
+    apply_fused(Prim::Normalize(Normalize::LogSoftmax, ax), &x, |x| {
+        super::composed::log_softmax(x, ax)
+    })
 }

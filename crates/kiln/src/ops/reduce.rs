@@ -2,6 +2,7 @@
 //! the end; `keepdims` keeps reduced axes with size 1.
 
 use super::elementwise::{cast_internal, sqrt};
+use super::prim::{apply, Prim};
 use super::rules::{self, UnaryRule};
 use super::{cfg_for_tensors, normalize_axes, normalize_axis};
 use crate::backend::{ArgOp, FusedReduce, ReduceOp, ScanOp};
@@ -15,8 +16,7 @@ pub(crate) fn reduce_prim(
     axes: &[usize],
     keepdims: bool,
 ) -> Result<Tensor> {
-    let s = x.backend.reduce(op, &x.storage, axes, keepdims)?;
-    Tensor::from_storage(s, x.backend.clone(), x.device())
+    apply(Prim::Reduce(op, axes.to_vec(), keepdims), &[x])
 }
 
 #[track_caller]
@@ -84,16 +84,20 @@ pub(crate) fn count(x: &Tensor, axes: &[usize]) -> f64 {
     axes.iter().map(|a| x.shape()[*a]).product::<usize>() as f64
 }
 
-/// The engine's fused reduction, if it has one for this dtype and layout.
-fn fused(x: &Tensor, op: FusedReduce, axes: &[usize], keepdims: bool) -> Result<Option<Tensor>> {
-    match x.backend.reduce_fused(op, &x.storage, axes, keepdims)? {
-        Some(s) => Ok(Some(Tensor::from_storage(
-            s,
-            x.backend.clone(),
-            x.device(),
-        )?)),
-        None => Ok(None),
+/// The engine's fused reduction where it has one for this dtype and layout, else
+/// `composed`; recorded as the fused reduction either way (real float inputs: complex ones
+/// compose from primitives).
+fn fused(
+    x: &Tensor,
+    op: FusedReduce,
+    axes: &[usize],
+    keepdims: bool,
+    composed: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if x.dtype().is_complex() {
+        return composed(x);
     }
+    super::prim::apply_fused(Prim::ReduceFused(op, axes.to_vec(), keepdims), x, composed)
 }
 
 /// Arithmetic mean; ints become floats.
@@ -103,10 +107,9 @@ pub fn mean(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor
     let out = rules::unary("mean", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "mean")?;
     let x = cast_internal(x, out, "mean")?;
-    match fused(&x, FusedReduce::Mean, &axes, keepdims)? {
-        Some(t) => Ok(t),
-        None => super::composed::mean(&x, &axes, keepdims),
-    }
+    fused(&x, FusedReduce::Mean, &axes, keepdims, |x| {
+        super::composed::mean(x, &axes, keepdims)
+    })
 }
 
 /// Population variance (`ddof = 0`, as Keras); complex input gives a complex dtype
@@ -117,10 +120,9 @@ pub fn var(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
     let out = rules::unary("var", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "var")?;
     let x = cast_internal(x, out, "var")?;
-    match fused(&x, FusedReduce::Var, &axes, keepdims)? {
-        Some(t) => Ok(t),
-        None => cast_internal(&super::composed::var(&x, &axes, keepdims)?, out, "var"),
-    }
+    fused(&x, FusedReduce::Var, &axes, keepdims, |x| {
+        cast_internal(&super::composed::var(x, &axes, keepdims)?, out, "var")
+    })
 }
 
 /// Population standard deviation; complex input gives its real dtype.
@@ -131,9 +133,9 @@ pub fn std(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<Tensor>
     let axes = normalize_axes(axis, x.ndim(), "std")?;
     if !x.dtype().is_complex() {
         let xf = cast_internal(x, out, "std")?;
-        if let Some(t) = fused(&xf, FusedReduce::Std, &axes, keepdims)? {
-            return Ok(t);
-        }
+        return fused(&xf, FusedReduce::Std, &axes, keepdims, |x| {
+            sqrt(&super::composed::var(x, &axes, keepdims)?)
+        });
     }
     let v = var(x, axis, keepdims)?;
     let v = super::elementwise::real(&v)?;
@@ -155,8 +157,7 @@ fn arg(name: &str, op: ArgOp, x: &Tensor, axis: Option<isize>, keepdims: bool) -
             name,
         );
     }
-    let s = flat.backend.arg_reduce(op, &flat.storage, ax)?;
-    let mut t = Tensor::from_storage(s, flat.backend.clone(), flat.device())?;
+    let mut t = apply(Prim::ArgReduce(op, ax), &[&flat])?;
     if keepdims {
         t = match axis {
             None => super::shape::reshape(&t, &vec![1isize; x.ndim()])?,
@@ -190,8 +191,7 @@ fn scan(name: &str, op: ScanOp, x: &Tensor, axis: Option<isize>) -> Result<Tenso
     if x.ndim() == 0 {
         return Ok(x);
     }
-    let s = x.backend.scan(op, &x.storage, ax)?;
-    Tensor::from_storage(s, x.backend.clone(), x.device())
+    apply(Prim::Scan(op, ax), &[&x])
 }
 
 /// Cumulative sum (flattened when `axis` is `None`).
@@ -213,10 +213,9 @@ pub fn logsumexp(x: &Tensor, axis: Option<&[isize]>, keepdims: bool) -> Result<T
     let out = rules::unary("logsumexp", UnaryRule::ToFloat, x.dtype(), &cfg)?;
     let x = cast_internal(x, out, "logsumexp")?;
     let axes = normalize_axes(axis, x.ndim(), "logsumexp")?;
-    match fused(&x, FusedReduce::LogSumExp, &axes, keepdims)? {
-        Some(t) => Ok(t),
-        None => super::composed::logsumexp(&x, &axes, keepdims),
-    }
+    fused(&x, FusedReduce::LogSumExp, &axes, keepdims, |x| {
+        super::composed::logsumexp(x, &axes, keepdims)
+    })
 }
 
 /// Number of nonzero elements (index dtype).
@@ -225,7 +224,8 @@ pub fn count_nonzero(x: &Tensor, axis: Option<&[isize]>) -> Result<Tensor> {
     let cfg = cfg_for_tensors(&[x])?;
     let out = rules::unary("count_nonzero", UnaryRule::Index, x.dtype(), &cfg)?;
     let axes = normalize_axes(axis, x.ndim(), "count_nonzero")?;
-    let s = match fused(x, FusedReduce::CountNonzero, &axes, false)? {
+    let fused = Prim::ReduceFused(FusedReduce::CountNonzero, axes.clone(), false);
+    let s = match super::prim::try_fused(fused, &[x])? {
         Some(t) => t,
         None => super::composed::count_nonzero(x, &axes)?,
     };

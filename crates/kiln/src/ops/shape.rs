@@ -2,6 +2,7 @@
 //! the triangle/diagonal family.
 
 use super::elementwise::{cast_internal, equal, r#where};
+use super::prim::{apply, Prim};
 use super::rules::{self, UnaryRule};
 use super::{
     broadcast_shapes, cfg_for_tensors, common_place, normalize_axes, normalize_axis,
@@ -14,10 +15,6 @@ use crate::dtype::DType;
 use crate::element::Scalar;
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
-
-fn wrap(x: &Tensor, s: crate::backend::Storage) -> Result<Tensor> {
-    Tensor::from_storage(s, x.backend.clone(), x.device())
-}
 
 /// Reshape in C order; one entry may be `-1` (inferred).
 ///
@@ -62,7 +59,7 @@ pub fn reshape(x: &Tensor, shape: &[isize]) -> Result<Tensor> {
     if new == x.shape() {
         return Ok(x.clone());
     }
-    wrap(x, x.backend.reshape(&x.storage, &new)?)
+    apply(Prim::Reshape(new), &[x])
 }
 
 /// Permutes axes (`None` reverses them).
@@ -90,7 +87,7 @@ pub fn transpose(x: &Tensor, axes: Option<&[usize]>) -> Result<Tensor> {
         let shape: Vec<isize> = perm.iter().map(|&a| x.shape()[a] as isize).collect();
         return reshape(x, &shape);
     }
-    wrap(x, x.backend.permute(&x.storage, &perm)?)
+    apply(Prim::Permute(perm), &[x])
 }
 
 /// Inserts a size-1 axis at `axis`.
@@ -144,7 +141,7 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
         return Ok(x.clone());
     }
     crate::hostmem::check_output("broadcast_to", shape, x.dtype())?;
-    wrap(x, x.backend.broadcast_to(&x.storage, shape)?)
+    apply(Prim::BroadcastTo(shape.to_vec()), &[x])
 }
 
 /// One axis of a strided slice, with Python's `start:stop:step` semantics.
@@ -229,7 +226,7 @@ pub fn strided_slice(x: &Tensor, args: &[SliceArg]) -> Result<Tensor> {
         .enumerate()
         .map(|(i, n)| args.get(i).copied().unwrap_or(SliceArg::all()).spec(*n))
         .collect::<Result<Vec<_>>>()?;
-    wrap(x, x.backend.slice(&x.storage, &specs)?)
+    apply(Prim::Slice(specs), &[x])
 }
 
 /// Reverses the order of elements along `axis` (all axes when `None`).
@@ -277,8 +274,8 @@ pub fn concatenate(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
     for t in xs {
         cast.push(to_compute(t, dtype, place, "concatenate")?);
     }
-    let refs: Vec<&crate::backend::Storage> = cast.iter().map(|t| &t.storage).collect();
-    wrap(&cast[0], cast[0].backend.concat(&refs, ax)?)
+    let refs: Vec<&Tensor> = cast.iter().collect();
+    apply(Prim::Concat(ax), &refs)
 }
 
 /// Joins tensors of one shape along a new axis.
@@ -346,7 +343,7 @@ pub fn split(x: &Tensor, how: Split, axis: isize) -> Result<Vec<Tensor>> {
 
 /// Picks `indices` along `axis` (backend primitive; indices already in range).
 fn select(x: &Tensor, indices: &[usize], axis: usize) -> Result<Tensor> {
-    wrap(x, x.backend.index_select(&x.storage, indices, axis)?)
+    apply(Prim::IndexSelect(indices.to_vec(), axis), &[x])
 }
 
 /// Repeats the whole tensor `reps` times along each axis (NumPy `tile`): one broadcast
@@ -423,7 +420,7 @@ pub fn pad(x: &Tensor, widths: &[(usize, usize)], value: impl Into<Scalar>) -> R
             )
         })?;
     crate::hostmem::check_output("pad", &out, x.dtype())?;
-    wrap(x, x.backend.pad(&x.storage, widths, value.into())?)
+    apply(Prim::Pad(widths.to_vec(), value.into()), &[x])
 }
 
 fn host_indices(indices: &Tensor, len: usize, op: &str) -> Result<Vec<usize>> {
@@ -509,7 +506,7 @@ pub fn take_along_axis(x: &Tensor, indices: &Tensor, axis: isize) -> Result<Tens
     let host = ArrayData::from_shape_vec(indices.shape(), idx)?;
     let it = x.upload_like(host)?;
     let it = broadcast_to(&it, &ishape)?;
-    wrap(x, x.backend.gather(&x.storage, &it.storage, ax)?)
+    apply(Prim::Gather(ax), &[x, &it])
 }
 
 /// Sorts along `axis` (ascending, NaN last, stable).
@@ -518,7 +515,7 @@ pub fn sort(x: &Tensor, axis: isize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let ax = normalize_axis(axis, x.ndim(), "sort")?;
-    wrap(x, x.backend.sort(&x.storage, ax)?)
+    apply(Prim::Sort(ax), &[x])
 }
 
 /// Indices that sort along `axis` (index dtype, stable).
@@ -532,7 +529,7 @@ pub fn argsort(x: &Tensor, axis: isize) -> Result<Tensor> {
         x.clone()
     };
     let ax = normalize_axis(axis, x.ndim(), "argsort")?;
-    let t = wrap(&x, x.backend.argsort(&x.storage, ax)?)?;
+    let t = apply(Prim::Argsort(ax), &[&x])?;
     cast_internal(&t, out, "argsort")
 }
 
@@ -561,8 +558,8 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
     // The fused kernel writes on the indices' engine: only where the result belongs there
     // (not after a cpu-fallback decision).
     if place == at {
-        if let Some(s) = indices.backend.one_hot(&indices.storage, num_classes, d)? {
-            return Tensor::from_storage(s, indices.backend.clone(), indices.device());
+        if let Some(t) = super::prim::try_fused(Prim::OneHot(num_classes, d), &[indices])? {
+            return Ok(t);
         }
     }
     let n = i64::try_from(num_classes).map_err(|_| {

@@ -24,6 +24,8 @@ pub struct Tensor {
     pub(crate) shape: Vec<usize>,
     pub(crate) device: Device,
     pub(crate) backend: Arc<dyn Backend>,
+    /// Where the value sits in an autodiff graph (`None`: a constant to every gradient).
+    pub(crate) node: Option<Arc<crate::autodiff::Node>>,
 }
 
 impl fmt::Debug for Tensor {
@@ -87,6 +89,7 @@ impl Tensor {
             shape,
             device,
             backend,
+            node: None,
         })
     }
 

@@ -15,6 +15,7 @@ mod device_matrix;
 mod dtype_tables;
 mod engines;
 mod fused;
+mod gradients;
 mod no_panics;
 mod npy_io;
 mod ops_semantics;
