@@ -1,14 +1,15 @@
 //! The `kiln` command-line tool.
 //!
 //! * `kiln devices [--json]`: the capability matrix (device x dtype usage level).
-//! * `kiln train [--data PATH] [--device D] [--epochs N]`: the main job: loads the shipped
-//!   float64 data through the conversion boundary on the chosen (default: configured)
-//!   device, reports what the conversion did, and trains a softmax-regression classifier
-//!   with full-batch gradient descent. (Gradients are written out by hand until kiln's
-//!   autodiff lands; the model is a real one and its accuracy is printed.)
+//! * `kiln train [--data PATH] [--device D] [--policy P] [--dtype-policy NAME] ...`: the
+//!   main job: an MLP trained with `kiln::nn` (Adam, batch 32, Keras's progress output) on
+//!   the shipped float64 data, converted once through the resolver on the chosen device; it
+//!   prints what the conversion did, the test score and the cpu fallbacks.
 
 use clap::{Parser, Subcommand};
-use kiln::{ops, ArrayData, DType, Device, Tensor};
+use kiln::{DType, Device};
+
+mod train;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -46,20 +47,42 @@ enum Cmd {
         #[arg(long)]
         devices: Option<String>,
     },
-    /// Train a softmax-regression classifier on a float64 .npz dataset (x, y).
+    /// Train a Keras-style MLP on a float64 .npz dataset (x, y): the main job.
     Train {
-        /// The dataset (`x`: float64 [n, features], `y`: integer labels [n]).
+        /// The dataset (`x`: float64 [n, features], `y`: labels or targets [n]).
         #[arg(long, default_value = "data/digits.npz")]
         data: String,
+        /// What to fit: `classify` (integer labels, softmax cross-entropy), `binary`
+        /// (0/1 labels, one logit), `regress` (mean squared error), or `auto` (from y).
+        #[arg(long, default_value = "auto")]
+        task: String,
         /// Device (default: KILN_DEVICE, the config file, or cpu).
         #[arg(long)]
         device: Option<String>,
-        /// Full-batch gradient steps.
-        #[arg(long, default_value_t = 300)]
+        /// Precision policy for dtypes the device lacks: error, downcast or cpu-fallback.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Keras dtype policy: float32, float64, bfloat16, float16, mixed_float16, mixed_bfloat16.
+        #[arg(long, default_value = "float32")]
+        dtype_policy: String,
+        /// Epochs.
+        #[arg(long, default_value_t = 20)]
         epochs: usize,
-        /// Learning rate.
-        #[arg(long, default_value_t = 0.5)]
+        /// Samples per step.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Units of the hidden layer.
+        #[arg(long, default_value_t = 128)]
+        hidden: usize,
+        /// Adam's learning rate.
+        #[arg(long, default_value_t = 1e-3)]
         lr: f64,
+        /// Seed of the split, the initializers and the shuffles.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Progress: 0 silent, 1 bar, 2 a line per epoch (default: bar on a terminal).
+        #[arg(long)]
+        verbose: Option<u8>,
     },
 }
 
@@ -80,10 +103,29 @@ fn main() -> ExitCode {
         } => doctor(matrix, &x64, &engine, devices.as_deref()),
         Cmd::Train {
             data,
+            task,
             device,
+            policy,
+            dtype_policy,
             epochs,
+            batch_size,
+            hidden,
             lr,
-        } => train(&data, device.as_deref(), epochs, lr),
+            seed,
+            verbose,
+        } => train::run(&train::Args {
+            data,
+            task,
+            device,
+            policy,
+            dtype_policy,
+            epochs,
+            batch_size,
+            hidden,
+            lr,
+            seed,
+            verbose,
+        }),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -235,107 +277,6 @@ fn emulation() -> kiln::Result<()> {
         for d in list.split(',').map(str::trim).filter(|d| !d.is_empty()) {
             kiln::backend::candle::emulate_gpu_on_cpu(Device::parse(d)?)?;
         }
-    }
-    Ok(())
-}
-
-fn train(path: &str, device: Option<&str>, epochs: usize, lr: f64) -> kiln::Result<()> {
-    let cfg = kiln::precision::config::current()?;
-    let device = match device {
-        Some(d) => Device::parse(d)?,
-        None => cfg.device,
-    };
-    let arrays = kiln::io::read_npz(path)?;
-    let get = |k: &str| -> kiln::Result<&ArrayData> {
-        arrays
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, a)| a)
-            .ok_or_else(|| kiln::KilnError::Format {
-                path: path.to_string(),
-                message: format!("no array named {k:?} (expected x and y)"),
-            })
-    };
-    let (xh, yh) = (get("x")?, get("y")?);
-    println!(
-        "data: {path}: x {:?} {}, y {:?} {}; device {device}; policy {}; x64 {}",
-        xh.shape(),
-        xh.dtype(),
-        yh.shape(),
-        yh.dtype(),
-        cfg.policy.name(),
-        if cfg.x64 { "on" } else { "off" }
-    );
-    let (x, report) = kiln::convert_to_tensor_with_report(xh, None, &device)?;
-    match &report {
-        Some(r) => println!(
-            "conversion: {} -> {}: {}",
-            xh.dtype(),
-            x.dtype(),
-            r.summary()
-        ),
-        None => println!("conversion: kept {}", x.dtype()),
-    }
-    // Class indices in whatever integer dtype the resolver gave them on this device (int32
-    // with x64 off; int64 on CUDA, which has no int32).
-    let y = kiln::convert_to_tensor(yh, None, &device)?;
-    if !y.dtype().is_integer() {
-        return Err(kiln::KilnError::Format {
-            path: path.to_string(),
-            message: format!("labels y are {}; expected integer class indices", y.dtype()),
-        });
-    }
-    // Standardise features with the data's own statistics (constant pixels stay 0).
-    let mean = ops::mean(&x, Some(&[0]), true)?;
-    let std = ops::std(&x, Some(&[0]), true)?;
-    let x = ops::divide(&ops::subtract(&x, &mean)?, &ops::add(&std, 1e-6)?)?;
-    let n = x.shape()[0];
-    let k = (ops::max(&y, None, false)?.to_f64_vec()?[0] as usize) + 1;
-    let onehot = ops::one_hot(&y, k, Some(x.dtype()))?;
-    let f = x.shape()[1];
-    let mut w = ops::zeros(&[f, k], Some(x.dtype()), Some(x.device()))?;
-    let mut b = ops::zeros(&[k], Some(x.dtype()), Some(x.device()))?;
-    let xt = ops::transpose(&x, None)?;
-    let loss_acc = |w: &Tensor, b: &Tensor| -> kiln::Result<(f64, f64)> {
-        let logits = ops::add(&ops::matmul(&x, w)?, b)?;
-        let logp = ops::log_softmax(&logits, -1)?;
-        let loss = ops::negative(&ops::mean(
-            &ops::sum(&ops::multiply(&logp, &onehot)?, Some(&[-1]), false)?,
-            None,
-            false,
-        )?)?;
-        let pred = ops::argmax(&logits, Some(-1), false)?;
-        let acc = ops::mean(&ops::equal(&pred, &y)?, None, false)?;
-        Ok((loss.to_f64_vec()?[0], acc.to_f64_vec()?[0]))
-    };
-    for epoch in 0..=epochs {
-        if epoch % (epochs / 5).max(1) == 0 || epoch == epochs {
-            let (l, a) = loss_acc(&w, &b)?;
-            println!(
-                "epoch {epoch:>4}: loss {l:.4}, train accuracy {:.2}%",
-                100.0 * a
-            );
-        }
-        if epoch == epochs {
-            break;
-        }
-        let logits = ops::add(&ops::matmul(&x, &w)?, &b)?;
-        let p = ops::softmax(&logits, -1)?;
-        // d(mean cross-entropy)/d(logits) = (p - onehot) / n
-        let g = ops::divide(&ops::subtract(&p, &onehot)?, n as f64)?;
-        let gw = ops::matmul(&xt, &g)?;
-        let gb = ops::sum(&g, Some(&[0]), false)?;
-        w = ops::subtract(&w, &ops::multiply(&gw, lr)?)?;
-        b = ops::subtract(&b, &ops::multiply(&gb, lr)?)?;
-    }
-    println!("done: weights {} on {}", w.dtype(), w.device());
-    // What ran on the cpu instead of the device (cpu-fallback policy), by cause.
-    let fallbacks = kiln::precision::warnings::fallback_summary();
-    if fallbacks.is_empty() {
-        println!("cpu fallbacks: none");
-    } else {
-        let list: Vec<String> = fallbacks.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-        println!("cpu fallbacks: {}", list.join(", "));
     }
     Ok(())
 }

@@ -144,6 +144,16 @@ pub enum KilnError {
         /// The bytes that could not be allocated.
         bytes: u128,
     },
+    /// Training met a NaN or an infinity.
+    #[error("fit: a non-finite value in epoch {} batch {batch}: {what}. Fix: lower the learning rate, clip gradients (clipnorm), check the data and the loss's inputs (log of 0, division by 0)", epoch + 1)]
+    NonFinite {
+        /// The epoch (from 0; printed from 1, as Keras's progress does).
+        epoch: usize,
+        /// The batch within the epoch (from 0).
+        batch: usize,
+        /// Where it appeared first: the loss, or the gradient of which variable.
+        what: String,
+    },
     /// A backend cannot run this primitive for this dtype.
     #[error("{backend} backend: {op} is not implemented for {dtype}: {message}")]
     Backend {
@@ -208,6 +218,7 @@ impl KilnError {
             KilnError::Backend { .. } => "backend",
             KilnError::UnsupportedOp { .. } => "unsupported-op",
             KilnError::OutOfMemory { .. } => "out-of-memory",
+            KilnError::NonFinite { .. } => "non-finite",
         }
     }
 }

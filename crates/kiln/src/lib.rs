@@ -25,6 +25,7 @@
 pub mod array;
 pub mod autodiff;
 pub mod backend;
+pub mod datasets;
 pub mod device;
 pub mod doctor;
 pub mod dtype;
@@ -32,6 +33,7 @@ pub mod element;
 pub mod error;
 mod hostmem;
 pub mod io;
+pub mod nn;
 pub mod ops;
 pub mod precision;
 pub mod tensor;

@@ -438,3 +438,13 @@ fn with_operand(c: Config, t: &Tensor) -> Config {
     }
     c.for_operands(&[(t.dtype(), t.device(), t.backend_kind())])
 }
+
+/// Casts `x` to `dtype` as an implicit decision of the resolver (a promotion, not an explicit
+/// cast): the dtype policies' autocast. A 64-bit `dtype` is asked under x64 semantics.
+#[track_caller]
+pub(crate) fn autocast(x: &Tensor, dtype: DType, op: &str) -> Result<Tensor> {
+    let mut cfg = cfg_for_tensors(&[x])?;
+    cfg.x64 |= dtype.is_64bit();
+    let (d, place) = resolve_result(op, dtype, place_of(x), &cfg)?;
+    to_compute(x, d, place, op)
+}

@@ -25,6 +25,7 @@ use std::panic::Location;
 pub struct Variable {
     name: String,
     value: Tensor,
+    trainable: bool,
 }
 
 impl Variable {
@@ -54,8 +55,63 @@ impl Variable {
             crate::ops::to_compute(initial, d.dtype, crate::ops::Place::of(&d), "Variable::new")?;
         Ok(Variable {
             name: name.to_string(),
-            value,
+            value: crate::autodiff::stop_gradient(&value),
+            trainable: true,
         })
+    }
+
+    /// A variable from host values in a dtype policy's variable dtype on `device`: an
+    /// implicit request (the policy chose it, not the caller), asked under x64 semantics
+    /// where that dtype is 64-bit, so that a `float64` policy keeps float64 where the device
+    /// has it and is otherwise adapted (one warning), refused or kept on the cpu, as the
+    /// precision policy says. One decision: the values are rounded once, on the host.
+    #[track_caller]
+    pub(crate) fn for_policy(
+        name: &str,
+        host: &crate::array::ArrayData,
+        dtype: DType,
+        device: crate::Device,
+    ) -> Result<Variable> {
+        let mut cfg = config::current()?;
+        cfg.x64 |= dtype.is_64bit();
+        let d = resolve(
+            &Request {
+                op: "Variable::new",
+                site: Site::Variable,
+                dtype,
+                explicit: false,
+                device,
+                engine: crate::tensor::engine_kind_for(device, &cfg),
+                origin: Location::caller(),
+            },
+            &cfg,
+        )?;
+        d.announce(None);
+        let data = if host.dtype() == d.dtype {
+            host.clone()
+        } else {
+            crate::precision::report::convert_with_report(host, d.dtype).0
+        };
+        Ok(Variable {
+            name: name.to_string(),
+            value: Tensor::upload_on(data, d.device, d.engine)?,
+            trainable: true,
+        })
+    }
+
+    /// Whether optimizers update it (Keras's `trainable`).
+    pub fn trainable(&self) -> bool {
+        self.trainable
+    }
+    /// Sets whether optimizers update it.
+    pub fn set_trainable(&mut self, on: bool) {
+        self.trainable = on;
+    }
+
+    /// Replaces the value with a tensor of the same dtype, shape and place, unchecked: for
+    /// the training step, which swaps in the watched value and then the updated one.
+    pub(crate) fn set_raw(&mut self, value: Tensor) {
+        self.value = value;
     }
 
     /// Replaces the value, converting it to the variable's dtype and device. The shape must
@@ -73,12 +129,13 @@ impl Variable {
                 ),
             ));
         }
-        self.value = crate::ops::to_compute(
+        let v = crate::ops::to_compute(
             value,
             self.value.dtype(),
             crate::ops::place_of(&self.value),
             "Variable::assign",
         )?;
+        self.value = crate::autodiff::stop_gradient(&v);
         Ok(())
     }
 

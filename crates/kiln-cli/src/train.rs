@@ -1,0 +1,195 @@
+//! `kiln train`: the main job. A fixed-seed train/test split of a shipped float64 dataset,
+//! features standardised on the training rows, an MLP (`Input - Dense(hidden, relu) -
+//! Dense(out)`) fitted with Adam, and the test score.
+
+use kiln::nn::{Adam, DTypePolicy, Dense, FitArgs, Input, Loss, Sequential, Verbose};
+use kiln::precision::{Policy, Scope};
+use kiln::{ops, ArrayData, DType, Device, KilnError, Result};
+
+pub struct Args {
+    pub data: String,
+    pub task: String,
+    pub device: Option<String>,
+    pub policy: Option<String>,
+    pub dtype_policy: String,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub hidden: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub verbose: Option<u8>,
+}
+
+#[derive(Copy, Clone, PartialEq, Debug)]
+enum Task {
+    Classify(usize),
+    Binary,
+    Regress,
+}
+
+fn task_of(name: &str, y: &ArrayData) -> Result<Task> {
+    let v = y.to_f64_vec();
+    let whole = v.iter().all(|t| t.fract() == 0.0 && *t >= 0.0);
+    let classes = v.iter().fold(0.0f64, |m, t| m.max(*t)) as usize + 1;
+    Ok(match name {
+        "classify" => Task::Classify(classes),
+        "binary" => Task::Binary,
+        "regress" => Task::Regress,
+        "auto" if y.dtype().is_integer() && whole && classes == 2 => Task::Binary,
+        "auto" if y.dtype().is_integer() && whole => Task::Classify(classes),
+        "auto" => Task::Regress,
+        other => {
+            return Err(KilnError::InvalidArgument {
+                op: "train".into(),
+                message: format!("--task {other:?}: use auto, classify, binary or regress"),
+            })
+        }
+    })
+}
+
+/// Column means and standard deviations of the training rows (float64, on the host side
+/// of the cpu), applied to both sets: what scikit-learn's StandardScaler does.
+fn standardize(train: &ArrayData, test: &ArrayData) -> Result<(ArrayData, ArrayData)> {
+    let _x64 = Scope::new().x64(true).device(Device::Cpu).enter();
+    let t = kiln::convert_to_tensor(train, Some(DType::Float64), &Device::Cpu)?;
+    let mean = ops::mean(&t, Some(&[0]), true)?;
+    let std = ops::std(&t, Some(&[0]), true)?;
+    let std = ops::r#where(&ops::equal(&std, 0.0)?, 1.0, &std)?;
+    let f = |a: &ArrayData| -> Result<ArrayData> {
+        let x = kiln::convert_to_tensor(a, Some(DType::Float64), &Device::Cpu)?;
+        ops::divide(&ops::subtract(&x, &mean)?, &std)?.to_host()
+    };
+    Ok((f(train)?, f(test)?))
+}
+
+pub fn run(a: &Args) -> Result<()> {
+    let cfg = kiln::precision::config::current()?;
+    let device = match &a.device {
+        Some(d) => Device::parse(d)?,
+        None => cfg.device,
+    };
+    let policy = match &a.policy {
+        Some(p) => Policy::parse(p)?,
+        None => cfg.policy,
+    };
+    let _scope = Scope::new().device(device).policy(policy).enter();
+    let dtype_policy = DTypePolicy::new(&a.dtype_policy)?;
+    let (x, y) = kiln::datasets::load_npz(&a.data)?;
+    let task = task_of(&a.task, &y)?;
+    println!(
+        "data: {}: x {:?} {}, y {:?} {}; device {device}; policy {}; dtype policy {}; x64 {}",
+        a.data,
+        x.shape(),
+        x.dtype(),
+        y.shape(),
+        y.dtype(),
+        policy.name(),
+        dtype_policy.name(),
+        if cfg.x64 { "on" } else { "off" }
+    );
+    let (x_train, x_test, y_train, y_test) = kiln::datasets::train_test_split(&x, &y, 0.2, a.seed)?;
+    let (x_train, x_test) = standardize(&x_train, &x_test)?;
+    // Regression targets are standardised too (and the score reported in the data's units).
+    let (y_mean, y_std) = if task == Task::Regress {
+        let v = y_train.to_f64_vec();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let s = (v.iter().map(|t| (t - m) * (t - m)).sum::<f64>() / v.len() as f64).sqrt();
+        (m, if s == 0.0 { 1.0 } else { s })
+    } else {
+        (0.0, 1.0)
+    };
+    let scale = |d: &ArrayData| -> Result<ArrayData> {
+        let v: Vec<f64> = d
+            .to_f64_vec()
+            .iter()
+            .map(|t| (t - y_mean) / y_std)
+            .collect();
+        ArrayData::from_shape_vec(&[v.len(), 1], v)
+    };
+    let (y_fit, y_eval) = match task {
+        Task::Regress => (scale(&y_train)?, scale(&y_test)?),
+        Task::Binary => {
+            let col = |d: &ArrayData| {
+                let v = d.to_f64_vec();
+                ArrayData::from_shape_vec(&[v.len(), 1], v)
+            };
+            (col(&y_train)?, col(&y_test)?)
+        }
+        Task::Classify(_) => (y_train.clone(), y_test.clone()),
+    };
+    println!(
+        "split: {} train / {} test (seed {}), features standardised on the training rows",
+        x_train.shape()[0],
+        x_test.shape()[0],
+        a.seed
+    );
+    let (out, loss, metrics): (usize, Loss, &[&str]) = match task {
+        Task::Classify(c) => (
+            c,
+            Loss::sparse_categorical_crossentropy(true),
+            &["accuracy"],
+        ),
+        Task::Binary => (1, Loss::binary_crossentropy(true), &["accuracy"]),
+        Task::Regress => (1, Loss::MeanSquaredError, &["mae"]),
+    };
+    let features = x_train.shape().get(1).copied().unwrap_or(1);
+    let mut model = Sequential::new()
+        .seed(a.seed)
+        .dtype_policy(dtype_policy)
+        .device(device)
+        .add(Input::new(&[features]))
+        .add(Dense::new(a.hidden).activation("relu"))
+        .add(Dense::new(out));
+    model.compile(Adam::new(a.lr), loss, metrics)?;
+    print!("{}", model.summary()?);
+    let verbose = a.verbose.map(Verbose::from_level).unwrap_or(Verbose::Auto);
+    let start = std::time::Instant::now();
+    let history = model.fit(
+        &x_train,
+        &y_fit,
+        FitArgs::default()
+            .epochs(a.epochs)
+            .batch_size(a.batch_size)
+            .seed(a.seed)
+            .verbose(verbose),
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    let test = model.evaluate(&x_test, &y_eval, a.batch_size)?;
+    println!(
+        "trained {} epochs in {:.2} s ({:.2} ms/epoch); final loss {:.4}",
+        history.epoch.len(),
+        secs,
+        1e3 * secs / history.epoch.len().max(1) as f64,
+        history
+            .get("loss")
+            .and_then(|l| l.last())
+            .copied()
+            .unwrap_or(f64::NAN)
+    );
+    let w = &model.variables()[0];
+    println!("weights: {} on {}", w.dtype(), w.value().device());
+    match task {
+        Task::Classify(_) | Task::Binary => {
+            println!("test accuracy: {:.2}%", 100.0 * test["accuracy"]);
+        }
+        Task::Regress => {
+            // Back to the data's units; against predicting the training mean.
+            let mse = test["loss"] * y_std * y_std;
+            let yt = y_test.to_f64_vec();
+            let base =
+                yt.iter().map(|t| (t - y_mean) * (t - y_mean)).sum::<f64>() / yt.len() as f64;
+            println!(
+                "test mse: {mse:.1} (the training mean predicts {base:.1}: {:.1}% lower)",
+                100.0 * (1.0 - mse / base)
+            );
+        }
+    }
+    let fallbacks = kiln::precision::warnings::fallback_summary();
+    if fallbacks.is_empty() {
+        println!("cpu fallbacks: none");
+    } else {
+        let list: Vec<String> = fallbacks.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        println!("cpu fallbacks: {}", list.join(", "));
+    }
+    Ok(())
+}
