@@ -19,5 +19,6 @@ mod gradients;
 mod no_panics;
 mod npy_io;
 mod ops_semantics;
+mod training;
 mod value_oracles;
 mod value_oracles_extra;
