@@ -83,6 +83,10 @@ enum Cmd {
         /// Progress: 0 silent, 1 bar, 2 a line per epoch (default: bar on a terminal).
         #[arg(long)]
         verbose: Option<u8>,
+        /// Also write the split's row indices (`train`, `test`) to this .npz, for a
+        /// comparison run elsewhere on the same rows (scripts/compare_training.py).
+        #[arg(long)]
+        split_out: Option<String>,
     },
 }
 
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
             lr,
             seed,
             verbose,
+            split_out,
         } => train::run(&train::Args {
             data,
             task,
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
             lr,
             seed,
             verbose,
+            split_out,
         }),
     };
     match r {

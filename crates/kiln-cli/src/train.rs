@@ -18,6 +18,7 @@ pub struct Args {
     pub lr: f64,
     pub seed: u64,
     pub verbose: Option<u8>,
+    pub split_out: Option<String>,
 }
 
 #[derive(Copy, Clone, PartialEq, Debug)]
@@ -88,6 +89,14 @@ pub fn run(a: &Args) -> Result<()> {
         if cfg.x64 { "on" } else { "off" }
     );
     let (x_train, x_test, y_train, y_test) = kiln::datasets::train_test_split(&x, &y, 0.2, a.seed)?;
+    if let Some(p) = &a.split_out {
+        let (train, test) = kiln::datasets::split_indices(x.shape()[0], 0.2, a.seed);
+        let idx = |v: Vec<usize>| {
+            let n = v.len();
+            ArrayData::from_shape_vec(&[n], v.into_iter().map(|i| i as i64).collect::<Vec<_>>())
+        };
+        kiln::io::write_npz(p, &[("train", &idx(train)?), ("test", &idx(test)?)], false)?;
+    }
     let (x_train, x_test) = standardize(&x_train, &x_test)?;
     // Regression targets are standardised too (and the score reported in the data's units).
     let (y_mean, y_std) = if task == Task::Regress {

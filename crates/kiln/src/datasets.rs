@@ -56,13 +56,19 @@ pub fn train_test_split(
             "test_size must be in [0, 1)",
         ));
     }
-    let n_test = ((n as f64) * test_size).ceil() as usize;
+    let (train, test) = split_indices(n, test_size, seed);
+    Ok((
+        take_rows(x, &train)?,
+        take_rows(x, &test)?,
+        take_rows(y, &train)?,
+        take_rows(y, &test)?,
+    ))
+}
+
+/// The row indices [`train_test_split`] takes: `(train, test)`.
+pub fn split_indices(n: usize, test_size: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let n_test = (((n as f64) * test_size).ceil() as usize).min(n);
     let order = crate::nn::model::permutation(n, seed);
     let (test, train) = order.split_at(n_test);
-    Ok((
-        take_rows(x, train)?,
-        take_rows(x, test)?,
-        take_rows(y, train)?,
-        take_rows(y, test)?,
-    ))
+    (train.to_vec(), test.to_vec())
 }
