@@ -36,6 +36,7 @@ pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod precision;
+pub mod shape;
 pub mod tensor;
 
 pub use array::ArrayData;

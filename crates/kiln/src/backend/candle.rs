@@ -960,7 +960,7 @@ impl Backend for CandleBackend {
             };
             let (da, db) = (shape_of(&at), shape_of(&bt));
             let batch =
-                crate::ops::broadcast_shapes(&da[..da.len() - 2], &db[..db.len() - 2], "matmul")?;
+                crate::shape::broadcast_shapes(&da[..da.len() - 2], &db[..db.len() - 2], "matmul")?;
             let mut sha = batch.clone();
             sha.extend_from_slice(&da[da.len() - 2..]);
             let mut shb = batch.clone();

@@ -216,6 +216,36 @@ pub enum Normalize {
     LogSoftmax,
 }
 
+/// One optimizer update an engine may run as a single pass over a variable, its gradient and
+/// its slots (Keras 3's formulas, in the variable's dtype, in the order the composed update in
+/// `nn::optimizers` computes them, so both give the same bits). `decay` is the decoupled
+/// weight decay `weight_decay * lr`, applied first: `w -= w * decay`.
+#[allow(missing_docs)]
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum OptimizerStep {
+    /// No slots: `w - g * lr`.
+    Sgd { lr: f64, decay: f64 },
+    /// Slot `[m]`: `m' = g * -lr + m * momentum`; `w + m'`, or with Nesterov
+    /// `w + (g * -lr + m' * momentum)`.
+    SgdMomentum {
+        lr: f64,
+        momentum: f64,
+        nesterov: bool,
+        decay: f64,
+    },
+    /// Slots `[m, v]` (and `[v_hat]` with AMSGrad): `m' = m + (g - m)(1 - b1)`,
+    /// `v' = v + (g^2 - v)(1 - b2)`, `w - m' alpha / (sqrt(v') + eps)` with
+    /// `alpha = lr sqrt(1 - b2^t) / (1 - b1^t)`.
+    Adam {
+        alpha: f64,
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+        amsgrad: bool,
+        decay: f64,
+    },
+}
+
 /// One axis of a strided slice: `start..end` by `step` (`step` may be negative, as in
 /// NumPy's `a[::-1]`; bounds are already clamped by the frontend).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -333,6 +363,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Fused softmax / log_softmax along `axis`, or `Ok(None)` to have the frontend compose
     /// it.
     fn normalize(&self, _op: Normalize, _s: &Storage, _axis: usize) -> Result<Option<Storage>> {
+        Ok(None)
+    }
+    /// One optimizer update in one pass: the new variable followed by the new slots, or
+    /// `Ok(None)` to have the frontend compose it. Operands share one real float dtype and
+    /// one shape.
+    fn optimizer_step(
+        &self,
+        _step: OptimizerStep,
+        _w: &Storage,
+        _g: &Storage,
+        _slots: &[&Storage],
+    ) -> Result<Option<Vec<Storage>>> {
         Ok(None)
     }
 }

@@ -192,3 +192,45 @@ fn finish(prim: Prim, inputs: &[&Tensor], s: crate::backend::Storage) -> Result<
     let t = Tensor::from_storage(s, x.backend.clone(), x.device())?;
     Ok(crate::autodiff::record(prim, inputs, t))
 }
+
+/// A fused optimizer update on the variable's engine: the new variable and slots, or
+/// `Ok(None)` where the engine composes it. Never recorded (updates are not differentiated).
+pub(crate) fn optimizer_step(
+    step: crate::backend::OptimizerStep,
+    w: &Tensor,
+    g: &Tensor,
+    slots: &[Tensor],
+) -> Result<Option<(Tensor, Vec<Tensor>)>> {
+    let same = |t: &Tensor| {
+        t.dtype() == w.dtype()
+            && t.shape() == w.shape()
+            && t.device() == w.device()
+            && t.backend_kind() == w.backend_kind()
+    };
+    if !w.dtype().is_float() || !same(g) || !slots.iter().all(same) {
+        return Ok(None);
+    }
+    let refs: Vec<&crate::backend::Storage> = slots.iter().map(|t| &t.storage).collect();
+    let Some(out) = w
+        .backend
+        .optimizer_step(step, &w.storage, &g.storage, &refs)?
+    else {
+        return Ok(None);
+    };
+    let mut ts = out
+        .into_iter()
+        .map(|s| Tensor::from_storage(s, w.backend.clone(), w.device()))
+        .collect::<Result<Vec<_>>>()?;
+    if ts.len() != slots.len() + 1 {
+        return Err(KilnError::invalid(
+            "optimizer_step",
+            format!(
+                "the engine returned {} tensors for {} slots",
+                ts.len(),
+                slots.len()
+            ),
+        ));
+    }
+    let w2 = ts.remove(0);
+    Ok(Some((w2, ts)))
+}

@@ -175,7 +175,8 @@ fn batch_views<'a, T>(
             format!("inner dimensions differ ({k} vs {k2})"),
         ));
     }
-    let batch = crate::ops::broadcast_shapes(&a.shape()[..ad - 2], &b.shape()[..bd - 2], "matmul")?;
+    let batch =
+        crate::shape::broadcast_shapes(&a.shape()[..ad - 2], &b.shape()[..bd - 2], "matmul")?;
     // One 2-d view per batch entry: index the operand's own batch axes, right-aligned with
     // the broadcast batch shape (a size-1 axis is index 0 for every entry).
     let split = |v: ArrayViewD<'a, T>| -> Result<Vec<ArrayView2<'a, T>>> {

@@ -18,6 +18,7 @@ mod half_conv;
 mod layout;
 mod matmul;
 mod nn;
+mod optim;
 mod reduce;
 mod simd;
 pub(crate) mod vmath;
@@ -562,6 +563,23 @@ impl Backend for NdarrayBackend {
                 check_axes("softmax", st.shape().len(), &[axis])?;
                 Ok(nn::normalize(op, &v, axis)?.map(wrap))
             })
+        })
+    }
+
+    fn optimizer_step(
+        &self,
+        step: super::OptimizerStep,
+        w: &Storage,
+        g: &Storage,
+        slots: &[&Storage],
+    ) -> Result<Option<Vec<Storage>>> {
+        guarded("optimizer_step", || {
+            let views = std::iter::once(w)
+                .chain(std::iter::once(g))
+                .chain(slots.iter().copied())
+                .map(|s| store(s).and_then(|st| st.view()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(optim::step(step, &views)?.map(|v| v.into_iter().map(wrap).collect()))
         })
     }
 

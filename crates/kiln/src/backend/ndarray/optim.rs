@@ -1,0 +1,137 @@
+//! Fused optimizer updates: one pass over a variable, its gradient and its slots, writing the
+//! new variable and slots (instead of a dozen elementwise kernels and their temporaries). The
+//! arithmetic is the composed update's, operation for operation in the variable's dtype, so
+//! both paths give the same bits (tested).
+
+use super::ArrView;
+use crate::array::ArrayData;
+use crate::backend::OptimizerStep;
+use crate::error::Result;
+use ndarray::ArrayViewD;
+use num_traits::Float;
+
+/// The update on contiguous float32/float64 operands of one shape; `Ok(None)` otherwise.
+pub(super) fn step(step: OptimizerStep, views: &[ArrView<'_>]) -> Result<Option<Vec<ArrayData>>> {
+    macro_rules! typed {
+        ($variant:ident) => {{
+            let mut vs = Vec::with_capacity(views.len());
+            for v in views {
+                match v {
+                    ArrView::$variant(a) => vs.push(a.view()),
+                    _ => return Ok(None),
+                }
+            }
+            run(step, &vs)
+        }};
+    }
+    match views.first() {
+        Some(ArrView::F32(_)) => typed!(F32),
+        Some(ArrView::F64(_)) => typed!(F64),
+        _ => Ok(None),
+    }
+}
+
+fn slots_needed(step: &OptimizerStep) -> usize {
+    match step {
+        OptimizerStep::Sgd { .. } => 0,
+        OptimizerStep::SgdMomentum { .. } => 1,
+        OptimizerStep::Adam { amsgrad, .. } => 2 + usize::from(*amsgrad),
+    }
+}
+
+fn nan_max<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        T::nan()
+    } else if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+fn run<T: Float + crate::element::Element + crate::array::HostElement>(
+    step: OptimizerStep,
+    vs: &[ArrayViewD<'_, T>],
+) -> Result<Option<Vec<ArrayData>>> {
+    let shape = vs[0].shape().to_vec();
+    if vs.len() != 2 + slots_needed(&step)
+        || vs
+            .iter()
+            .any(|v| v.shape() != shape.as_slice() || !v.is_standard_layout())
+    {
+        return Ok(None);
+    }
+    let slices: Vec<&[T]> = match vs.iter().map(|v| v.as_slice()).collect::<Option<Vec<_>>>() {
+        Some(s) => s,
+        None => return Ok(None),
+    };
+    let n = slices[0].len();
+    let c = |v: f64| T::from(v).unwrap_or_else(T::nan);
+    let mut outs: Vec<Vec<T>> = (0..vs.len() - 1)
+        .map(|_| crate::hostmem::alloc_for::<T>(n, "optimizer_step", &shape))
+        .collect::<Result<_>>()?;
+    let (w, g) = (slices[0], slices[1]);
+    let decayed = |i: usize, decay: T, has: bool| if has { w[i] - w[i] * decay } else { w[i] };
+    match step {
+        OptimizerStep::Sgd { lr, decay } => {
+            let (lr, d) = (c(lr), c(decay));
+            outs[0].extend((0..n).map(|i| decayed(i, d, decay != 0.0) - g[i] * lr));
+        }
+        OptimizerStep::SgdMomentum {
+            lr,
+            momentum,
+            nesterov,
+            decay,
+        } => {
+            let (neg_lr, mo, d) = (c(-lr), c(momentum), c(decay));
+            let m = slices[2];
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let m2 = g[i] * neg_lr + m[i] * mo;
+                let w2 = if nesterov {
+                    wi + (g[i] * neg_lr + m2 * mo)
+                } else {
+                    wi + m2
+                };
+                outs[0].push(w2);
+                outs[1].push(m2);
+            }
+        }
+        OptimizerStep::Adam {
+            alpha,
+            beta_1,
+            beta_2,
+            epsilon,
+            amsgrad,
+            decay,
+        } => {
+            let (a, c1, c2, eps, d) = (
+                c(alpha),
+                c(1.0 - beta_1),
+                c(1.0 - beta_2),
+                c(epsilon),
+                c(decay),
+            );
+            let (m, v) = (slices[2], slices[3]);
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let m2 = m[i] + (g[i] - m[i]) * c1;
+                let v2 = v[i] + (g[i] * g[i] - v[i]) * c2;
+                let used = if amsgrad {
+                    let h = nan_max(slices[4][i], v2);
+                    outs[3].push(h);
+                    h
+                } else {
+                    v2
+                };
+                outs[0].push(wi - (m2 * a) / (used.sqrt() + eps));
+                outs[1].push(m2);
+                outs[2].push(v2);
+            }
+        }
+    }
+    outs.into_iter()
+        .map(|o| ArrayData::from_shape_vec(&shape, o))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
