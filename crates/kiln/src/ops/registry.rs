@@ -1,236 +1,167 @@
 //! Every op by name, with Keras's default arguments: what the conformance tests, the
-//! device matrix and the CLI iterate over.
+//! device matrix, the gradient checks and the CLI iterate over. Each op is named once, in the
+//! table below, with whether it has a gradient; the lists, the by-name dispatch and
+//! [`differentiable`] are generated from it.
 
 use super::*;
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
 
-/// Unary ops (one tensor in), by their Keras names.
-pub const UNARY: &[&str] = &[
-    "negative",
-    "abs",
-    "sign",
-    "sqrt",
-    "rsqrt",
-    "square",
-    "exp",
-    "expm1",
-    "log",
-    "log1p",
-    "log2",
-    "log10",
-    "sin",
-    "cos",
-    "tan",
-    "arcsin",
-    "arccos",
-    "arctan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "erf",
-    "floor",
-    "ceil",
-    "round",
-    "reciprocal",
-    "isnan",
-    "isinf",
-    "isfinite",
-    "logical_not",
-    "real",
-    "imag",
-    "conj",
-    "relu",
-    "relu6",
-    "sigmoid",
-    "softmax",
-    "log_softmax",
-    "gelu",
-    "silu",
-    "softplus",
-    "elu",
-    "leaky_relu",
-    "sum",
-    "mean",
-    "prod",
-    "max",
-    "min",
-    "argmax",
-    "argmin",
-    "all",
-    "any",
-    "std",
-    "var",
-    "cumsum",
-    "cumprod",
-    "logsumexp",
-    "count_nonzero",
-    "transpose",
-    "flip",
-    "sort",
-    "argsort",
-    "triu",
-    "tril",
-    "diag",
-    "trace",
-    "zeros_like",
-    "ones_like",
-    "nonzero",
-];
+macro_rules! registry {
+    (
+        unary($x:ident) { $($un:literal $ud:ident => $uc:expr;)* }
+        binary($a:ident, $b:ident) { $($bn:literal $bd:ident => $bc:expr;)* }
+    ) => {
+        /// Unary ops (one tensor in), by their Keras names.
+        pub const UNARY: &[&str] = &[$($un),*];
+        /// Binary ops (two operands in), by their Keras names.
+        pub const BINARY: &[&str] = &[$($bn),*];
 
-/// Binary ops (two operands in), by their Keras names.
-pub const BINARY: &[&str] = &[
-    "add",
-    "subtract",
-    "multiply",
-    "divide",
-    "true_divide",
-    "floor_divide",
-    "mod",
-    "power",
-    "maximum",
-    "minimum",
-    "arctan2",
-    "hypot",
-    "equal",
-    "not_equal",
-    "less",
-    "less_equal",
-    "greater",
-    "greater_equal",
-    "logical_and",
-    "logical_or",
-    "logical_xor",
-    "matmul",
-    "dot",
-];
+        /// Whether the op has a gradient (`false` for integer, bool and piecewise-constant
+        /// results); `None` for a name the registry does not have.
+        pub fn differentiable(name: &str) -> Option<bool> {
+            match name {
+                $($un => Some(registry!(@d $ud)),)*
+                $($bn => Some(registry!(@d $bd)),)*
+                _ => None,
+            }
+        }
 
-/// Calls a unary op by name with Keras's default arguments (reductions over all axes,
-/// `softmax` on the last axis, `gelu` approximate, `elu` alpha 1, `leaky_relu` slope 0.2).
-#[track_caller]
-pub fn call_unary(name: &str, x: &Tensor) -> Result<Tensor> {
-    Ok(match name {
-        "negative" => negative(x)?,
-        "abs" => abs(x)?,
-        "sign" => sign(x)?,
-        "sqrt" => sqrt(x)?,
-        "rsqrt" => rsqrt(x)?,
-        "square" => square(x)?,
-        "exp" => exp(x)?,
-        "expm1" => expm1(x)?,
-        "log" => log(x)?,
-        "log1p" => log1p(x)?,
-        "log2" => log2(x)?,
-        "log10" => log10(x)?,
-        "sin" => sin(x)?,
-        "cos" => cos(x)?,
-        "tan" => tan(x)?,
-        "arcsin" => arcsin(x)?,
-        "arccos" => arccos(x)?,
-        "arctan" => arctan(x)?,
-        "sinh" => sinh(x)?,
-        "cosh" => cosh(x)?,
-        "tanh" => tanh(x)?,
-        "erf" => erf(x)?,
-        "floor" => floor(x)?,
-        "ceil" => ceil(x)?,
-        "round" => round(x)?,
-        "reciprocal" => reciprocal(x)?,
-        "isnan" => isnan(x)?,
-        "isinf" => isinf(x)?,
-        "isfinite" => isfinite(x)?,
-        "logical_not" => logical_not(x)?,
-        "real" => real(x)?,
-        "imag" => imag(x)?,
-        "conj" => conj(x)?,
-        "relu" => relu(x)?,
-        "relu6" => relu6(x)?,
-        "sigmoid" => sigmoid(x)?,
-        "softmax" => softmax(x, -1)?,
-        "log_softmax" => log_softmax(x, -1)?,
-        "gelu" => gelu(x, true)?,
-        "silu" => silu(x)?,
-        "softplus" => softplus(x)?,
-        "elu" => elu(x, 1.0)?,
-        "leaky_relu" => leaky_relu(x, 0.2)?,
-        "sum" => sum(x, None, false)?,
-        "mean" => mean(x, None, false)?,
-        "prod" => prod(x, None, false)?,
-        "max" => max(x, None, false)?,
-        "min" => min(x, None, false)?,
-        "argmax" => argmax(x, None, false)?,
-        "argmin" => argmin(x, None, false)?,
-        "all" => all(x, None, false)?,
-        "any" => any(x, None, false)?,
-        "std" => std(x, None, false)?,
-        "var" => var(x, None, false)?,
-        "cumsum" => cumsum(x, None)?,
-        "cumprod" => cumprod(x, None)?,
-        "logsumexp" => logsumexp(x, None, false)?,
-        "count_nonzero" => count_nonzero(x, None)?,
-        "transpose" => transpose(x, None)?,
-        "flip" => flip(x, None)?,
-        "sort" => sort(x, -1)?,
-        "argsort" => argsort(x, -1)?,
-        "triu" => triu(x, 0)?,
-        "tril" => tril(x, 0)?,
-        "diag" => diag(x, 0)?,
-        "trace" => trace(x, 0)?,
-        "zeros_like" => zeros_like(x, None)?,
-        "ones_like" => ones_like(x, None)?,
-        // Keras returns one index tensor per axis; stacked here into [ndim, count].
-        "nonzero" => {
-            let idx = nonzero(x)?;
-            stack(&idx.iter().collect::<Vec<_>>(), 0)?
+        /// Calls a unary op by name with Keras's default arguments (reductions over all axes,
+        /// `softmax` on the last axis, `gelu` approximate, `elu` alpha 1, `leaky_relu` slope 0.2).
+        #[track_caller]
+        pub fn call_unary(name: &str, $x: &Tensor) -> Result<Tensor> {
+            match name {
+                $($un => $uc,)*
+                other => Err(KilnError::invalid(
+                    "call_unary",
+                    format!("no unary op named {other:?}"),
+                )),
+            }
         }
-        other => {
-            return Err(KilnError::invalid(
-                "call_unary",
-                format!("no unary op named {other:?}"),
-            ))
+
+        /// Calls a binary op by name.
+        #[track_caller]
+        pub fn call_binary(name: &str, $a: Operand<'_>, $b: Operand<'_>) -> Result<Tensor> {
+            match name {
+                $($bn => $bc,)*
+                other => Err(KilnError::invalid(
+                    "call_binary",
+                    format!("no binary op named {other:?}"),
+                )),
+            }
         }
-    })
+    };
+    (@d diff) => { true };
+    (@d nodiff) => { false };
 }
 
-/// Calls a binary op by name.
-#[track_caller]
-pub fn call_binary(name: &str, a: Operand<'_>, b: Operand<'_>) -> Result<Tensor> {
-    Ok(match name {
-        "add" => add(a, b)?,
-        "subtract" => subtract(a, b)?,
-        "multiply" => multiply(a, b)?,
-        "divide" => divide(a, b)?,
-        "true_divide" => true_divide(a, b)?,
-        "floor_divide" => floor_divide(a, b)?,
-        "mod" => r#mod(a, b)?,
-        "power" => power(a, b)?,
-        "maximum" => maximum(a, b)?,
-        "minimum" => minimum(a, b)?,
-        "arctan2" => arctan2(a, b)?,
-        "hypot" => hypot(a, b)?,
-        "equal" => equal(a, b)?,
-        "not_equal" => not_equal(a, b)?,
-        "less" => less(a, b)?,
-        "less_equal" => less_equal(a, b)?,
-        "greater" => greater(a, b)?,
-        "greater_equal" => greater_equal(a, b)?,
-        "logical_and" => logical_and(a, b)?,
-        "logical_or" => logical_or(a, b)?,
-        "logical_xor" => logical_xor(a, b)?,
-        "matmul" => match (&a, &b) {
-            (Operand::Tensor(x), Operand::Tensor(y)) => matmul(x, y)?,
+registry! {
+    unary(x) {
+        "negative" diff => negative(x);
+        "abs" diff => abs(x);
+        "sign" nodiff => sign(x);
+        "sqrt" diff => sqrt(x);
+        "rsqrt" diff => rsqrt(x);
+        "square" diff => square(x);
+        "exp" diff => exp(x);
+        "expm1" diff => expm1(x);
+        "log" diff => log(x);
+        "log1p" diff => log1p(x);
+        "log2" diff => log2(x);
+        "log10" diff => log10(x);
+        "sin" diff => sin(x);
+        "cos" diff => cos(x);
+        "tan" diff => tan(x);
+        "arcsin" diff => arcsin(x);
+        "arccos" diff => arccos(x);
+        "arctan" diff => arctan(x);
+        "sinh" diff => sinh(x);
+        "cosh" diff => cosh(x);
+        "tanh" diff => tanh(x);
+        "erf" diff => erf(x);
+        "floor" nodiff => floor(x);
+        "ceil" nodiff => ceil(x);
+        "round" nodiff => round(x);
+        "reciprocal" diff => reciprocal(x);
+        "isnan" nodiff => isnan(x);
+        "isinf" nodiff => isinf(x);
+        "isfinite" nodiff => isfinite(x);
+        "logical_not" nodiff => logical_not(x);
+        "real" nodiff => real(x);
+        "imag" nodiff => imag(x);
+        "conj" nodiff => conj(x);
+        "relu" diff => relu(x);
+        "relu6" diff => relu6(x);
+        "sigmoid" diff => sigmoid(x);
+        "softmax" diff => softmax(x, -1);
+        "log_softmax" diff => log_softmax(x, -1);
+        "gelu" diff => gelu(x, true);
+        "silu" diff => silu(x);
+        "softplus" diff => softplus(x);
+        "elu" diff => elu(x, 1.0);
+        "leaky_relu" diff => leaky_relu(x, 0.2);
+        "sum" diff => sum(x, None, false);
+        "mean" diff => mean(x, None, false);
+        "prod" diff => prod(x, None, false);
+        "max" diff => max(x, None, false);
+        "min" diff => min(x, None, false);
+        "argmax" nodiff => argmax(x, None, false);
+        "argmin" nodiff => argmin(x, None, false);
+        "all" nodiff => all(x, None, false);
+        "any" nodiff => any(x, None, false);
+        "std" diff => std(x, None, false);
+        "var" diff => var(x, None, false);
+        "cumsum" diff => cumsum(x, None);
+        "cumprod" diff => cumprod(x, None);
+        "logsumexp" diff => logsumexp(x, None, false);
+        "count_nonzero" nodiff => count_nonzero(x, None);
+        "transpose" diff => transpose(x, None);
+        "flip" diff => flip(x, None);
+        "sort" diff => sort(x, -1);
+        "argsort" nodiff => argsort(x, -1);
+        "triu" diff => triu(x, 0);
+        "tril" diff => tril(x, 0);
+        "diag" diff => diag(x, 0);
+        "trace" diff => trace(x, 0);
+        "zeros_like" diff => zeros_like(x, None);
+        "ones_like" diff => ones_like(x, None);
+        // Keras returns one index tensor per axis; stacked here into [ndim, count].
+        "nonzero" nodiff => {
+            let idx = nonzero(x)?;
+            stack(&idx.iter().collect::<Vec<_>>(), 0)
+        };
+    }
+    binary(a, b) {
+        "add" diff => add(a, b);
+        "subtract" diff => subtract(a, b);
+        "multiply" diff => multiply(a, b);
+        "divide" diff => divide(a, b);
+        "true_divide" diff => true_divide(a, b);
+        "floor_divide" nodiff => floor_divide(a, b);
+        "mod" diff => r#mod(a, b);
+        "power" diff => power(a, b);
+        "maximum" diff => maximum(a, b);
+        "minimum" diff => minimum(a, b);
+        "arctan2" diff => arctan2(a, b);
+        "hypot" diff => hypot(a, b);
+        "equal" nodiff => equal(a, b);
+        "not_equal" nodiff => not_equal(a, b);
+        "less" nodiff => less(a, b);
+        "less_equal" nodiff => less_equal(a, b);
+        "greater" nodiff => greater(a, b);
+        "greater_equal" nodiff => greater_equal(a, b);
+        "logical_and" nodiff => logical_and(a, b);
+        "logical_or" nodiff => logical_or(a, b);
+        "logical_xor" nodiff => logical_xor(a, b);
+        "matmul" diff => match (&a, &b) {
+            (Operand::Tensor(x), Operand::Tensor(y)) => matmul(x, y),
             _ => {
                 let cfg = super::cfg_for(&[&a, &b])?;
                 rules::matmul(a.like(), b.like(), &cfg)?;
-                return Err(KilnError::invalid("matmul", "operands must be tensors"));
+                Err(KilnError::invalid("matmul", "operands must be tensors"))
             }
-        },
-        "dot" => dot(a, b)?,
-        other => {
-            return Err(KilnError::invalid(
-                "call_binary",
-                format!("no binary op named {other:?}"),
-            ))
-        }
-    })
+        };
+        "dot" diff => dot(a, b);
+    }
 }
