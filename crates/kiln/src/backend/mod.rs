@@ -11,6 +11,7 @@
 
 #[cfg(feature = "candle")]
 pub mod candle;
+pub mod meta;
 pub mod ndarray;
 
 /// Which engine computes a tensor.

@@ -22,6 +22,7 @@ pub mod reduce;
 pub mod registry;
 pub mod rules;
 pub mod shape;
+pub mod spec;
 
 pub use creation::*;
 pub use elementwise::*;
@@ -30,6 +31,7 @@ pub use nn::*;
 pub use random::*;
 pub use reduce::*;
 pub use shape::*;
+pub use spec::{output_spec, TensorSpec};
 
 use crate::array::ArrayData;
 use crate::backend::BackendKind;
@@ -242,7 +244,8 @@ pub(crate) fn to_compute_ref<'a>(
     if from == dtype && t.device() == at.device && t.backend_kind() == at.engine {
         return Ok(Cow::Borrowed(t));
     }
-    if from.is_integer() && dtype.is_integer() && !dtype.holds_every(from) {
+    // (A meta tensor has no values to check: its spec is the cast's.)
+    if from.is_integer() && dtype.is_integer() && !dtype.holds_every(from) && !t.is_meta() {
         let host = t.to_host()?;
         let (converted, report) = crate::precision::report::convert_with_report(&host, dtype);
         if report.integers_changed > 0 {

@@ -104,7 +104,7 @@ fn run(prim: &Prim, inputs: &[&Tensor]) -> Result<Option<crate::backend::Storage
         ));
     }
     let x = inputs[0];
-    let (be, s) = (&x.backend, &x.storage);
+    let (be, s) = (engine_of(inputs), &x.storage);
     let at = |i: usize| &inputs[i].storage;
     Ok(Some(match prim {
         Prim::Cast(d) => be.cast(s, *d)?,
@@ -187,9 +187,20 @@ pub(crate) fn try_fused(prim: Prim, inputs: &[&Tensor]) -> Result<Option<Tensor>
     }
 }
 
+/// The engine a call runs on: the inputs' (they share one), except that a meta input (from
+/// `ops::output_spec`) makes it a meta call even where an op uploaded a constant operand to
+/// the real engine.
+fn engine_of<'a>(inputs: &[&'a Tensor]) -> &'a std::sync::Arc<dyn crate::backend::Backend> {
+    inputs
+        .iter()
+        .find(|t| t.is_meta())
+        .map(|t| &t.backend)
+        .unwrap_or(&inputs[0].backend)
+}
+
 fn finish(prim: Prim, inputs: &[&Tensor], s: crate::backend::Storage) -> Result<Tensor> {
     let x = inputs[0];
-    let t = Tensor::from_storage(s, x.backend.clone(), x.device())?;
+    let t = Tensor::from_storage(s, engine_of(inputs).clone(), x.device())?;
     Ok(crate::autodiff::record(prim, inputs, t))
 }
 

@@ -108,6 +108,12 @@ impl Tensor {
         Tensor::from_storage(storage, self.backend.clone(), self.device)
     }
 
+    /// Whether this is a meta tensor (a dtype and a shape without values, from
+    /// `ops::output_spec`).
+    pub fn is_meta(&self) -> bool {
+        self.backend.name() == "meta"
+    }
+
     /// The element dtype.
     pub fn dtype(&self) -> DType {
         self.dtype

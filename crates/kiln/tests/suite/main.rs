@@ -19,6 +19,7 @@ mod gradients;
 mod no_panics;
 mod npy_io;
 mod ops_semantics;
+mod spec;
 mod training;
 mod value_oracles;
 mod value_oracles_extra;
