@@ -245,6 +245,48 @@ pub enum OptimizerStep {
         amsgrad: bool,
         decay: f64,
     },
+    /// Slots `[v]`, then `[mom]` with momentum, then `[avg]` when centered:
+    /// `v' = v rho + g^2 (1 - rho)`, `avg' = avg rho + g (1 - rho)`,
+    /// `inc = g lr / sqrt(v' (- avg'^2) + eps)`, `mom' = mom momentum + inc`, `w - (mom' | inc)`.
+    RmsProp {
+        lr: f64,
+        rho: f64,
+        momentum: f64,
+        epsilon: f64,
+        centered: bool,
+        decay: f64,
+    },
+    /// Slot `[acc]`: `acc' = acc + g^2`, `w - g lr / sqrt(acc' + eps)`.
+    Adagrad { lr: f64, epsilon: f64, decay: f64 },
+    /// Slots `[m, u]`: `m' = m + (g - m)(1 - b1)`, `u' = max(u b2, |g|)`,
+    /// `w - m' lr / ((u' + eps) bias)` with `bias = 1 - b1^t`.
+    Adamax {
+        lr: f64,
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+        bias: f64,
+        decay: f64,
+    },
+    /// Slots `[m, v]`: Adam's moments, `m_hat = m' k_m + g k_g`, `v_hat = v' / k_v`,
+    /// `w - m_hat lr / (sqrt(v_hat) + eps)` (the `k` from Keras's momentum schedule).
+    Nadam {
+        lr: f64,
+        beta_1: f64,
+        beta_2: f64,
+        epsilon: f64,
+        k_m: f64,
+        k_g: f64,
+        k_v: f64,
+        decay: f64,
+    },
+    /// Slot `[m]`: `w - sign(m b1 + g (1 - b1)) lr`, `m' = m b2 + g (1 - b2)`.
+    Lion {
+        lr: f64,
+        beta_1: f64,
+        beta_2: f64,
+        decay: f64,
+    },
 }
 
 /// One axis of a strided slice: `start..end` by `step` (`step` may be negative, as in

@@ -512,7 +512,55 @@ impl Optimizer {
                 amsgrad,
                 decay,
             },
-            _ => return Ok(None),
+            Rule::RmsProp {
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            } => S::RmsProp {
+                lr,
+                rho,
+                momentum,
+                epsilon,
+                centered,
+                decay,
+            },
+            Rule::Adagrad { epsilon, .. } => S::Adagrad { lr, epsilon, decay },
+            Rule::Adamax {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => S::Adamax {
+                lr,
+                beta_1,
+                beta_2,
+                epsilon,
+                bias: 1.0 - beta_1.powf(t),
+                decay,
+            },
+            Rule::Nadam {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => {
+                let (u_t, u_t1, up) = self.nadam_factors(beta_1, t);
+                S::Nadam {
+                    lr,
+                    beta_1,
+                    beta_2,
+                    epsilon,
+                    k_m: u_t1 / (1.0 - up * u_t1),
+                    k_g: (1.0 - u_t) / (1.0 - up),
+                    k_v: 1.0 - beta_2.powf(t),
+                    decay,
+                }
+            }
+            Rule::Lion { beta_1, beta_2 } => S::Lion {
+                lr,
+                beta_1,
+                beta_2,
+                decay,
+            },
         };
         match ops::prim::optimizer_step(step, w, g, &self.slots[i])? {
             Some((w2, slots)) => {
@@ -521,6 +569,10 @@ impl Optimizer {
             }
             None => Ok(None),
         }
+    }
+
+    fn nadam_factors(&self, beta_1: f64, t: f64) -> (f64, f64, f64) {
+        nadam_factors(self.u_product, beta_1, t)
     }
 
     /// The new value of variable `i` (`w`, after weight decay) from its gradient.
@@ -608,9 +660,7 @@ impl Optimizer {
                 beta_2,
                 epsilon,
             } => {
-                let u_t = beta_1 * (1.0 - 0.5 * 0.96f64.powf(t));
-                let u_t1 = beta_1 * (1.0 - 0.5 * 0.96f64.powf(t + 1.0));
-                let up = self.u_product;
+                let (u_t, u_t1, up) = nadam_factors(self.u_product, beta_1, t);
                 let up1 = up * u_t1;
                 s[0] = add(&s[0], &multiply(&subtract(g, &s[0])?, 1.0 - beta_1)?)?;
                 s[1] = add(
@@ -637,6 +687,13 @@ impl Optimizer {
             }
         })
     }
+}
+
+/// Keras's Nadam momentum schedule at step `t`: `u_t`, `u_{t+1}` and the running product.
+fn nadam_factors(u_product: f64, beta_1: f64, t: f64) -> (f64, f64, f64) {
+    let u_t = beta_1 * (1.0 - 0.5 * 0.96f64.powf(t));
+    let u_t1 = beta_1 * (1.0 - 0.5 * 0.96f64.powf(t + 1.0));
+    (u_t, u_t1, u_product)
 }
 
 macro_rules! optimizer {

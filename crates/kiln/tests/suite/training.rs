@@ -891,6 +891,19 @@ fn fused_optimizer_updates_match_the_composed_ones_bit_for_bit() {
         ("adam", || Adam::new(0.01).into()),
         ("adam_amsgrad", || Adam::new(0.01).amsgrad(true).into()),
         ("adamw", || AdamW::new(0.01).into()),
+        ("rmsprop", || RMSprop::new(0.01).into()),
+        ("rmsprop_centered_momentum", || {
+            RMSprop::new(0.01).momentum(0.5).centered(true).into()
+        }),
+        ("rmsprop_momentum_decay", || {
+            Optimizer::from(RMSprop::new(0.01).momentum(0.3)).weight_decay(0.05)
+        }),
+        ("adagrad", || Adagrad::new(0.1).into()),
+        ("adamax", || Adamax::new(0.05).into()),
+        ("nadam", || Nadam::new(0.05).into()),
+        ("lion", || {
+            Optimizer::from(Lion::new(0.01)).weight_decay(0.1)
+        }),
     ];
     for dtype in [DType::Float32, DType::Float64] {
         for (name, f) in &make {

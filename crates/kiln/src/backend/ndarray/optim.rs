@@ -36,12 +36,17 @@ fn slots_needed(step: &OptimizerStep) -> usize {
         OptimizerStep::Sgd { .. } => 0,
         OptimizerStep::SgdMomentum { .. } => 1,
         OptimizerStep::Adam { amsgrad, .. } => 2 + usize::from(*amsgrad),
+        OptimizerStep::RmsProp {
+            momentum, centered, ..
+        } => 1 + usize::from(*momentum > 0.0) + usize::from(*centered),
+        OptimizerStep::Adagrad { .. } | OptimizerStep::Lion { .. } => 1,
+        OptimizerStep::Adamax { .. } | OptimizerStep::Nadam { .. } => 2,
     }
 }
 
 fn nan_max<T: Float>(a: T, b: T) -> T {
-    if a.is_nan() || b.is_nan() {
-        T::nan()
+    if Float::is_nan(a) || Float::is_nan(b) {
+        Float::nan()
     } else if b > a {
         b
     } else {
@@ -127,6 +132,146 @@ fn run<T: Float + crate::element::Element + crate::array::HostElement>(
                 outs[0].push(wi - (m2 * a) / (used.sqrt() + eps));
                 outs[1].push(m2);
                 outs[2].push(v2);
+            }
+        }
+        OptimizerStep::RmsProp {
+            lr,
+            rho,
+            momentum,
+            epsilon,
+            centered,
+            decay,
+        } => {
+            let (lr_, rho_, c, mo, eps, d) = (
+                c(lr),
+                c(rho),
+                c(1.0 - rho),
+                c(momentum),
+                c(epsilon),
+                c(decay),
+            );
+            let has_mom = momentum > 0.0;
+            let avg_at = slices.len() - 1;
+            let avg_out = outs.len() - 1;
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let v2 = slices[2][i] * rho_ + (g[i] * g[i]) * c;
+                let denom = if centered {
+                    let a2 = slices[avg_at][i] * rho_ + g[i] * c;
+                    outs[avg_out].push(a2);
+                    (v2 - a2 * a2) + eps
+                } else {
+                    v2 + eps
+                };
+                let inc = (g[i] * lr_) / denom.sqrt();
+                outs[1].push(v2);
+                if has_mom {
+                    let m2 = slices[3][i] * mo + inc;
+                    outs[2].push(m2);
+                    outs[0].push(wi - m2);
+                } else {
+                    outs[0].push(wi - inc);
+                }
+            }
+        }
+        OptimizerStep::Adagrad { lr, epsilon, decay } => {
+            let (lr_, eps, d) = (c(lr), c(epsilon), c(decay));
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let acc = slices[2][i] + g[i] * g[i];
+                outs[0].push(wi - (g[i] * lr_) / (acc + eps).sqrt());
+                outs[1].push(acc);
+            }
+        }
+        OptimizerStep::Adamax {
+            lr,
+            beta_1,
+            beta_2,
+            epsilon,
+            bias,
+            decay,
+        } => {
+            let (lr_, c1, b2, eps, k, d) = (
+                c(lr),
+                c(1.0 - beta_1),
+                c(beta_2),
+                c(epsilon),
+                c(bias),
+                c(decay),
+            );
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let m2 = slices[2][i] + (g[i] - slices[2][i]) * c1;
+                let u2 = nan_max(slices[3][i] * b2, g[i].abs());
+                outs[0].push(wi - (m2 * lr_) / ((u2 + eps) * k));
+                outs[1].push(m2);
+                outs[2].push(u2);
+            }
+        }
+        OptimizerStep::Nadam {
+            lr,
+            beta_1,
+            beta_2,
+            epsilon,
+            k_m,
+            k_g,
+            k_v,
+            decay,
+        } => {
+            let (lr_, c1, c2, eps, km, kg, kv, d) = (
+                c(lr),
+                c(1.0 - beta_1),
+                c(1.0 - beta_2),
+                c(epsilon),
+                c(k_m),
+                c(k_g),
+                c(k_v),
+                c(decay),
+            );
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let m2 = slices[2][i] + (g[i] - slices[2][i]) * c1;
+                let v2 = slices[3][i] + (g[i] * g[i] - slices[3][i]) * c2;
+                let m_hat = m2 * km + g[i] * kg;
+                let v_hat = v2 / kv;
+                outs[0].push(wi - (m_hat * lr_) / (v_hat.sqrt() + eps));
+                outs[1].push(m2);
+                outs[2].push(v2);
+            }
+        }
+        OptimizerStep::Lion {
+            lr,
+            beta_1,
+            beta_2,
+            decay,
+        } => {
+            let (lr_, b1, c1, b2, c2, d) = (
+                c(lr),
+                c(beta_1),
+                c(1.0 - beta_1),
+                c(beta_2),
+                c(1.0 - beta_2),
+                c(decay),
+            );
+            for i in 0..n {
+                let wi = decayed(i, d, decay != 0.0);
+                let m = slices[2][i];
+                let x = m * b1 + g[i] * c1;
+                let (zero, one) = (
+                    <T as num_traits::Zero>::zero(),
+                    <T as num_traits::One>::one(),
+                );
+                let dir = if Float::is_nan(x) {
+                    x
+                } else if x > zero {
+                    one
+                } else if x < zero {
+                    -one
+                } else {
+                    zero
+                };
+                outs[0].push(wi - dir * lr_);
+                outs[1].push(m * b2 + g[i] * c2);
             }
         }
     }
