@@ -259,8 +259,14 @@ impl Loss {
     ) -> Result<Tensor> {
         let l = self.per_sample(y_true, y_pred)?;
         let n = l.size().max(1) as f64;
+        // One weight per sample, broadcast over the per-sample losses' other axes (Keras's
+        // squeeze_or_expand_to_same_rank).
         let l = match sample_weight {
-            Some(w) => ops::multiply(&l, &ops::cast(&ops::reshape(w, &[-1])?, l.dtype())?)?,
+            Some(w) => {
+                let mut shape = vec![-1isize];
+                shape.extend(std::iter::repeat_n(1, l.ndim().saturating_sub(1)));
+                ops::multiply(&l, &ops::cast(&ops::reshape(w, &shape)?, l.dtype())?)?
+            }
             None => l,
         };
         ops::divide(&ops::sum(&l, None, false)?, n)

@@ -67,16 +67,16 @@ impl Metric {
         }
     }
 
-    /// By Keras name, with `"accuracy"`/`"acc"` resolved as Keras does: by the loss, then by
-    /// the shapes of labels and outputs.
+    /// By Keras name, with `"accuracy"`/`"acc"` resolved as Keras 3 does, by the shapes of
+    /// labels and outputs (`_loss` is not consulted: Keras 3's `get_metric` does not either).
     pub fn get(
         name: &str,
-        loss: Option<&Loss>,
+        _loss: Option<&Loss>,
         label_shape: &[usize],
         output_shape: &[Option<usize>],
     ) -> Result<Metric> {
         let kind = match name {
-            "accuracy" | "acc" => resolve_accuracy(loss, label_shape, output_shape),
+            "accuracy" | "acc" => resolve_accuracy(label_shape, output_shape),
             "binary_accuracy" => MetricKind::BinaryAccuracy,
             "categorical_accuracy" => MetricKind::CategoricalAccuracy,
             "sparse_categorical_accuracy" => MetricKind::SparseCategoricalAccuracy,
@@ -241,7 +241,8 @@ impl Metric {
                 }
                 for (t, row) in thresholds.iter().zip(self.table.iter_mut()) {
                     for ((yv, pv), wv) in y.iter().zip(&q).zip(&w) {
-                        let pos = *yv > 0.5;
+                        // Keras casts labels to bool: any nonzero label is positive.
+                        let pos = *yv != 0.0;
                         let pred = *pv > *t;
                         let k = match (pred, pos) {
                             (true, true) => 0,
@@ -316,25 +317,12 @@ impl Metric {
     }
 }
 
-fn resolve_accuracy(
-    loss: Option<&Loss>,
-    label_shape: &[usize],
-    output_shape: &[Option<usize>],
-) -> MetricKind {
-    match loss {
-        Some(Loss::SparseCategoricalCrossentropy { .. }) => {
-            return MetricKind::SparseCategoricalAccuracy
-        }
-        Some(Loss::CategoricalCrossentropy { .. }) => return MetricKind::CategoricalAccuracy,
-        Some(Loss::BinaryCrossentropy { .. }) | Some(Loss::Hinge) => {
-            return MetricKind::BinaryAccuracy
-        }
-        _ => {}
-    }
-    // Keras's get_metric for "accuracy": by the shapes of y_true and y_pred.
+/// Keras 3's `get_metric` for `"accuracy"`: by the shapes of labels and outputs only
+/// (`is_binary_or_sparse_categorical`), not by the loss.
+fn resolve_accuracy(label_shape: &[usize], output_shape: &[Option<usize>]) -> MetricKind {
     let out_last = output_shape.last().copied().flatten().unwrap_or(1);
     let label_last = label_shape.last().copied().unwrap_or(1);
-    let sparse = label_shape.len() + 1 == output_shape.len() || label_last == 1;
+    let sparse = label_shape.len() < output_shape.len() || (label_last == 1 && out_last > 1);
     if out_last == 1 {
         MetricKind::BinaryAccuracy
     } else if sparse {

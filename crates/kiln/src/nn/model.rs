@@ -580,8 +580,9 @@ impl Sequential {
             })
             .collect();
         for (g, name) in grads.iter().zip(&names) {
-            let s = ops::sum(g, None, false)?.to_f64_vec()?[0];
-            if !s.is_finite() {
+            let _q = autodiff::no_grad();
+            let finite = ops::all(&ops::isfinite(g)?, None, false)?.to_f64_vec()?[0] != 0.0;
+            if !finite {
                 return Err(KilnError::NonFinite {
                     epoch,
                     batch,
@@ -714,9 +715,11 @@ impl Sequential {
                         .map(|w| take_rows(w, idx, args.shuffle, b * args.batch_size))
                         .transpose()?;
                     let (loss, pred) = self.step(&xb, &yb, wb.as_ref(), (epoch, b))?;
-                    loss_mean.update_mean(loss, 1.0);
+                    // Keras weights each batch's loss by its size; compiled metrics are not
+                    // weighted by sample or class weights (only weighted_metrics would be).
+                    loss_mean.update_mean(loss, idx.len() as f64);
                     for m in metrics.iter_mut() {
-                        m.update_state(&yb, &pred, wb.as_ref())?;
+                        m.update_state(&yb, &pred, None)?;
                     }
                     let mut logs = Logs::new();
                     logs.insert("loss".into(), loss_mean.result());
@@ -750,13 +753,16 @@ impl Sequential {
             }
             Ok(())
         })();
-        for cb in callbacks.iter_mut() {
-            if result.is_ok() {
-                cb.on_train_end(&mut control)?;
-            }
-        }
+        let ended = if result.is_ok() {
+            callbacks
+                .iter_mut()
+                .try_for_each(|cb| cb.on_train_end(&mut control))
+        } else {
+            Ok(())
+        };
         self.callbacks = callbacks;
         result?;
+        ended?;
         if let Some(c) = self.compiled.take() {
             let r = {
                 let mut vars: Vec<&mut Variable> = self.variables_mut();
@@ -969,7 +975,13 @@ impl Sequential {
             let xb = rows(x, start, end)?;
             let yb = rows(y, start, end)?;
             let p = self.call(&xb, false)?;
-            let l = loss_fn.compute(&yb, &p, None)?.to_f64_vec()?[0];
+            let mut l = loss_fn.compute(&yb, &p, None)?.to_f64_vec()?[0];
+            // As Keras's compute_loss: the layers' regularization losses count here too.
+            for layer in &self.layers {
+                if let Some(r) = layer.regularization()? {
+                    l += r.to_f64_vec()?[0];
+                }
+            }
             total += l * (end - start) as f64;
             for m in metrics.iter_mut() {
                 m.update_state(&yb, &p, None)?;

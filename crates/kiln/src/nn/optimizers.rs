@@ -103,7 +103,13 @@ impl LearningRate {
                 }
                 let base = warmup_target.unwrap_or(*initial_learning_rate);
                 let ds = (*decay_steps).max(1) as f64;
-                let t = (s - *warmup_steps as f64).clamp(0.0, ds);
+                // Without a warmup target Keras ignores warmup_steps.
+                let w = if warmup_target.is_some() {
+                    *warmup_steps as f64
+                } else {
+                    0.0
+                };
+                let t = (s - w).clamp(0.0, ds);
                 let cosine = 0.5 * (1.0 + (PI * t / ds).cos());
                 base * ((1.0 - alpha) * cosine + alpha)
             }

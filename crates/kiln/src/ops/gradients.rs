@@ -4,7 +4,7 @@
 //! so these rules cover them all; the fused kernels (activations, softmax, the fused
 //! reductions) have rules of their own, with JAX's conventions where a function has a kink:
 //! relu's gradient at 0 is 0; `maximum`/`minimum` and `max`/`min` reductions split a tie
-//! evenly; `leaky_relu` takes the `x >= 0` side at 0; relu6 is 0 at 0 and 6.
+//! evenly; `leaky_relu` and `abs` take the `x >= 0` side at 0; relu6 is 0 at 0 and 6.
 //!
 //! Each rule is written with the public ops (run without recording), so it computes on the
 //! inputs' engine and device in their dtype. A gradient always has its input's shape and
@@ -93,8 +93,12 @@ pub(crate) fn vjp(
             let it = x.upload_like(host)?;
             one(scatter_add(g, &it, *ax, x.shape()[*ax], true)?)
         }
+        // (take_along_axis stretches size-1 axes of x to the indices': sum those back.)
         Prim::Gather(ax) => Ok(vec![
-            Some(scatter_add(g, &inputs[1], *ax, x.shape()[*ax], false)?),
+            Some(unbroadcast(
+                &scatter_add(g, &inputs[1], *ax, x.shape()[*ax], false)?,
+                x.shape(),
+            )?),
             None,
         ]),
         Prim::Pad(widths, _) => {
@@ -174,7 +178,8 @@ fn unary(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Tensor> {
     use UnaryOp::*;
     match op {
         Neg => negative(g),
-        Abs => multiply(g, &sign(x)?),
+        // JAX's rule: the x >= 0 side at 0 (abs'(0) = 1).
+        Abs => r#where(&greater_equal(x, 0.0)?, g, &negative(g)?),
         Sign | Floor | Ceil | Round => super::creation::zeros_like(x, None),
         Sqrt => divide(g, &multiply(y, 2.0)?),
         Exp => multiply(g, y),

@@ -586,6 +586,84 @@ fn fit_learns_and_reports_keras_logs() {
     );
 }
 
+/// Keras 3's bookkeeping: the epoch loss weights each batch by its size, compiled metrics
+/// ignore sample and class weights, `evaluate` counts the regularizers, sample weights
+/// broadcast over per-sample losses of any rank, `"accuracy"` is resolved by shapes.
+#[test]
+fn keras_bookkeeping() {
+    // 33 samples in batches of 32: with lr 0 the epoch loss is the sample-weighted mean.
+    let (x, y) = blobs(33, 9);
+    let mut m = Sequential::new()
+        .seed(1)
+        .add(Input::new(&[4]))
+        .add(Dense::new(3));
+    m.compile(
+        SGD::new(0.0),
+        Loss::sparse_categorical_crossentropy(true),
+        &["accuracy"],
+    )
+    .unwrap();
+    let h = m.fit(&x, &y, quiet().shuffle(false)).unwrap();
+    let e = m.evaluate(&x, &y, 33).unwrap();
+    assert!(
+        (h.get("loss").unwrap()[0] - e["loss"]).abs() < 1e-6,
+        "{h:?} vs {e:?}"
+    );
+    // Class weights change the loss, not the compiled accuracy.
+    let mut cw = BTreeMap::new();
+    cw.insert(1usize, 7.0);
+    let hw = m
+        .fit(&x, &y, quiet().shuffle(false).class_weight(cw))
+        .unwrap();
+    assert_eq!(
+        hw.get("accuracy").unwrap()[0],
+        h.get("accuracy").unwrap()[0]
+    );
+    assert!(hw.get("loss").unwrap()[0] != h.get("loss").unwrap()[0]);
+    // evaluate counts an L2 penalty as training does.
+    let mut r = Sequential::new()
+        .seed(1)
+        .add(Input::new(&[4]))
+        .add(Dense::new(3).kernel_regularizer(Regularizer::L2(1.0)));
+    r.compile(
+        SGD::new(0.0),
+        Loss::sparse_categorical_crossentropy(true),
+        &[],
+    )
+    .unwrap();
+    let hr = r
+        .fit(&x, &y, quiet().shuffle(false).batch_size(33))
+        .unwrap();
+    let er = r.evaluate(&x, &y, 33).unwrap();
+    assert!(
+        (hr.get("loss").unwrap()[0] - er["loss"]).abs() < 1e-5,
+        "{hr:?} vs {er:?}"
+    );
+    // Sample weights on [B, T] per-sample losses weigh samples, not time steps.
+    let yt = t32(&[2, 3, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let yp = t32(&[2, 3, 1], &[0.0; 6]);
+    let w = t32(&[2], &[1.0, 0.0]);
+    let l = Loss::MeanSquaredError
+        .compute(&yt, &yp, Some(&w))
+        .unwrap()
+        .to_f64_vec()
+        .unwrap()[0];
+    assert!((l - (1.0 + 4.0 + 9.0) / 6.0).abs() < 1e-6, "{l}");
+    // "accuracy" by shapes: a multi-label [B, 5] output with BCE is categorical accuracy.
+    let acc = Metric::get(
+        "accuracy",
+        Some(&Loss::binary_crossentropy(true)),
+        &[8, 5],
+        &[None, Some(5)],
+    )
+    .unwrap();
+    assert_eq!(acc.kind(), &MetricKind::CategoricalAccuracy);
+    let acc = Metric::get("accuracy", None, &[8], &[None, Some(5)]).unwrap();
+    assert_eq!(acc.kind(), &MetricKind::SparseCategoricalAccuracy);
+    let acc = Metric::get("accuracy", None, &[8, 1], &[None, Some(1)]).unwrap();
+    assert_eq!(acc.kind(), &MetricKind::BinaryAccuracy);
+}
+
 #[test]
 fn same_seed_same_bits_and_engines_agree() {
     let (x, y) = blobs(120, 2);
