@@ -58,11 +58,13 @@ NN_ROW = ["softmax", "log_softmax", "logsumexp"]
 
 
 def registry():
+    # The ops are the rows of the registry! table: `"name" diff|nodiff => call;`.
     src = open(os.path.join(ROOT, "crates/kiln/src/ops/registry.rs")).read()
-    def names(const):
-        body = re.search(r"pub const %s: &\[&str\] = &\[(.*?)\];" % const, src, re.S).group(1)
-        return re.findall(r'"([a-z0-9_]+)"', body)
-    return names("UNARY"), names("BINARY")
+    table = src[src.index("registry! {"):]
+    unary, binary = table.split("binary(", 1)
+    def names(part):
+        return re.findall(r'^\s*"([a-z0-9_]+)" (?:diff|nodiff) =>', part, re.M)
+    return names(unary), names(binary)
 
 
 def np_dtype(name):
