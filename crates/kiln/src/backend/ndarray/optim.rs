@@ -3,7 +3,7 @@
 //! arithmetic is the composed update's, operation for operation in the variable's dtype, so
 //! both paths give the same bits (tested).
 
-use super::ArrView;
+use super::{simd, ArrView};
 use crate::array::ArrayData;
 use crate::backend::OptimizerStep;
 use crate::error::Result;
@@ -118,18 +118,37 @@ fn run<T: Float + crate::element::Element + crate::array::HostElement>(
                 c(decay),
             );
             let (m, v) = (slices[2], slices[3]);
+            if !amsgrad {
+                // The common case, vectorised (same operations, same order).
+                let mut o: Vec<Vec<T>> = (0..3)
+                    .map(|_| crate::hostmem::zeroed_for::<T>(n, "optimizer_step", &shape))
+                    .collect::<Result<_>>()?;
+                let (ow, rest) = o.split_at_mut(1);
+                let (om, ov) = rest.split_at_mut(1);
+                adam_k(
+                    w,
+                    g,
+                    m,
+                    v,
+                    &mut ow[0],
+                    &mut om[0],
+                    &mut ov[0],
+                    [a, c1, c2, eps, d],
+                    decay != 0.0,
+                );
+                return o
+                    .into_iter()
+                    .map(|o| ArrayData::from_shape_vec(&shape, o))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some);
+            }
             for i in 0..n {
                 let wi = decayed(i, d, decay != 0.0);
                 let m2 = m[i] + (g[i] - m[i]) * c1;
                 let v2 = v[i] + (g[i] * g[i] - v[i]) * c2;
-                let used = if amsgrad {
-                    let h = nan_max(slices[4][i], v2);
-                    outs[3].push(h);
-                    h
-                } else {
-                    v2
-                };
-                outs[0].push(wi - (m2 * a) / (used.sqrt() + eps));
+                let h = nan_max(slices[4][i], v2);
+                outs[3].push(h);
+                outs[0].push(wi - (m2 * a) / (h.sqrt() + eps));
                 outs[1].push(m2);
                 outs[2].push(v2);
             }
@@ -279,4 +298,23 @@ fn run<T: Float + crate::element::Element + crate::array::HostElement>(
         .map(|o| ArrayData::from_shape_vec(&shape, o))
         .collect::<Result<Vec<_>>>()
         .map(Some)
+}
+
+simd::kernel! {
+    /// Adam without AMSGrad over contiguous slices of one length: written as index loops over
+    /// re-sliced operands so the bounds checks go and the loop vectorises.
+    fn adam_k[T: Float](w: &[T], g: &[T], m: &[T], v: &[T], ow: &mut [T], om: &mut [T], ov: &mut [T], k: [T; 5], decay: bool) where [] {
+        let [a, c1, c2, eps, d] = k;
+        let n = w.len();
+        let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
+        let (ow, om, ov) = (&mut ow[..n], &mut om[..n], &mut ov[..n]);
+        for i in 0..n {
+            let wi = if decay { w[i] - w[i] * d } else { w[i] };
+            let m2 = m[i] + (g[i] - m[i]) * c1;
+            let v2 = v[i] + (g[i] * g[i] - v[i]) * c2;
+            ow[i] = wi - (m2 * a) / (v2.sqrt() + eps);
+            om[i] = m2;
+            ov[i] = v2;
+        }
+    }
 }
