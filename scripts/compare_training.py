@@ -32,19 +32,18 @@ KILN = os.path.join(ROOT, "target", "release", "kiln")
 
 
 def run_kiln(epochs, split):
-    t0 = time.time()
     with open("/tmp/kiln_compare_out.txt", "w") as f:
         p = subprocess.Popen(
             [KILN, "train", "--verbose", "0", "--epochs", str(epochs), "--split-out", split],
             cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
         )
-        _, status, usage = os.wait4(p.pid, 0)
+        status = p.wait()
     out = open("/tmp/kiln_compare_out.txt").read()
     if status != 0:
         raise SystemExit(out)
     ms = float(re.search(r"\(([\d.]+) ms/epoch\)", out).group(1))
     acc = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
-    return ms, acc, usage.ru_maxrss / 1024.0, time.time() - t0
+    return ms, acc
 
 
 def run_keras(epochs, split, seed):

@@ -48,46 +48,7 @@ enum Cmd {
         devices: Option<String>,
     },
     /// Train a Keras-style MLP on a float64 .npz dataset (x, y): the main job.
-    Train {
-        /// The dataset (`x`: float64 [n, features], `y`: labels or targets [n]).
-        #[arg(long, default_value = "data/digits.npz")]
-        data: String,
-        /// What to fit: `classify` (integer labels, softmax cross-entropy), `binary`
-        /// (0/1 labels, one logit), `regress` (mean squared error), or `auto` (from y).
-        #[arg(long, default_value = "auto")]
-        task: String,
-        /// Device (default: KILN_DEVICE, the config file, or cpu).
-        #[arg(long)]
-        device: Option<String>,
-        /// Precision policy for dtypes the device lacks: error, downcast or cpu-fallback.
-        #[arg(long)]
-        policy: Option<String>,
-        /// Keras dtype policy: float32, float64, bfloat16, float16, mixed_float16, mixed_bfloat16.
-        #[arg(long, default_value = "float32")]
-        dtype_policy: String,
-        /// Epochs.
-        #[arg(long, default_value_t = 20)]
-        epochs: usize,
-        /// Samples per step.
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        /// Units of the hidden layer.
-        #[arg(long, default_value_t = 128)]
-        hidden: usize,
-        /// Adam's learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Seed of the split, the initializers and the shuffles.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Progress: 0 silent, 1 bar, 2 a line per epoch (default: bar on a terminal).
-        #[arg(long)]
-        verbose: Option<u8>,
-        /// Also write the split's row indices (`train`, `test`) to this .npz, for a
-        /// comparison run elsewhere on the same rows (scripts/compare_training.py).
-        #[arg(long)]
-        split_out: Option<String>,
-    },
+    Train(train::Args),
 }
 
 fn main() -> ExitCode {
@@ -105,33 +66,7 @@ fn main() -> ExitCode {
             engine,
             devices,
         } => doctor(matrix, &x64, &engine, devices.as_deref()),
-        Cmd::Train {
-            data,
-            task,
-            device,
-            policy,
-            dtype_policy,
-            epochs,
-            batch_size,
-            hidden,
-            lr,
-            seed,
-            verbose,
-            split_out,
-        } => train::run(&train::Args {
-            data,
-            task,
-            device,
-            policy,
-            dtype_policy,
-            epochs,
-            batch_size,
-            hidden,
-            lr,
-            seed,
-            verbose,
-            split_out,
-        }),
+        Cmd::Train(args) => train::run(&args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

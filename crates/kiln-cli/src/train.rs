@@ -6,18 +6,46 @@ use kiln::nn::{Adam, DTypePolicy, Dense, FitArgs, Input, Loss, Sequential, Verbo
 use kiln::precision::{Policy, Scope};
 use kiln::{ops, ArrayData, DType, Device, KilnError, Result};
 
+/// `kiln train`'s flags.
+#[derive(clap::Args)]
 pub struct Args {
+    /// The dataset (`x`: float64 [n, features], `y`: labels or targets [n]).
+    #[arg(long, default_value = "data/digits.npz")]
     pub data: String,
+    /// What to fit: `classify` (integer labels, softmax cross-entropy), `binary`
+    /// (0/1 labels, one logit), `regress` (mean squared error), or `auto` (from y).
+    #[arg(long, default_value = "auto")]
     pub task: String,
+    /// Device (default: KILN_DEVICE, the config file, or cpu).
+    #[arg(long)]
     pub device: Option<String>,
+    /// Precision policy for dtypes the device lacks: error, downcast or cpu-fallback.
+    #[arg(long)]
     pub policy: Option<String>,
+    /// Keras dtype policy: float32, float64, bfloat16, float16, mixed_float16, mixed_bfloat16.
+    #[arg(long, default_value = "float32")]
     pub dtype_policy: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
+    /// Samples per step.
+    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Units of the hidden layer.
+    #[arg(long, default_value_t = 128)]
     pub hidden: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Seed of the split, the initializers and the shuffles.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Progress: 0 silent, 1 bar, 2 a line per epoch (default: bar on a terminal).
+    #[arg(long)]
     pub verbose: Option<u8>,
+    /// Also write the split's row indices (`train`, `test`) to this .npz, for a
+    /// comparison run elsewhere on the same rows (scripts/compare_training.py).
+    #[arg(long)]
     pub split_out: Option<String>,
 }
 

@@ -2,7 +2,6 @@
 //! `reset_state`), by Keras name. Per-batch values are computed on the device; the running
 //! sums are kept on the host in float64.
 
-use super::losses::Loss;
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::ops;
@@ -68,10 +67,9 @@ impl Metric {
     }
 
     /// By Keras name, with `"accuracy"`/`"acc"` resolved as Keras 3 does, by the shapes of
-    /// labels and outputs (`_loss` is not consulted: Keras 3's `get_metric` does not either).
+    /// labels and outputs (not by the loss: Keras 3's `get_metric` does not consult it either).
     pub fn get(
         name: &str,
-        _loss: Option<&Loss>,
         label_shape: &[usize],
         output_shape: &[Option<usize>],
     ) -> Result<Metric> {
@@ -226,8 +224,18 @@ impl Metric {
                     Some(w) => {
                         let w =
                             ops::cast(&ops::reshape(w, &[-1])?, DType::Float64)?.to_f64_vec()?;
-                        let per = q.len() / w.len().max(1);
-                        (0..q.len()).map(|i| w[i / per.max(1)]).collect()
+                        if w.is_empty() || q.len() % w.len() != 0 {
+                            return Err(KilnError::invalid(
+                                self.name.as_str(),
+                                format!(
+                                    "{} sample weights for predictions of shape {:?}; give one weight per sample",
+                                    w.len(),
+                                    p.shape()
+                                ),
+                            ));
+                        }
+                        let per = q.len() / w.len();
+                        (0..q.len()).map(|i| w[i / per]).collect()
                     }
                     None => vec![1.0; q.len()],
                 };

@@ -427,7 +427,7 @@ impl Sequential {
         metrics: &[&str],
     ) -> Result<()> {
         for m in metrics {
-            Metric::get(m, Some(&loss), &[1], &[None, Some(2)])?;
+            Metric::get(m, &[1], &[None, Some(2)])?;
         }
         self.compiled = Some(Compiled {
             optimizer: optimizer.into(),
@@ -489,7 +489,7 @@ impl Sequential {
         let out = self.output_shape()?;
         c.metrics
             .iter()
-            .map(|m| Metric::get(m, Some(&c.loss), y.shape(), &out))
+            .map(|m| Metric::get(m, y.shape(), &out))
             .collect()
     }
 
@@ -671,7 +671,6 @@ impl Sequential {
                     "`validation_split` leaves no training samples",
                 ));
             }
-            let rows = |t: &Tensor, a: usize, b: usize| rows(t, a, b);
             (
                 rows(&xt, 0, split_at)?,
                 rows(&yt, 0, split_at)?,

@@ -549,7 +549,7 @@ impl Optimizer {
                 beta_2,
                 epsilon,
             } => {
-                let (u_t, u_t1, up) = self.nadam_factors(beta_1, t);
+                let (u_t, u_t1, up) = nadam_factors(self.u_product, beta_1, t);
                 S::Nadam {
                     lr,
                     beta_1,
@@ -575,10 +575,6 @@ impl Optimizer {
             }
             None => Ok(None),
         }
-    }
-
-    fn nadam_factors(&self, beta_1: f64, t: f64) -> (f64, f64, f64) {
-        nadam_factors(self.u_product, beta_1, t)
     }
 
     /// The new value of variable `i` (`w`, after weight decay) from its gradient.

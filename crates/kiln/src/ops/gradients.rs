@@ -380,7 +380,9 @@ fn position_along(x: &Tensor, ax: usize) -> Result<Tensor> {
         &shape,
         (0..n).map(|i| i as f64).collect::<Vec<_>>(),
     )?;
-    cast_like(&x.upload_like(host)?, x)
+    // Rounded to x's dtype on the host: x's device holds that dtype, maybe not float64.
+    let host = crate::precision::report::convert_with_report(&host, x.dtype()).0;
+    x.upload_like(host)
 }
 
 fn matmul(
