@@ -1002,3 +1002,35 @@ fn fused_optimizer_updates_match_the_composed_ones_bit_for_bit() {
         }
     }
 }
+
+/// A finite loss whose gradient overflows is stopped and the variable named: float16
+/// weights, inputs of 65000 (representable in float16), a second kernel of 10s, so the first
+/// kernel's gradient is 650000, beyond float16's range, while the loss is |y| = 1.
+#[test]
+fn a_gradient_that_overflows_is_named() {
+    let x = ArrayData::from_shape_vec(&[1, 1], vec![65000.0f64]).unwrap();
+    let y = ArrayData::from_shape_vec(&[1, 1], vec![1.0f64]).unwrap();
+    let mut m = Sequential::new()
+        .dtype_policy(DTypePolicy::new("float16").unwrap())
+        .add(Input::new(&[1]))
+        .add(Dense::new(1).kernel_initializer(Initializer::Zeros))
+        .add(Dense::new(1).kernel_initializer(Initializer::Constant(10.0)));
+    m.compile(SGD::default(), Loss::MeanAbsoluteError, &[])
+        .unwrap();
+    let e = m.fit(&x, &y, quiet()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            KilnError::NonFinite {
+                epoch: 0,
+                batch: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("the gradient of dense/kernel"),
+        "{e}"
+    );
+}
