@@ -58,13 +58,11 @@ NN_ROW = ["softmax", "log_softmax", "logsumexp"]
 
 
 def registry():
-    # The ops are the rows of the registry! table: `"name" diff|nodiff => call;`.
-    src = open(os.path.join(ROOT, "crates/kiln/src/ops/registry.rs")).read()
-    table = src[src.index("registry! {"):]
-    unary, binary = table.split("binary(", 1)
-    def names(part):
-        return re.findall(r'^\s*"([a-z0-9_]+)" (?:diff|nodiff) =>', part, re.M)
-    return names(unary), names(binary)
+    # The op names as kiln's registry lists them (family macros and the table together).
+    out = subprocess.run(["cargo", "bench", "-q", "-p", "kiln", "--bench", "ops", "--", "--registry"],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    names = json.loads(out)
+    return names["unary"], names["binary"]
 
 
 def np_dtype(name):
@@ -274,14 +272,14 @@ def main():
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--numpy-once", action="store_true", help="time NumPy once (faster, noisier)")
     args = ap.parse_args()
+    if not args.skip_build:
+        subprocess.run(["cargo", "bench", "-p", "kiln", "--bench", "ops", "--no-run"], cwd=ROOT, check=True)
     unary, binary = registry()
     cs = cases(unary, binary, args.only)
     tmp = tempfile.mkdtemp()
     spec = os.path.join(tmp, "cases.json")
     with open(spec, "w") as f:
         json.dump(cs, f)
-    if not args.skip_build:
-        subprocess.run(["cargo", "bench", "-p", "kiln", "--bench", "ops", "--no-run"], cwd=ROOT, check=True)
     before = numpy_times(cs)
     out = os.path.join(tmp, "kiln.jsonl")
     subprocess.run(["cargo", "bench", "-q", "-p", "kiln", "--bench", "ops", "--", "--cases", spec,

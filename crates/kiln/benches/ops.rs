@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench -p kiln --bench ops -- --cases cases.json --out kiln.jsonl [--engine candle]
+//! cargo bench -p kiln --bench ops -- --registry   # the registry's op names, as JSON
 //! ```
 //!
 //! Timing (the same on both sides): one warm-up call, then batches of `reps` calls (`reps`
@@ -218,6 +219,18 @@ fn main() {
             .position(|a| a == k)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    if args.iter().any(|a| a == "--registry") {
+        let list = |names: &[&str]| {
+            let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        println!(
+            "{{\"unary\": {}, \"binary\": {}}}",
+            list(ops::registry::UNARY),
+            list(ops::registry::BINARY)
+        );
+        return;
+    }
     let Some(cases) = get("--cases") else {
         // `cargo bench` without arguments (CI's `cargo bench --no-run` builds it; a plain run
         // says how to use it).

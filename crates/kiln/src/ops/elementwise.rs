@@ -2,6 +2,7 @@
 //! `cast`.
 
 use super::prim::{apply, Prim as P};
+use super::registry::{diff_flag, keras_name, BinaryEntry, UnaryEntry};
 use super::rules::{self, BinaryRule, UnaryRule};
 use super::{
     broadcast_shapes, cfg, cfg_for, cfg_for_tensors, common_place, convert_at, operand_tensor,
@@ -34,35 +35,43 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     Ok(t)
 }
 
+/// Declares unary ops that are one primitive behind a dtype rule, and their registry rows
+/// (`diff` or `nodiff`: whether the op has a gradient): the op is named here only.
 macro_rules! unary_ops {
-    ($($(#[$m:meta])* $name:ident => $rule:ident, $prim:ident;)*) => {$(
-        $(#[$m])*
-        #[track_caller]
-        pub fn $name(x: &Tensor) -> Result<Tensor> {
-            unary_op(stringify!($name), UnaryRule::$rule, x, UnaryOp::$prim)
-        }
-    )*};
+    ($($(#[$m:meta])* $name:ident => $rule:ident, $prim:ident, $d:ident;)*) => {
+        $(
+            $(#[$m])*
+            #[track_caller]
+            pub fn $name(x: &Tensor) -> Result<Tensor> {
+                unary_op(stringify!($name), UnaryRule::$rule, x, UnaryOp::$prim)
+            }
+        )*
+        /// The registry rows of the ops above.
+        pub(crate) const FAMILY_UNARY: &[UnaryEntry] = &[$(
+            UnaryEntry::new(stringify!($name), diff_flag!($d), |x| $name(x)),
+        )*];
+    };
 }
 
 unary_ops! {
     /// `-x`. Refused for bool (Keras raises).
-    negative => SameNoBool, Neg;
+    negative => SameNoBool, Neg, diff;
     /// `|x|`; complex gives its real dtype.
-    abs => RealPart, Abs;
+    abs => RealPart, Abs, diff;
     /// -1, 0 or 1 (NaN stays NaN; complex: `z/|z|`).
-    sign => SameNoBool, Sign;
+    sign => SameNoBool, Sign, nodiff;
     /// Square root; ints become floats.
-    sqrt => ToFloat, Sqrt;
+    sqrt => ToFloat, Sqrt, diff;
     /// `e^x`.
-    exp => ToFloat, Exp;
+    exp => ToFloat, Exp, diff;
     /// `e^x - 1`, accurate near 0.
-    expm1 => ToFloat, Expm1;
+    expm1 => ToFloat, Expm1, diff;
     /// Natural logarithm.
-    log => ToFloat, Log;
+    log => ToFloat, Log, diff;
     /// `ln(1 + x)`, accurate near 0.
-    log1p => ToFloat, Log1p;
+    log1p => ToFloat, Log1p, diff;
     /// Base-2 logarithm.
-    log2 => ToFloat, Log2;
+    log2 => ToFloat, Log2, diff;
     /// Base-10 logarithm.
     ///
     /// ```
@@ -70,47 +79,47 @@ unary_ops! {
     /// let x = convert_to_tensor(&ArrayData::from(vec![1.0f64, 10.0, 1000.0]), None, &Device::Cpu).unwrap();
     /// assert_eq!(kiln::ops::log10(&x).unwrap().to_vec::<f32>().unwrap(), vec![0.0, 1.0, 3.0]);
     /// ```
-    log10 => ToFloat, Log10;
+    log10 => ToFloat, Log10, diff;
     /// Sine.
-    sin => ToFloat, Sin;
+    sin => ToFloat, Sin, diff;
     /// Cosine.
-    cos => ToFloat, Cos;
+    cos => ToFloat, Cos, diff;
     /// Tangent.
-    tan => ToFloat, Tan;
+    tan => ToFloat, Tan, diff;
     /// Inverse sine.
-    arcsin => ToFloat, Asin;
+    arcsin => ToFloat, Asin, diff;
     /// Inverse cosine.
-    arccos => ToFloat, Acos;
+    arccos => ToFloat, Acos, diff;
     /// Inverse tangent.
-    arctan => ToFloat, Atan;
+    arctan => ToFloat, Atan, diff;
     /// Hyperbolic sine.
-    sinh => ToFloat, Sinh;
+    sinh => ToFloat, Sinh, diff;
     /// Hyperbolic cosine.
-    cosh => ToFloat, Cosh;
+    cosh => ToFloat, Cosh, diff;
     /// Hyperbolic tangent.
-    tanh => ToFloat, Tanh;
+    tanh => ToFloat, Tanh, diff;
     /// Error function (real floats only, as in Keras).
-    erf => RealFloatOnly, Erf;
+    erf => RealFloatOnly, Erf, diff;
     /// Floor (ints become floats, as in Keras; complex refused).
-    floor => ToFloatNoComplex, Floor;
+    floor => ToFloatNoComplex, Floor, nodiff;
     /// Ceiling (ints become floats, as in Keras; complex refused).
-    ceil => ToFloatNoComplex, Ceil;
+    ceil => ToFloatNoComplex, Ceil, nodiff;
     /// Round half to even (NumPy's rule).
-    round => SameNoBool, Round;
+    round => SameNoBool, Round, nodiff;
     /// NaN test.
-    isnan => Bool, IsNan;
+    isnan => Bool, IsNan, nodiff;
     /// Infinity test.
-    isinf => Bool, IsInf;
+    isinf => Bool, IsInf, nodiff;
     /// Finite test.
-    isfinite => Bool, IsFinite;
+    isfinite => Bool, IsFinite, nodiff;
     /// Logical not (nonzero is true).
-    logical_not => Bool, LogicalNot;
+    logical_not => Bool, LogicalNot, nodiff;
     /// Real part (real dtype).
-    real => RealPart, Real;
+    real => RealPart, Real, nodiff;
     /// Imaginary part (real dtype; zeros for real input).
-    imag => RealPart, Imag;
+    imag => RealPart, Imag, nodiff;
     /// Complex conjugate (identity for real input).
-    conj => Same, Conj;
+    conj => Same, Conj, nodiff;
 }
 
 /// `x * x`; bool becomes int32.
@@ -178,14 +187,22 @@ pub(crate) fn binary_op(
     apply(p, &[&ta, &tb])
 }
 
+/// Declares binary ops that are one primitive behind a promotion rule, and their registry
+/// rows: the op is named here only.
 macro_rules! binary_ops {
-    ($($(#[$m:meta])* $name:ident => $rule:ident, $prim:expr;)*) => {$(
-        $(#[$m])*
-        #[track_caller]
-        pub fn $name<'a, 'b>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Result<Tensor> {
-            binary_op(stringify!($name), BinaryRule::$rule, a.into(), b.into(), $prim)
-        }
-    )*};
+    ($($(#[$m:meta])* $name:ident => $rule:ident, $prim:expr, $d:ident;)*) => {
+        $(
+            $(#[$m])*
+            #[track_caller]
+            pub fn $name<'a, 'b>(a: impl Into<Operand<'a>>, b: impl Into<Operand<'b>>) -> Result<Tensor> {
+                binary_op(keras_name(stringify!($name)), BinaryRule::$rule, a.into(), b.into(), $prim)
+            }
+        )*
+        /// The registry rows of the ops above.
+        pub(crate) const FAMILY_BINARY: &[BinaryEntry] = &[$(
+            BinaryEntry::new(keras_name(stringify!($name)), diff_flag!($d), |a, b| $name(a, b)),
+        )*];
+    };
 }
 
 binary_ops! {
@@ -197,47 +214,47 @@ binary_ops! {
     /// assert_eq!(ops::add(&x, 1).unwrap().dtype(), DType::Int8);      // weak int adapts
     /// assert_eq!(ops::add(&x, 1.5).unwrap().dtype(), DType::Float32); // weak float: floatx
     /// ```
-    add => Promote, Prim::Bin(BinaryOp::Add);
+    add => Promote, Prim::Bin(BinaryOp::Add), diff;
     /// `a - b` (bool - bool refused, as in Keras).
-    subtract => PromoteNoBool, Prim::Bin(BinaryOp::Sub);
+    subtract => PromoteNoBool, Prim::Bin(BinaryOp::Sub), diff;
     /// `a * b`.
-    multiply => Promote, Prim::Bin(BinaryOp::Mul);
+    multiply => Promote, Prim::Bin(BinaryOp::Mul), diff;
     /// True division: ints become floats.
-    divide => ToFloat, Prim::Bin(BinaryOp::Div);
+    divide => ToFloat, Prim::Bin(BinaryOp::Div), diff;
     /// Alias of [`divide`].
-    true_divide => ToFloat, Prim::Bin(BinaryOp::Div);
+    true_divide => ToFloat, Prim::Bin(BinaryOp::Div), diff;
     /// Floor division (Python semantics; integer division by zero gives 0 as in NumPy).
-    floor_divide => IntegerDivision, Prim::Bin(BinaryOp::FloorDiv);
+    floor_divide => IntegerDivision, Prim::Bin(BinaryOp::FloorDiv), nodiff;
     /// Remainder with the divisor's sign (Python's `%`).
-    r#mod => IntegerDivision, Prim::Bin(BinaryOp::Mod);
+    r#mod => IntegerDivision, Prim::Bin(BinaryOp::Mod), diff;
     /// `a ** b` (integers to negative integer powers are refused, as in NumPy).
-    power => PromoteBoolToInt, Prim::Bin(BinaryOp::Pow);
+    power => PromoteBoolToInt, Prim::Bin(BinaryOp::Pow), diff;
     /// Elementwise maximum, NaN-propagating.
-    maximum => Promote, Prim::Bin(BinaryOp::Max);
+    maximum => Promote, Prim::Bin(BinaryOp::Max), diff;
     /// Elementwise minimum, NaN-propagating.
-    minimum => Promote, Prim::Bin(BinaryOp::Min);
+    minimum => Promote, Prim::Bin(BinaryOp::Min), diff;
     /// Quadrant-aware `atan(a / b)`.
-    arctan2 => StrongToFloat, Prim::Bin(BinaryOp::Atan2);
+    arctan2 => StrongToFloat, Prim::Bin(BinaryOp::Atan2), diff;
     /// `sqrt(a^2 + b^2)` without overflow.
-    hypot => ToFloatNoComplex, Prim::Bin(BinaryOp::Hypot);
+    hypot => ToFloatNoComplex, Prim::Bin(BinaryOp::Hypot), diff;
     /// `a == b`.
-    equal => Compare, Prim::Cmp(CmpOp::Eq);
+    equal => Compare, Prim::Cmp(CmpOp::Eq), nodiff;
     /// `a != b`.
-    not_equal => Compare, Prim::Cmp(CmpOp::Ne);
+    not_equal => Compare, Prim::Cmp(CmpOp::Ne), nodiff;
     /// `a < b`.
-    less => Compare, Prim::Cmp(CmpOp::Lt);
+    less => Compare, Prim::Cmp(CmpOp::Lt), nodiff;
     /// `a <= b`.
-    less_equal => Compare, Prim::Cmp(CmpOp::Le);
+    less_equal => Compare, Prim::Cmp(CmpOp::Le), nodiff;
     /// `a > b`.
-    greater => Compare, Prim::Cmp(CmpOp::Gt);
+    greater => Compare, Prim::Cmp(CmpOp::Gt), nodiff;
     /// `a >= b`.
-    greater_equal => Compare, Prim::Cmp(CmpOp::Ge);
+    greater_equal => Compare, Prim::Cmp(CmpOp::Ge), nodiff;
     /// Logical and (nonzero is true).
-    logical_and => Logical, Prim::Bin(BinaryOp::And);
+    logical_and => Logical, Prim::Bin(BinaryOp::And), nodiff;
     /// Logical or.
-    logical_or => Logical, Prim::Bin(BinaryOp::Or);
+    logical_or => Logical, Prim::Bin(BinaryOp::Or), nodiff;
     /// Logical xor.
-    logical_xor => Logical, Prim::Bin(BinaryOp::Xor);
+    logical_xor => Logical, Prim::Bin(BinaryOp::Xor), nodiff;
 }
 
 /// `cond ? a : b` elementwise, with broadcasting; `a` and `b` promote as in `add`.

@@ -1,96 +1,216 @@
 //! Every op by name, with Keras's default arguments: what the conformance tests, the
-//! device matrix, the gradient checks and the CLI iterate over. Each op is named once, in the
-//! table below, with whether it has a gradient; the lists, the by-name dispatch and
-//! [`differentiable`] are generated from it.
+//! device matrix, the gradient checks and the CLI iterate over.
+//!
+//! Each op is named once. Ops that are one primitive behind a dtype rule are declared by the
+//! family macros in [`elementwise`](super::elementwise) (`unary_ops!`, `binary_ops!`), which
+//! also emit their rows here; the table below holds the rows of every other op, each with the
+//! call and the Keras defaults it runs with. [`UNARY`], [`BINARY`], the by-name dispatch and
+//! [`differentiable`] are generated from both, and a compile-time check refuses a name
+//! registered twice.
 
 use super::*;
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
+
+/// A unary registry row: Keras's name, whether it has a gradient, the call with Keras's
+/// default arguments.
+#[derive(Clone, Copy)]
+pub(crate) struct UnaryEntry {
+    name: &'static str,
+    diff: bool,
+    call: fn(&Tensor) -> Result<Tensor>,
+}
+
+/// A binary registry row.
+#[derive(Clone, Copy)]
+pub(crate) struct BinaryEntry {
+    name: &'static str,
+    diff: bool,
+    call: for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>,
+}
+
+impl UnaryEntry {
+    pub(crate) const fn new(
+        name: &'static str,
+        diff: bool,
+        call: fn(&Tensor) -> Result<Tensor>,
+    ) -> Self {
+        UnaryEntry { name, diff, call }
+    }
+}
+
+impl BinaryEntry {
+    pub(crate) const fn new(
+        name: &'static str,
+        diff: bool,
+        call: for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>,
+    ) -> Self {
+        BinaryEntry { name, diff, call }
+    }
+}
+
+/// `diff` / `nodiff` in a registry row.
+macro_rules! diff_flag {
+    (diff) => {
+        true
+    };
+    (nodiff) => {
+        false
+    };
+}
+pub(crate) use diff_flag;
+
+/// The Keras name of a Rust identifier (`r#mod` is `mod`).
+pub(crate) const fn keras_name(ident: &'static str) -> &'static str {
+    match ident.as_bytes() {
+        [b'r', b'#', rest @ ..] => match std::str::from_utf8(rest) {
+            Ok(s) => s,
+            Err(_) => ident,
+        },
+        _ => ident,
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Concatenates registry parts at compile time, in order; `N` must be their total length.
+const fn concat<T: Copy, const N: usize>(parts: &[&[T]]) -> [T; N] {
+    let mut out = [parts[0][0]; N];
+    let (mut k, mut p) = (0, 0);
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            out[k] = parts[p][i];
+            k += 1;
+            i += 1;
+        }
+        p += 1;
+    }
+    assert!(k == N, "registry: part lengths do not add up");
+    out
+}
 
 macro_rules! registry {
     (
         unary($x:ident) { $($un:literal $ud:ident => $uc:expr;)* }
         binary($a:ident, $b:ident) { $($bn:literal $bd:ident => $bc:expr;)* }
     ) => {
-        /// Unary ops (one tensor in), by their Keras names.
-        pub const UNARY: &[&str] = &[$($un),*];
-        /// Binary ops (two operands in), by their Keras names.
-        pub const BINARY: &[&str] = &[$($bn),*];
-
-        /// Whether the op has a gradient (`false` for integer, bool and piecewise-constant
-        /// results); `None` for a name the registry does not have.
-        pub fn differentiable(name: &str) -> Option<bool> {
-            match name {
-                $($un => Some(registry!(@d $ud)),)*
-                $($bn => Some(registry!(@d $bd)),)*
-                _ => None,
-            }
-        }
-
-        /// Calls a unary op by name with Keras's default arguments (reductions over all axes,
-        /// `softmax` on the last axis, `gelu` approximate, `elu` alpha 1, `leaky_relu` slope 0.2).
-        #[track_caller]
-        pub fn call_unary(name: &str, $x: &Tensor) -> Result<Tensor> {
-            match name {
-                $($un => $uc,)*
-                other => Err(KilnError::invalid(
-                    "call_unary",
-                    format!("no unary op named {other:?}"),
-                )),
-            }
-        }
-
-        /// Calls a binary op by name.
-        #[track_caller]
-        pub fn call_binary(name: &str, $a: Operand<'_>, $b: Operand<'_>) -> Result<Tensor> {
-            match name {
-                $($bn => $bc,)*
-                other => Err(KilnError::invalid(
-                    "call_binary",
-                    format!("no binary op named {other:?}"),
-                )),
-            }
-        }
+        const TABLE_UNARY: &[UnaryEntry] = &[$(
+            UnaryEntry::new($un, diff_flag!($ud), |$x| $uc),
+        )*];
+        const TABLE_BINARY: &[BinaryEntry] = &[$(
+            BinaryEntry::new($bn, diff_flag!($bd), |$a, $b| $bc),
+        )*];
     };
-    (@d diff) => { true };
-    (@d nodiff) => { false };
 }
 
+const N_UNARY: usize = elementwise::FAMILY_UNARY.len() + TABLE_UNARY.len();
+const N_BINARY: usize = elementwise::FAMILY_BINARY.len() + TABLE_BINARY.len();
+const UNARY_ROWS: [UnaryEntry; N_UNARY] = concat(&[elementwise::FAMILY_UNARY, TABLE_UNARY]);
+const BINARY_ROWS: [BinaryEntry; N_BINARY] = concat(&[elementwise::FAMILY_BINARY, TABLE_BINARY]);
+
+const fn unary_names() -> [&'static str; N_UNARY] {
+    let mut out = [""; N_UNARY];
+    let mut i = 0;
+    while i < N_UNARY {
+        out[i] = UNARY_ROWS[i].name;
+        i += 1;
+    }
+    out
+}
+
+const fn binary_names() -> [&'static str; N_BINARY] {
+    let mut out = [""; N_BINARY];
+    let mut i = 0;
+    while i < N_BINARY {
+        out[i] = BINARY_ROWS[i].name;
+        i += 1;
+    }
+    out
+}
+
+/// Unary ops (one tensor in), by their Keras names.
+pub const UNARY: &[&str] = &unary_names();
+/// Binary ops (two operands in), by their Keras names.
+pub const BINARY: &[&str] = &binary_names();
+
+// A name registered twice (by a family and by the table, say) fails the build.
+const _: () = {
+    let all: [&[&str]; 2] = [UNARY, BINARY];
+    let mut p = 0;
+    while p < 2 {
+        let mut q = 0;
+        while q < 2 {
+            let (a, b) = (all[p], all[q]);
+            let mut i = 0;
+            while i < a.len() {
+                let mut j = 0;
+                while j < b.len() {
+                    if (p != q || i != j) && str_eq(a[i], b[j]) {
+                        panic!("ops::registry: an op name is registered twice");
+                    }
+                    j += 1;
+                }
+                i += 1;
+            }
+            q += 1;
+        }
+        p += 1;
+    }
+};
+
+/// Whether the op has a gradient (`false` for integer, bool and piecewise-constant
+/// results); `None` for a name the registry does not have.
+pub fn differentiable(name: &str) -> Option<bool> {
+    UNARY_ROWS
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| e.diff)
+        .or_else(|| BINARY_ROWS.iter().find(|e| e.name == name).map(|e| e.diff))
+}
+
+/// Calls a unary op by name with Keras's default arguments (reductions over all axes,
+/// `softmax` on the last axis, `gelu` approximate, `elu` alpha 1, `leaky_relu` slope 0.2).
+pub fn call_unary(name: &str, x: &Tensor) -> Result<Tensor> {
+    match UNARY_ROWS.iter().find(|e| e.name == name) {
+        Some(e) => (e.call)(x),
+        None => Err(KilnError::invalid(
+            "call_unary",
+            format!("no unary op named {name:?}"),
+        )),
+    }
+}
+
+/// Calls a binary op by name.
+pub fn call_binary(name: &str, a: Operand<'_>, b: Operand<'_>) -> Result<Tensor> {
+    match BINARY_ROWS.iter().find(|e| e.name == name) {
+        Some(e) => (e.call)(a, b),
+        None => Err(KilnError::invalid(
+            "call_binary",
+            format!("no binary op named {name:?}"),
+        )),
+    }
+}
+
+// The rows of the ops not declared by a family macro.
 registry! {
     unary(x) {
-        "negative" diff => negative(x);
-        "abs" diff => abs(x);
-        "sign" nodiff => sign(x);
-        "sqrt" diff => sqrt(x);
         "rsqrt" diff => rsqrt(x);
         "square" diff => square(x);
-        "exp" diff => exp(x);
-        "expm1" diff => expm1(x);
-        "log" diff => log(x);
-        "log1p" diff => log1p(x);
-        "log2" diff => log2(x);
-        "log10" diff => log10(x);
-        "sin" diff => sin(x);
-        "cos" diff => cos(x);
-        "tan" diff => tan(x);
-        "arcsin" diff => arcsin(x);
-        "arccos" diff => arccos(x);
-        "arctan" diff => arctan(x);
-        "sinh" diff => sinh(x);
-        "cosh" diff => cosh(x);
-        "tanh" diff => tanh(x);
-        "erf" diff => erf(x);
-        "floor" nodiff => floor(x);
-        "ceil" nodiff => ceil(x);
-        "round" nodiff => round(x);
         "reciprocal" diff => reciprocal(x);
-        "isnan" nodiff => isnan(x);
-        "isinf" nodiff => isinf(x);
-        "isfinite" nodiff => isfinite(x);
-        "logical_not" nodiff => logical_not(x);
-        "real" nodiff => real(x);
-        "imag" nodiff => imag(x);
-        "conj" nodiff => conj(x);
         "relu" diff => relu(x);
         "relu6" diff => relu6(x);
         "sigmoid" diff => sigmoid(x);
@@ -133,27 +253,6 @@ registry! {
         };
     }
     binary(a, b) {
-        "add" diff => add(a, b);
-        "subtract" diff => subtract(a, b);
-        "multiply" diff => multiply(a, b);
-        "divide" diff => divide(a, b);
-        "true_divide" diff => true_divide(a, b);
-        "floor_divide" nodiff => floor_divide(a, b);
-        "mod" diff => r#mod(a, b);
-        "power" diff => power(a, b);
-        "maximum" diff => maximum(a, b);
-        "minimum" diff => minimum(a, b);
-        "arctan2" diff => arctan2(a, b);
-        "hypot" diff => hypot(a, b);
-        "equal" nodiff => equal(a, b);
-        "not_equal" nodiff => not_equal(a, b);
-        "less" nodiff => less(a, b);
-        "less_equal" nodiff => less_equal(a, b);
-        "greater" nodiff => greater(a, b);
-        "greater_equal" nodiff => greater_equal(a, b);
-        "logical_and" nodiff => logical_and(a, b);
-        "logical_or" nodiff => logical_or(a, b);
-        "logical_xor" nodiff => logical_xor(a, b);
         "matmul" diff => match (&a, &b) {
             (Operand::Tensor(x), Operand::Tensor(y)) => matmul(x, y),
             _ => {
@@ -163,5 +262,45 @@ registry! {
             }
         };
         "dot" diff => dot(a, b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{convert_to_tensor, ArrayData, Device};
+
+    #[test]
+    fn families_and_table_make_one_registry() {
+        // 92 ops: 51 from the family macros, 41 from the table.
+        assert_eq!(
+            elementwise::FAMILY_UNARY.len() + elementwise::FAMILY_BINARY.len(),
+            51
+        );
+        assert_eq!(UNARY.len() + BINARY.len(), 92);
+        assert!(UNARY.contains(&"exp") && UNARY.contains(&"softmax"));
+        assert!(BINARY.contains(&"mod") && !BINARY.contains(&"r#mod"));
+        assert_eq!(differentiable("exp"), Some(true));
+        assert_eq!(differentiable("floor_divide"), Some(false));
+        assert_eq!(differentiable("matmul"), Some(true));
+        let x =
+            convert_to_tensor(&ArrayData::from(vec![7.0f64, -7.0]), None, &Device::Cpu).unwrap();
+        let m = call_binary("mod", (&x).into(), 3.into()).unwrap();
+        assert_eq!(m.to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+        let e = call_unary("exp", &x).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(e, vec![7f32.exp(), (-7f32).exp()]);
+        assert!(call_unary("no_such_op", &x).is_err());
+    }
+
+    #[test]
+    fn raw_identifiers_keep_keras_names() {
+        assert_eq!(keras_name("r#mod"), "mod");
+        assert_eq!(keras_name("add"), "add");
+        // An error from `ops::r#mod` names the op as Keras does.
+        let a = convert_to_tensor(&ArrayData::from(vec![1.0f64, 2.0]), None, &Device::Cpu).unwrap();
+        let b = convert_to_tensor(&ArrayData::from(vec![1.0f64, 2.0, 3.0]), None, &Device::Cpu)
+            .unwrap();
+        let e = r#mod(&a, &b).unwrap_err().to_string();
+        assert!(e.contains("mod") && !e.contains("r#mod"), "{e}");
     }
 }
