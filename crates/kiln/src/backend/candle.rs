@@ -409,23 +409,7 @@ impl CandleBackend {
             .iter()
             .all(|s| store(s).is_ok_and(|st| st.t.elem_count() == 0));
         if !self.host && !empty {
-            let cfg = crate::precision::config::current()?;
-            if cfg.policy != crate::precision::Policy::CpuFallback || cfg.strict_fallback {
-                return Err(KilnError::UnsupportedOp {
-                    backend: NAME.into(),
-                    op: op.into(),
-                    dtype,
-                    device: self.label,
-                    fix: "set the policy to cpu-fallback (KILN_PRECISION=cpu-fallback) with strict mode off to compute it on the cpu, or move the tensor to the cpu".into(),
-                });
-            }
-            let key = format!("cpu-fallback:{cause}@{}", self.label);
-            crate::precision::warnings::count_fallback(&key);
-            crate::precision::warnings::warn(
-                &key,
-                &format!("{op}: candle has no {dtype} kernel on {}; computing it on the cpu (policy cpu-fallback)", self.label),
-                cfg.warnings,
-            );
+            super::host_fallback_allowed(NAME, op, dtype, self.label)?;
         }
         *HOST_KERNELS
             .lock()

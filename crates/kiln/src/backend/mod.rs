@@ -458,3 +458,39 @@ pub(crate) fn backend_err(
         message: message.into(),
     }
 }
+
+/// Decides whether an engine may compute a primitive on the host for a device that lacks
+/// the kernel (`backend` computing `op` in `dtype` for `device`): `Ok(())` to go ahead, or the
+/// error to return.
+/// Backends do not know the precision policy; the frontend installs the gate that asks it
+/// (see [`set_host_fallback_gate`]). Until one is installed every such fallback is refused.
+pub type HostFallbackGate =
+    fn(backend: &str, op: &str, dtype: DType, device: crate::device::Device) -> Result<()>;
+
+static HOST_FALLBACK_GATE: std::sync::OnceLock<HostFallbackGate> = std::sync::OnceLock::new();
+
+/// Installs the gate asked before any host fallback (the first installation wins; kiln's
+/// frontend installs the precision policy's when it first hands out an engine).
+pub fn set_host_fallback_gate(gate: HostFallbackGate) {
+    let _ = HOST_FALLBACK_GATE.set(gate);
+}
+
+/// Asks the installed gate; refuses when none is installed.
+#[cfg_attr(not(feature = "candle"), allow(dead_code))]
+pub(crate) fn host_fallback_allowed(
+    backend: &str,
+    op: &str,
+    dtype: DType,
+    device: crate::device::Device,
+) -> Result<()> {
+    match HOST_FALLBACK_GATE.get() {
+        Some(gate) => gate(backend, op, dtype, device),
+        None => Err(KilnError::UnsupportedOp {
+            backend: backend.into(),
+            op: op.into(),
+            dtype,
+            device,
+            fix: "no host-fallback gate is installed (kiln's frontend installs one when it hands out an engine); move the tensor to the cpu".into(),
+        }),
+    }
+}

@@ -52,6 +52,9 @@ pub fn engine_kind_for(device: Device, cfg: &crate::precision::Config) -> Backen
 /// The engine of `kind` for `device`.
 pub fn engine(kind: BackendKind, device: Device) -> Result<Arc<dyn Backend>> {
     static NDARRAY: OnceLock<Arc<dyn Backend>> = OnceLock::new();
+    // Engines ask the precision policy, through this gate, before computing a primitive on
+    // the host for a device that lacks its kernel.
+    crate::backend::set_host_fallback_gate(crate::precision::host_fallback_gate);
     match kind {
         BackendKind::Ndarray if device.runs_on_host() => {
             Ok(NDARRAY.get_or_init(|| Arc::new(crate::backend::ndarray::NdarrayBackend)).clone())

@@ -533,6 +533,49 @@ fn cpu_fallback_joins_cpu_and_gpu_operands() {
     }
 }
 
+/// A primitive candle has no GPU kernel for (NumPy-ordered sort) is decided by the precision
+/// policy, which the frontend hands the engine as its host-fallback gate: refused under
+/// `error` and in strict mode, with the fix; computed on the host under `cpu-fallback`,
+/// counted, and warned about (with `WarnMode::Always` here, so the test does not depend on
+/// which test saw the cause first).
+#[test]
+fn gpu_host_fallback_is_the_precision_policys_decision() {
+    let dev = gpu();
+    let host = ArrayData::from(vec![3.0f32, -1.0, 2.0]);
+    for (policy, strict) in [(Policy::Error, false), (Policy::CpuFallback, true)] {
+        let _g = Scope::new()
+            .backend(Some(BackendKind::Candle))
+            .policy(policy)
+            .strict_fallback(strict)
+            .enter();
+        let g = convert_to_tensor(&host, None, &dev).unwrap();
+        let e = ops::sort(&g, -1).unwrap_err();
+        assert!(
+            matches!(&e, KilnError::UnsupportedOp { backend, op, dtype: DType::Float32, device, .. }
+                if backend == "candle" && op == "sort" && *device == dev),
+            "{policy:?} strict={strict}: {e}"
+        );
+        assert!(e.to_string().contains("cpu-fallback"), "{e}");
+    }
+    let _g = Scope::new()
+        .backend(Some(BackendKind::Candle))
+        .policy(Policy::CpuFallback)
+        .strict_fallback(false)
+        .warnings(kiln::precision::WarnMode::Always)
+        .enter();
+    let key = format!("cpu-fallback:sort:float32@{dev}");
+    let before = warnings::fallback_summary().get(&key).copied().unwrap_or(0);
+    let g = convert_to_tensor(&host, None, &dev).unwrap();
+    let (sorted, w) = warnings::capture(|| ops::sort(&g, -1).unwrap());
+    assert_eq!(sorted.to_host().unwrap().to_f64_vec(), [-1.0, 2.0, 3.0]);
+    assert!(
+        w.iter()
+            .any(|w| w.cause == key && w.message.contains("candle has no float32 kernel")),
+        "{w:?}"
+    );
+    assert!(warnings::fallback_summary()[&key] > before);
+}
+
 /// One engine per GPU for the whole process: candle gives each opened device its own id and
 /// refuses ops across ids, so two tensors placed on cuda:0 at different times must share it.
 #[test]
