@@ -1067,6 +1067,40 @@ impl Backend for CandleBackend {
         })
     }
 
+    fn index_add(&self, s: &Storage, indices: &[usize], axis: usize, n: usize) -> Result<Storage> {
+        guarded("index_add", || {
+            let st = store(s)?;
+            let host = |be: &Self| {
+                be.host("index_add", st.dtype, &[s], |nd, v| {
+                    nd.index_add(&v[0], indices, axis, n)
+                })
+            };
+            // candle's index_add is for float gradients here; integers (and carried dtypes,
+            // which would wrap in their container's width) take the reference kernel.
+            if !st.dtype.is_float()
+                || indices.is_empty()
+                || n > u32::MAX as usize
+                || st.t.dims().get(axis) != Some(&indices.len())
+                || indices.iter().any(|i| *i >= n)
+            {
+                return host(self);
+            }
+            let ids: Vec<u32> = indices.iter().map(|i| *i as u32).collect();
+            let m = ids.len();
+            let mut oshape = st.t.dims().to_vec();
+            oshape[axis] = n;
+            let r = call("index_add", st.dtype, || {
+                let ids = cc::Tensor::from_vec(ids.clone(), m, &self.device)?;
+                cc::Tensor::zeros(oshape.as_slice(), st.t.dtype(), &self.device)?.index_add(
+                    &ids,
+                    &st.t.contiguous()?,
+                    axis,
+                )
+            })?;
+            Ok(wrap(r, st.dtype))
+        })
+    }
+
     fn gather(&self, s: &Storage, indices: &Storage, axis: usize) -> Result<Storage> {
         guarded("gather", || {
             let d = store(s)?.dtype;

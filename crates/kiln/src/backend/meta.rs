@@ -202,6 +202,11 @@ impl Backend for MetaBackend {
         shape[axis] = indices.len();
         out(d, shape)
     }
+    fn index_add(&self, s: &Storage, _indices: &[usize], axis: usize, n: usize) -> Result<Storage> {
+        let (d, mut shape) = self.spec(s)?;
+        shape[axis] = n;
+        out(d, shape)
+    }
     fn gather(&self, s: &Storage, indices: &Storage, _axis: usize) -> Result<Storage> {
         out(self.spec(s)?.0, self.spec(indices)?.1)
     }

@@ -368,6 +368,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn concat(&self, parts: &[&Storage], axis: usize) -> Result<Storage>;
     /// Picks `indices` (in range) along `axis`.
     fn index_select(&self, s: &Storage, indices: &[usize], axis: usize) -> Result<Storage>;
+    /// The transpose of [`index_select`](Backend::index_select): a zero tensor like `s` whose
+    /// `axis` has length `n`, with slice `j` of `s` along `axis` added at `indices[j]`
+    /// (repeated indices accumulate). `indices.len()` is `s`'s length on `axis`, each index
+    /// below `n`.
+    fn index_add(&self, s: &Storage, indices: &[usize], axis: usize, n: usize) -> Result<Storage>;
     /// NumPy `take_along_axis` with int64 `indices` of the same rank, already in range.
     fn gather(&self, s: &Storage, indices: &Storage, axis: usize) -> Result<Storage>;
     /// Constant padding.

@@ -85,18 +85,15 @@ pub(crate) fn vjp(
             }
             Ok(parts)
         }
-        Prim::IndexSelect(idx, ax) => {
-            let host = crate::array::ArrayData::from_shape_vec(
-                &[idx.len()],
-                idx.iter().map(|i| *i as i64).collect::<Vec<_>>(),
-            )?;
-            let it = x.upload_like(host)?;
-            one(scatter_add(g, &it, *ax, x.shape()[*ax], true)?)
-        }
+        Prim::IndexSelect(idx, ax) => one(apply(
+            Prim::IndexAdd(idx.clone(), *ax, x.shape()[*ax]),
+            &[g],
+        )?),
+        Prim::IndexAdd(idx, ax, _) => one(apply(Prim::IndexSelect(idx.clone(), *ax), &[g])?),
         // (take_along_axis stretches size-1 axes of x to the indices': sum those back.)
         Prim::Gather(ax) => Ok(vec![
             Some(unbroadcast(
-                &scatter_add(g, &inputs[1], *ax, x.shape()[*ax], false)?,
+                &scatter_add(g, &inputs[1], *ax, x.shape()[*ax])?,
                 x.shape(),
             )?),
             None,
@@ -112,7 +109,7 @@ pub(crate) fn vjp(
         Prim::Sort(ax) => {
             // sort(x) = take_along_axis(x, argsort(x)): the same stable order.
             let idx = apply(Prim::Argsort(*ax), &[x])?;
-            one(scatter_add(g, &idx, *ax, x.shape()[*ax], false)?)
+            one(scatter_add(g, &idx, *ax, x.shape()[*ax])?)
         }
         Prim::ReduceFused(op, axes, keep) => one(fused_reduce(*op, x, out, g, axes, *keep)?),
         Prim::Activation(act) => one(activation(*act, x, out, g)?),
@@ -480,35 +477,17 @@ fn unslice(g: &Tensor, shape: &[usize], specs: &[crate::backend::SliceSpec]) -> 
     Ok(g)
 }
 
-/// The transpose of a gather along `ax`: each `g` element added at its index into a zero
-/// tensor whose `ax` has length `n`. `along_only`: `indices` is 1-d, naming positions along
-/// `ax` (index_select); else it has `g`'s shape (take_along_axis).
+/// The transpose of a `take_along_axis` along `ax`: each `g` element added at its index (in
+/// `indices`, `g`'s shape) into a zero tensor whose `ax` has length `n`.
 ///
 /// Composed as a one-hot contraction (deterministic, on every engine); its cost is
-/// `size(g) * n`, fine for labels and class lookups, heavy for large embedding tables.
-fn scatter_add(
-    g: &Tensor,
-    indices: &Tensor,
-    ax: usize,
-    n: usize,
-    along_only: bool,
-) -> Result<Tensor> {
+/// `size(g) * n`, fine for labels and sorts along short axes. (Gathers with host indices,
+/// `take` and the convolutions' patches, have the `IndexAdd` primitive instead.)
+fn scatter_add(g: &Tensor, indices: &Tensor, ax: usize, n: usize) -> Result<Tensor> {
     // (one_hot narrows an explicit float64 with x64 off, as Keras does: cast to g's dtype.)
     let oh = cast_like(&super::shape::one_hot(indices, n, Some(g.dtype()))?, g)?;
     let nd = g.ndim();
     let a = ax as isize;
-    if along_only {
-        // g: [.., m, ..] with ax of length m; oh: [m, n]. Move ax last, contract, move back.
-        let mut perm: Vec<usize> = (0..nd).filter(|&i| i != ax).collect();
-        perm.push(ax);
-        let gt = transpose(g, Some(&perm))?;
-        let r = super::linalg::matmul(&gt, &oh)?;
-        let mut inv = vec![0; nd];
-        for (i, p) in perm.iter().enumerate() {
-            inv[*p] = i;
-        }
-        return transpose(&r, Some(&inv));
-    }
     // oh: g's shape + [n]; sum over ax of g * oh, then the class axis goes to ax.
     let e = super::shape::expand_dims(g, -1)?;
     let r = sum(&multiply(&e, &oh)?, Some(&[a]), false)?;

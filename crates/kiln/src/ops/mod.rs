@@ -11,6 +11,7 @@
 //! dtype, as `x + 1.0` does in Keras).
 
 pub mod composed;
+pub mod conv;
 pub mod creation;
 pub mod elementwise;
 pub(crate) mod gradients;

@@ -41,6 +41,8 @@ pub enum Prim {
     /// Along `axis`; one input per part.
     Concat(usize),
     IndexSelect(Vec<usize>, usize),
+    /// The transpose of `IndexSelect(indices, axis)` into an axis of length `n`.
+    IndexAdd(Vec<usize>, usize, usize),
     /// `take_along_axis` on `axis`; inputs `[x, int64 indices]`.
     Gather(usize),
     Pad(Vec<(usize, usize)>, Scalar),
@@ -75,6 +77,7 @@ impl Prim {
             Prim::Slice(_) => "slice",
             Prim::Concat(_) => "concat",
             Prim::IndexSelect(..) => "index_select",
+            Prim::IndexAdd(..) => "index_add",
             Prim::Gather(_) => "gather",
             Prim::Pad(..) => "pad",
             Prim::Sort(_) => "sort",
@@ -128,6 +131,7 @@ fn run(prim: &Prim, inputs: &[&Tensor]) -> Result<Option<crate::backend::Storage
             be.concat(&parts, *axis)?
         }
         Prim::IndexSelect(idx, axis) => be.index_select(s, idx, *axis)?,
+        Prim::IndexAdd(idx, axis, n) => be.index_add(s, idx, *axis, *n)?,
         Prim::Gather(axis) => be.gather(s, at(1), *axis)?,
         Prim::Pad(widths, value) => be.pad(s, widths, *value)?,
         Prim::Sort(axis) => be.sort(s, *axis)?,

@@ -342,7 +342,7 @@ pub fn split(x: &Tensor, how: Split, axis: isize) -> Result<Vec<Tensor>> {
 }
 
 /// Picks `indices` along `axis` (backend primitive; indices already in range).
-fn select(x: &Tensor, indices: &[usize], axis: usize) -> Result<Tensor> {
+pub(crate) fn select(x: &Tensor, indices: &[usize], axis: usize) -> Result<Tensor> {
     apply(Prim::IndexSelect(indices.to_vec(), axis), &[x])
 }
 

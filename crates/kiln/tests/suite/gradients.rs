@@ -476,6 +476,73 @@ fn ops_with_arguments_match_finite_differences() {
                 ops::mean(&ls, None, false)
             }),
         ),
+        (
+            "conv 2-d same, stride 2, 2 groups",
+            vec![vec![2, 5, 4, 4], vec![3, 2, 2, 4]],
+            Box::new(|p| {
+                use kiln::ops::conv::{conv, DataFormat, Padding};
+                conv(
+                    &p[0],
+                    &p[1],
+                    &[2],
+                    Padding::Same,
+                    DataFormat::ChannelsLast,
+                    &[1],
+                )
+            }),
+        ),
+        (
+            "conv 1-d causal, dilated",
+            vec![vec![2, 6, 2], vec![2, 2, 3]],
+            Box::new(|p| {
+                use kiln::ops::conv::{conv, DataFormat, Padding};
+                conv(
+                    &p[0],
+                    &p[1],
+                    &[1],
+                    Padding::Causal,
+                    DataFormat::ChannelsLast,
+                    &[2],
+                )
+            }),
+        ),
+        (
+            "depthwise_conv channels_first",
+            vec![vec![1, 2, 5, 5], vec![3, 3, 2, 2]],
+            Box::new(|p| {
+                use kiln::ops::conv::{depthwise_conv, DataFormat, Padding};
+                depthwise_conv(
+                    &p[0],
+                    &p[1],
+                    &[1],
+                    Padding::Valid,
+                    DataFormat::ChannelsFirst,
+                    &[1],
+                )
+            }),
+        ),
+        (
+            "max_pool 2-d same",
+            vec![vec![2, 5, 5, 2]],
+            Box::new(|p| {
+                use kiln::ops::conv::{DataFormat, Padding};
+                ops::max_pool(&p[0], &[2], None, Padding::Same, DataFormat::ChannelsLast)
+            }),
+        ),
+        (
+            "average_pool 2-d same, stride 1",
+            vec![vec![1, 4, 5, 2]],
+            Box::new(|p| {
+                use kiln::ops::conv::{DataFormat, Padding};
+                ops::average_pool(
+                    &p[0],
+                    &[3],
+                    Some(&[1]),
+                    Padding::Same,
+                    DataFormat::ChannelsLast,
+                )
+            }),
+        ),
     ];
     let mut failures = Vec::new();
     for engine in crate::common::engines() {

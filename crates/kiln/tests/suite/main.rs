@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod conv;
 mod device_matrix;
 mod dtype_tables;
 mod engines;

@@ -368,6 +368,51 @@ pub(super) fn index_select<T: Element>(
     shaped(&oshape, out)
 }
 
+/// The transpose of [`index_select`]: slice `j` of `a` along `axis` added at `indices[j]` of
+/// a zero tensor whose `axis` has length `n`.
+pub(super) fn index_add<T: Element>(
+    a: &ArrayViewD<'_, T>,
+    indices: &[usize],
+    axis: usize,
+    n: usize,
+) -> Result<ArrayD<T>> {
+    let shape = a.shape();
+    let m = shape[axis];
+    if indices.len() != m {
+        return Err(KilnError::invalid(
+            "index_add",
+            format!("{} indices for an axis of size {m}", indices.len()),
+        ));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+        return Err(KilnError::invalid(
+            "index_add",
+            format!("index {bad} is out of bounds for an output axis of size {n}"),
+        ));
+    }
+    let mut oshape = shape.to_vec();
+    oshape[axis] = n;
+    let total = crate::array::checked_numel(&oshape, "index_add")?;
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let x: std::borrow::Cow<'_, [T]> = match a.as_slice() {
+        Some(s) => s.into(),
+        None => a.iter().copied().collect::<Vec<_>>().into(),
+    };
+    let mut out = alloc_for::<T>(total, "index_add", &oshape)?;
+    out.resize(total, T::zero());
+    for o in 0..outer {
+        let (src, dst) = (o * m * inner, o * n * inner);
+        for (j, &i) in indices.iter().enumerate() {
+            let (s0, d0) = (src + j * inner, dst + i * inner);
+            for (d, s) in out[d0..d0 + inner].iter_mut().zip(&x[s0..s0 + inner]) {
+                *d = d.add(*s);
+            }
+        }
+    }
+    shaped(&oshape, out)
+}
+
 /// NumPy `take_along_axis`: `idx` (int64, in range) has `a`'s rank; other axes of size 1
 /// in `a` broadcast.
 pub(super) fn gather<T: Element>(

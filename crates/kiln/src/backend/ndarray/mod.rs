@@ -704,6 +704,17 @@ impl Backend for NdarrayBackend {
         })
     }
 
+    fn index_add(&self, s: &Storage, indices: &[usize], axis: usize, n: usize) -> Result<Storage> {
+        guarded("index_add", || {
+            on(s, |st, v| {
+                check_axes("index_add", st.shape().len(), &[axis])?;
+                Ok(wrap(
+                    with_view!(&v, a, T => T::wrap(layout::index_add(a, indices, axis, n)?)),
+                ))
+            })
+        })
+    }
+
     fn gather(&self, s: &Storage, indices: &Storage, axis: usize) -> Result<Storage> {
         guarded("gather", || {
             let vi = store(indices)?.view()?;
