@@ -103,7 +103,69 @@ case("average_pool2d_same", "average_pool", [arr([1, 5, 5, 2])],
      {"pool_size": 3, "strides": 2, "padding": "same"})
 case("average_pool1d_same", "average_pool", [arr([2, 7, 2])], {"pool_size": 2, "strides": 2, "padding": "same"})
 
+# ---- layers: forward and jax.grad of sum(layer(x) * r) w.r.t. x and every weight -----------
+keras.config.set_floatx("float64")
+layers = []
+
+
+def layer_case(name, layer, x_shape, reference=None):
+    """`reference(x, weights)`, where given, is the float64 oracle instead of the layer (which
+    is checked against it to 1e-6): Keras 3.15.1's ops.mean of float64 accumulates in
+    float32 (its result_type(float64, "float32") narrows) and casts back."""
+    x = arr(x_shape)
+    layer.build(x.shape)
+    weights = [arr(w.shape) for w in layer.weights]
+
+    def f(x, ws):
+        if reference is not None:
+            return reference(x, ws)
+        return layer.stateless_call(ws, [], x)[0]
+
+    y = f(jnp.asarray(x), weights)
+    assert y.dtype == jnp.float64, (name, y.dtype)
+    if reference is not None:
+        keras_y = np.asarray(layer.stateless_call(weights, [], jnp.asarray(x))[0])
+        assert np.allclose(keras_y, y, rtol=1e-6, atol=1e-6), name
+    y = np.asarray(y)
+    r = arr(y.shape)
+
+    def loss(x, ws):
+        return jnp.sum(f(x, ws) * r)
+
+    gx, gw = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), [jnp.asarray(w) for w in weights])
+    cfg = layer.get_config()
+    layers.append({
+        "name": name,
+        "class_name": layer.__class__.__name__,
+        "config": {k: v for k, v in cfg.items() if k not in ("dtype", "name", "trainable")},
+        "x": enc(x),
+        "weights": [enc(w) for w in weights],
+        "output": enc(y),
+        "r": enc(r),
+        "grad_x": enc(gx),
+        "grad_weights": [enc(g) for g in gw],
+    })
+
+
+L = keras.layers
+# Activations are relu or linear: Keras 3.15.1's ops.tanh/sigmoid of a float64 tensor
+# return float32 (its result_type(float64, float) narrows), which is no float64 oracle.
+layer_case("conv1d_causal_relu", L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu"), [2, 9, 3])
+layer_case("conv2d_valid", L.Conv2D(5, 3), [2, 6, 6, 2])
+layer_case("conv2d_same_stride2_relu", L.Conv2D(3, (2, 3), strides=2, padding="same", activation="relu"), [2, 7, 5, 2])
+layer_case("conv2d_groups_no_bias", L.Conv2D(4, 3, groups=2, use_bias=False), [1, 5, 5, 4])
+layer_case("conv2d_channels_first", L.Conv2D(3, 2, data_format="channels_first"), [2, 2, 5, 4])
+layer_case("conv3d", L.Conv3D(2, 2, padding="same"), [1, 3, 4, 3, 2])
+layer_case("max_pooling1d", L.MaxPooling1D(), [2, 7, 3])
+layer_case("max_pooling2d_same", L.MaxPooling2D(pool_size=3, strides=2, padding="same"), [2, 7, 6, 2])
+layer_case("average_pooling2d", L.AveragePooling2D(2), [2, 6, 5, 3])
+layer_case("average_pooling1d_same", L.AveragePooling1D(pool_size=3, strides=1, padding="same"), [2, 6, 2])
+layer_case("global_average_pooling2d", L.GlobalAveragePooling2D(), [2, 4, 3, 5],
+           reference=lambda x, ws: jnp.mean(x, axis=(1, 2)))
+layer_case("global_max_pooling1d_keepdims", L.GlobalMaxPooling1D(keepdims=True), [2, 6, 3])
+layer_case("global_max_pooling2d_channels_first", L.GlobalMaxPooling2D(data_format="channels_first"), [2, 3, 4, 4])
+
 with open(OUT, "w") as f:
     json.dump({"generator": "scripts/gen_conv_fixtures.py", "keras": keras.__version__,
-               "jax": jax.__version__, "cases": cases}, f)
-print(f"wrote {len(cases)} cases to {os.path.normpath(OUT)}")
+               "jax": jax.__version__, "cases": cases, "layers": layers}, f)
+print(f"wrote {len(cases)} op cases and {len(layers)} layer cases to {os.path.normpath(OUT)}")

@@ -33,7 +33,13 @@ pub mod regularizers;
 pub use activations::ActivationFn;
 pub use callbacks::{Callback, History, Logs, TrainControl, Verbose};
 pub use initializers::Initializer;
-pub use layers::{Activation, Dense, Dropout, Flatten, Identity, Input, Layer, Reshape};
+pub use layers::{
+    stateless_call, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D, BuildContext,
+    CallContext, Conv, Conv1D, Conv2D, Conv3D, Dense, Dropout, Flatten, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+    GlobalMaxPooling3D, GlobalPool, Identity, Input, Layer, MaxPooling1D, MaxPooling2D,
+    MaxPooling3D, Pool, Reshape, Size,
+};
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};
 pub use model::{FitArgs, ModelData, Sequential};

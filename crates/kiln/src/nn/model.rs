@@ -1078,18 +1078,28 @@ pub(crate) fn permutation(n: usize, seed: u64) -> Vec<usize> {
 }
 
 fn snake(class: &str) -> String {
-    let mut s = String::new();
-    for (i, c) in class.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                s.push('_');
-            }
-            s.extend(c.to_lowercase());
-        } else {
-            s.push(c);
+    // Keras's to_snake_case: `(.)([A-Z][a-z]+)` -> `\1_\2`, then `([a-z])([A-Z])` -> `\1_\2`,
+    // lowercased: `Conv2D` is `conv2d`, `MaxPooling2D` is `max_pooling2d`.
+    let c: Vec<char> = class.chars().collect();
+    let mut first = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        // A capitalised word after some character starts a new part.
+        if i + 1 < c.len() && c[i].is_ascii_uppercase() && c[i + 1].is_ascii_lowercase() && i > 0 {
+            first.push('_');
         }
+        first.push(c[i]);
+        i += 1;
     }
-    s
+    let c: Vec<char> = first.chars().collect();
+    let mut out = String::new();
+    for (i, ch) in c.iter().enumerate() {
+        if i > 0 && ch.is_ascii_uppercase() && c[i - 1].is_ascii_lowercase() {
+            out.push('_');
+        }
+        out.push(*ch);
+    }
+    out.to_lowercase()
 }
 
 fn fmt_shape(s: &[Option<usize>]) -> String {

@@ -226,3 +226,175 @@ fn bad_convolution_arguments_are_errors() {
     assert!(Padding::parse("full").is_err() && DataFormat::parse("nhwc").is_err());
     assert_eq!(Padding::parse("SAME").unwrap(), Padding::Same);
 }
+
+/// A kiln layer from a Keras class name and config (the keys the fixtures use).
+fn layer_from_keras(class: &str, c: &Value) -> Box<dyn kiln::nn::Layer> {
+    use kiln::nn::*;
+    let s = |k: &str| c[k].as_str().unwrap().to_string();
+    let v = |k: &str| ints(&c[k], 1);
+    let a1 = |k: &str| -> [usize; 1] { v(k).try_into().unwrap() };
+    let a2 = |k: &str| -> [usize; 2] { v(k).try_into().unwrap() };
+    let a3 = |k: &str| -> [usize; 3] { v(k).try_into().unwrap() };
+    let f = || c["filters"].as_u64().unwrap() as usize;
+    let g = || c["groups"].as_u64().unwrap() as usize;
+    let b = || c["use_bias"].as_bool().unwrap();
+    macro_rules! conv_layer {
+        ($t:ty, $a:ident) => {
+            Box::new(
+                <$t>::new(f(), $a("kernel_size"))
+                    .strides($a("strides"))
+                    .padding(&s("padding"))
+                    .data_format(&s("data_format"))
+                    .dilation_rate($a("dilation_rate"))
+                    .groups(g())
+                    .activation(&s("activation"))
+                    .use_bias(b()),
+            )
+        };
+    }
+    macro_rules! pool_layer {
+        ($t:ty, $a:ident) => {
+            Box::new(
+                <$t>::new($a("pool_size"))
+                    .strides($a("strides"))
+                    .padding(&s("padding"))
+                    .data_format(&s("data_format")),
+            )
+        };
+    }
+    macro_rules! global_layer {
+        ($t:ty) => {
+            Box::new(
+                <$t>::new()
+                    .data_format(&s("data_format"))
+                    .keepdims(c["keepdims"].as_bool().unwrap()),
+            )
+        };
+    }
+    match class {
+        "Conv1D" => conv_layer!(Conv1D, a1),
+        "Conv2D" => conv_layer!(Conv2D, a2),
+        "Conv3D" => conv_layer!(Conv3D, a3),
+        "MaxPooling1D" => pool_layer!(MaxPooling1D, a1),
+        "MaxPooling2D" => pool_layer!(MaxPooling2D, a2),
+        "AveragePooling1D" => pool_layer!(AveragePooling1D, a1),
+        "AveragePooling2D" => pool_layer!(AveragePooling2D, a2),
+        "GlobalAveragePooling2D" => global_layer!(GlobalAveragePooling2D),
+        "GlobalMaxPooling1D" => global_layer!(GlobalMaxPooling1D),
+        "GlobalMaxPooling2D" => global_layer!(GlobalMaxPooling2D),
+        other => panic!("no fixture layer {other}"),
+    }
+}
+
+/// Every layer case on every engine, in float64: built from Keras's config, given the
+/// fixture's weights, its output, output shape, class name, config keys and the gradients
+/// of sum(layer(x) * r) with respect to the input and every weight match Keras/JAX.
+#[test]
+fn conv_and_pooling_layers_match_keras() {
+    use kiln::nn::{stateless_call, BuildContext, CallContext, DTypePolicy};
+    let f = fixtures();
+    let cases = f["layers"].as_array().unwrap();
+    assert!(cases.len() >= 13);
+    for engine in crate::common::engines() {
+        let _s = kiln::precision::Scope::new()
+            .backend(Some(engine))
+            .x64(true)
+            .enter();
+        for c in cases {
+            let name = c["name"].as_str().unwrap();
+            let class = c["class_name"].as_str().unwrap();
+            let mut layer = layer_from_keras(class, &c["config"]);
+            assert_eq!(layer.class_name(), class);
+            let x = t64(&c["x"]).to_backend(engine).unwrap();
+            let in_shape: Vec<Option<usize>> = x.shape().iter().map(|d| Some(*d)).collect();
+            let mut ctx = BuildContext {
+                policy: DTypePolicy::new("float64").unwrap(),
+                device: Device::Cpu,
+                seed: 1,
+            };
+            layer.build(&in_shape, &mut ctx).unwrap();
+            // Keras's config keys (less the base ones the fixture drops), and its values for
+            // everything but the initializers' nested configs.
+            let cfg = layer.config();
+            for (k, want) in c["config"].as_object().unwrap() {
+                let got = cfg
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{name}: no config key {k}"));
+                if !k.ends_with("_initializer") {
+                    assert_eq!(got, want, "{name}: config {k}");
+                }
+            }
+            let weights: Vec<Tensor> = c["weights"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| t64(w).to_backend(engine).unwrap())
+                .collect();
+            let call = CallContext {
+                training: false,
+                seed: 0,
+            };
+            let r = t64(&c["r"]).to_backend(engine).unwrap();
+            let mut params = vec![x.clone()];
+            params.extend(weights.iter().cloned());
+            let refs: Vec<&Tensor> = params.iter().collect();
+            let mut out = None;
+            let grads = autodiff::grad(
+                |p| {
+                    let y = stateless_call(layer.as_mut(), &p[1..], &p[0], &call)?;
+                    out = Some(autodiff::stop_gradient(&y));
+                    ops::sum(&ops::multiply(&y, &r)?, None, false)
+                },
+                &refs,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let y = out.unwrap();
+            let want_shape: Vec<Option<usize>> =
+                decode(&c["output"]).0.into_iter().map(Some).collect();
+            assert_eq!(layer.output_shape(&in_shape).unwrap(), want_shape, "{name}");
+            assert_close(name, "output", &y, &c["output"]);
+            assert_close(name, "grad x", &grads[0], &c["grad_x"]);
+            for (i, (g, want)) in grads[1..]
+                .iter()
+                .zip(c["grad_weights"].as_array().unwrap())
+                .enumerate()
+            {
+                assert_close(name, &format!("grad weight {i}"), g, want);
+            }
+        }
+    }
+}
+
+/// The main job's convnet as a Keras user writes it: Keras's layer names (`conv2d`,
+/// `conv2d_1`, `max_pooling2d`), output shapes and parameter counts in `summary()`.
+#[test]
+fn a_sequential_convnet_builds_with_keras_names_and_shapes() {
+    use kiln::nn::*;
+    let mut m = Sequential::new()
+        .add(Input::new(&[8, 8, 1]))
+        .add(Conv2D::new(16, 3).activation("relu"))
+        .add(Conv2D::new(32, 3).activation("relu"))
+        .add(MaxPooling2D::default())
+        .add(Flatten::new())
+        .add(Dense::new(10));
+    let s = m.summary().unwrap();
+    let names: Vec<&str> = m.layers().iter().map(|l| l.name()).collect();
+    assert!(
+        names.ends_with(&["conv2d", "conv2d_1", "max_pooling2d", "flatten", "dense"]),
+        "{names:?}"
+    );
+    for want in [
+        "conv2d (Conv2D)",
+        "(None, 6, 6, 16)",
+        "160",
+        "(None, 4, 4, 32)",
+        "4,640",
+        "max_pooling2d (MaxPooling2D)",
+        "(None, 2, 2, 32)",
+        "(None, 128)",
+        "1,290",
+        "6,090",
+    ] {
+        assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Layers, with Keras's class names, arguments, defaults and config keys: `Input`, `Dense`,
-//! `Activation`, `Dropout`, `Flatten`, `Reshape`, `Identity`.
+//! `Activation`, `Dropout`, `Flatten`, `Reshape`, `Identity` here; convolutions in [`conv`],
+//! pools in [`pooling`].
 //!
 //! Builders are infallible; names are checked when the layer is built (on a model's
 //! `build`, or its first call), which returns the error.
@@ -13,6 +14,73 @@ use crate::error::{KilnError, Result};
 use crate::ops;
 use crate::tensor::{Tensor, Variable};
 use serde_json::json;
+
+/// The builders every kernel-and-bias layer shares (Dense, the convolutions), with Keras's
+/// argument names: `activation`, `use_bias`, the initializers and regularizers, `dtype`,
+/// `name`, and the `kernel` / `bias` accessors.
+macro_rules! kernel_layer_builders {
+    () => {
+        /// The activation, by Keras name.
+        pub fn activation(mut self, name: &str) -> Self {
+            self.activation = name.into();
+            self
+        }
+        /// Whether to add a bias.
+        pub fn use_bias(mut self, on: bool) -> Self {
+            self.use_bias = on;
+            self
+        }
+        /// The kernel's initializer.
+        pub fn kernel_initializer(mut self, init: Initializer) -> Self {
+            self.kernel_initializer = init;
+            self
+        }
+        /// The bias's initializer.
+        pub fn bias_initializer(mut self, init: Initializer) -> Self {
+            self.bias_initializer = init;
+            self
+        }
+        /// A penalty on the kernel added to the loss.
+        pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+            self.kernel_regularizer = Some(r);
+            self
+        }
+        /// A penalty on the bias added to the loss.
+        pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+            self.bias_regularizer = Some(r);
+            self
+        }
+        /// The layer's dtype policy (default: the model's).
+        pub fn dtype(mut self, policy: DTypePolicy) -> Self {
+            self.policy = Some(policy);
+            self
+        }
+        /// A name (default: the snake-case class name, `dense`, `conv2d_1`, ...).
+        pub fn name(mut self, name: &str) -> Self {
+            self.name = name.into();
+            self
+        }
+        /// The kernel, once built.
+        pub fn kernel(&self) -> Option<&Variable> {
+            self.kernel.as_ref()
+        }
+        /// The bias, once built (and if used).
+        pub fn bias(&self) -> Option<&Variable> {
+            self.bias.as_ref()
+        }
+    };
+}
+pub(crate) use kernel_layer_builders;
+
+pub mod conv;
+pub mod pooling;
+
+pub use conv::{Conv, Conv1D, Conv2D, Conv3D, Size};
+pub use pooling::{
+    AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+    GlobalMaxPooling3D, GlobalPool, MaxPooling1D, MaxPooling2D, MaxPooling3D, Pool,
+};
 
 /// A shape with a free batch axis (`None` where the size is not known until data comes).
 pub type Shape = Vec<Option<usize>>;
@@ -104,6 +172,83 @@ fn base_config(name: &str, trainable: bool, policy: Option<DTypePolicy>) -> serd
         "trainable": trainable,
         "dtype": policy.map(|p| p.name()).unwrap_or("float32"),
     })
+}
+
+/// Keras's `stateless_call`: runs `layer` on `x` with `weights` in place of its variables'
+/// values (in [`Layer::variables`] order, each of the variable's shape), and leaves the
+/// layer's variables as they were. The result is differentiable in the weights, which is how
+/// a gradient with respect to a layer's parameters is taken without touching the layer.
+///
+/// ```
+/// use kiln::nn::{stateless_call, BuildContext, CallContext, Dense, DTypePolicy, Layer};
+/// use kiln::{ops, Device};
+/// let mut d = Dense::new(2).use_bias(false);
+/// let mut ctx = BuildContext { policy: DTypePolicy::new("float32").unwrap(), device: Device::Cpu, seed: 0 };
+/// d.build(&[None, Some(3)], &mut ctx).unwrap();
+/// let k = ops::ones(&[3, 2], None, None).unwrap();
+/// let x = ops::ones(&[1, 3], None, None).unwrap();
+/// let y = stateless_call(&mut d, &[k], &x, &CallContext { training: false, seed: 0 }).unwrap();
+/// assert_eq!(y.to_vec::<f32>().unwrap(), vec![3.0, 3.0]);
+/// ```
+pub fn stateless_call(
+    layer: &mut dyn Layer,
+    weights: &[Tensor],
+    x: &Tensor,
+    ctx: &CallContext,
+) -> Result<Tensor> {
+    let n = layer.variables().len();
+    if weights.len() != n {
+        return Err(KilnError::invalid(
+            "stateless_call",
+            format!(
+                "layer {:?} has {n} variables, got {} weights",
+                layer.name(),
+                weights.len()
+            ),
+        ));
+    }
+    for (v, w) in layer.variables().iter().zip(weights) {
+        if v.shape() != w.shape() {
+            return Err(KilnError::invalid(
+                "stateless_call",
+                format!(
+                    "variable {:?} of layer {:?} has shape {:?}, its weight {:?}",
+                    v.name(),
+                    layer.name(),
+                    v.shape(),
+                    w.shape()
+                ),
+            ));
+        }
+    }
+    let saved: Vec<Tensor> = layer
+        .variables()
+        .iter()
+        .map(|v| v.value().clone())
+        .collect();
+    for (v, w) in layer.variables_mut().into_iter().zip(weights) {
+        v.set_raw(w.clone());
+    }
+    let y = layer.call(x, ctx);
+    for (v, s) in layer.variables_mut().into_iter().zip(saved) {
+        v.set_raw(s);
+    }
+    y
+}
+
+/// The sum of the penalties of the (regularizer, variable) pairs that have both.
+fn penalties(pairs: &[(&Option<Regularizer>, &Option<Variable>)]) -> Result<Option<Tensor>> {
+    let mut total: Option<Tensor> = None;
+    for (r, v) in pairs {
+        if let (Some(r), Some(v)) = (r, v) {
+            let p = r.penalty(v.value())?;
+            total = Some(match total {
+                Some(t) => ops::add(&t, &p)?,
+                None => p,
+            });
+        }
+    }
+    Ok(total)
 }
 
 fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
@@ -209,54 +354,7 @@ impl Dense {
             bias: None,
         }
     }
-    /// The activation, by Keras name.
-    pub fn activation(mut self, name: &str) -> Dense {
-        self.activation = name.into();
-        self
-    }
-    /// Whether to add a bias.
-    pub fn use_bias(mut self, on: bool) -> Dense {
-        self.use_bias = on;
-        self
-    }
-    /// The kernel's initializer.
-    pub fn kernel_initializer(mut self, init: Initializer) -> Dense {
-        self.kernel_initializer = init;
-        self
-    }
-    /// The bias's initializer.
-    pub fn bias_initializer(mut self, init: Initializer) -> Dense {
-        self.bias_initializer = init;
-        self
-    }
-    /// A penalty on the kernel added to the loss.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Dense {
-        self.kernel_regularizer = Some(r);
-        self
-    }
-    /// A penalty on the bias added to the loss.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Dense {
-        self.bias_regularizer = Some(r);
-        self
-    }
-    /// The layer's dtype policy (default: the model's).
-    pub fn dtype(mut self, policy: DTypePolicy) -> Dense {
-        self.policy = Some(policy);
-        self
-    }
-    /// A name (default: `dense`, `dense_1`, ...).
-    pub fn name(mut self, name: &str) -> Dense {
-        self.name = name.into();
-        self
-    }
-    /// The kernel, once built.
-    pub fn kernel(&self) -> Option<&Variable> {
-        self.kernel.as_ref()
-    }
-    /// The bias, once built (and if used).
-    pub fn bias(&self) -> Option<&Variable> {
-        self.bias.as_ref()
-    }
+    kernel_layer_builders!();
 }
 
 impl Layer for Dense {
@@ -325,20 +423,10 @@ impl Layer for Dense {
         self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
     }
     fn regularization(&self) -> Result<Option<Tensor>> {
-        let mut total: Option<Tensor> = None;
-        for (r, v) in [
+        penalties(&[
             (&self.kernel_regularizer, &self.kernel),
             (&self.bias_regularizer, &self.bias),
-        ] {
-            if let (Some(r), Some(v)) = (r, v) {
-                let p = r.penalty(v.value())?;
-                total = Some(match total {
-                    Some(t) => ops::add(&t, &p)?,
-                    None => p,
-                });
-            }
-        }
-        Ok(total)
+        ])
     }
     fn config(&self) -> serde_json::Value {
         merge(
