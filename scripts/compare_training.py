@@ -1,13 +1,14 @@
-"""kiln against Keras 3 (JAX backend, CPU) on the main job, in one run: the same MLP
-(64-128-10, relu, glorot_uniform kernels, zero biases), the same rows (kiln writes its split
-with --split-out), the same standardisation, Adam(1e-3), sparse categorical cross-entropy from
-logits, batch 32, shuffled, 20 epochs. Runs alternate (kiln, Keras, kiln, Keras, ...) so the
+"""kiln against Keras 3 (JAX backend, CPU) on the main job, in one run: the same models (the
+MLP 64-128-10 with relu; the convnet Conv2D(16, 3, relu) - Conv2D(32, 3, relu) -
+MaxPooling2D - Flatten - Dense(10) on the 8x8 images; glorot_uniform kernels, zero biases),
+the same rows (kiln writes its split with --split-out), the same standardisation, Adam(1e-3),
+sparse categorical cross-entropy from logits, batch 32, shuffled, 20 epochs. Runs alternate (kiln, Keras, kiln, Keras, ...) so the
 ratio holds on a noisy machine. Prints test accuracies and ms/epoch. (kiln's peak memory: a
 child forked from this Python process reports Python's, so measure it from outside:
 `farm-bench -- target/release/kiln train --verbose 0`.)
 
     cargo build --release -p kiln-cli
-    KERAS_BACKEND=jax python scripts/compare_training.py [--runs 3] [--epochs 20]
+    KERAS_BACKEND=jax python scripts/compare_training.py [--runs 3] [--epochs 20] [--model mlp|cnn|both]
 
 kiln's ms/epoch is fit's wall time over the epochs (conversion and checks included). Keras's
 is the median epoch after the first (which compiles the step with XLA), and its mean over all
@@ -31,10 +32,11 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 KILN = os.path.join(ROOT, "target", "release", "kiln")
 
 
-def run_kiln(epochs, split):
+def run_kiln(model, epochs, split):
     with open("/tmp/kiln_compare_out.txt", "w") as f:
         p = subprocess.Popen(
-            [KILN, "train", "--verbose", "0", "--epochs", str(epochs), "--split-out", split],
+            [KILN, "train", "--verbose", "0", "--model", model, "--epochs", str(epochs),
+             "--split-out", split],
             cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
         )
         status = p.wait()
@@ -46,7 +48,7 @@ def run_kiln(epochs, split):
     return ms, acc
 
 
-def run_keras(epochs, split, seed):
+def run_keras(kind, epochs, split, seed):
     d = np.load(os.path.join(ROOT, "data", "digits.npz"))
     s = np.load(split)
     x, y = d["x"], d["y"]
@@ -55,7 +57,14 @@ def run_keras(epochs, split, seed):
     sd[sd == 0] = 1.0
     xtr, xte = ((xtr - m) / sd).astype("float32"), ((xte - m) / sd).astype("float32")
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
+    L = keras.layers
+    if kind == "cnn":
+        xtr, xte = xtr.reshape(-1, 8, 8, 1), xte.reshape(-1, 8, 8, 1)
+        model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(16, 3, activation="relu"),
+                                  L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(),
+                                  L.Flatten(), L.Dense(10)])
+    else:
+        model = keras.Sequential([keras.Input((64,)), L.Dense(128, activation="relu"), L.Dense(10)])
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     times = []
 
@@ -75,25 +84,32 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--model", default="both", choices=["mlp", "cnn", "both"])
     a = ap.parse_args()
     split = "/tmp/kiln_compare_split.npz"
-    rows = []
-    for r in range(a.runs):
-        k = run_kiln(a.epochs, split)
-        j = run_keras(a.epochs, split, r)
-        rows.append((k, j))
-        print(f"run {r + 1}: kiln {k[0]:.2f} ms/epoch, {k[1]:.2f}%; keras-jax {j[0]:.2f} ms/epoch "
-              f"(mean incl. compile {j[1]:.1f}), {j[2]:.2f}%", flush=True)
-    km = statistics.median(r[0][0] for r in rows)
-    jm = statistics.median(r[1][0] for r in rows)
-    ratios = [r[0][0] / r[1][0] for r in rows]
+    kinds = ["mlp", "cnn"] if a.model == "both" else [a.model]
+    table = []
+    for kind in kinds:
+        rows = []
+        for r in range(a.runs):
+            k = run_kiln(kind, a.epochs, split)
+            j = run_keras(kind, a.epochs, split, r)
+            rows.append((k, j))
+            print(f"{kind} run {r + 1}: kiln {k[0]:.2f} ms/epoch, {k[1]:.2f}%; keras-jax {j[0]:.2f} "
+                  f"ms/epoch (mean incl. compile {j[1]:.1f}), {j[2]:.2f}%", flush=True)
+        ratios = [r[0][0] / r[1][0] for r in rows]
+        table.append((kind, rows, ratios))
     print()
-    print(f"keras {keras.__version__}, jax {jax.__version__}, numpy {np.__version__}; {os.cpu_count()} cpus")
-    print("| | test accuracy | ms/epoch (median) |")
-    print("| --- | --- | --- |")
-    print(f"| kiln | {statistics.median(r[0][1] for r in rows):.2f}% | {km:.2f} |")
-    print(f"| Keras 3 on JAX | {statistics.median(r[1][2] for r in rows):.2f}% | {jm:.2f} |")
-    print(f"kiln/keras ms per epoch, run by run: {', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f})")
+    print(f"keras {keras.__version__}, jax {jax.__version__}, numpy {np.__version__}; {os.cpu_count()} cpus; "
+          f"{a.epochs} epochs, batch 32")
+    print("| model | kiln test accuracy | Keras-JAX test accuracy | kiln ms/epoch | Keras-JAX ms/epoch | kiln/Keras (run by run) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for kind, rows, ratios in table:
+        print(f"| {kind} | {statistics.median(r[0][1] for r in rows):.2f}% "
+              f"| {statistics.median(r[1][2] for r in rows):.2f}% "
+              f"| {statistics.median(r[0][0] for r in rows):.2f} "
+              f"| {statistics.median(r[1][0] for r in rows):.2f} "
+              f"| {', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}) |")
 
 
 if __name__ == "__main__":

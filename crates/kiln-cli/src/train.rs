@@ -1,8 +1,13 @@
 //! `kiln train`: the main job. A fixed-seed train/test split of a shipped float64 dataset,
-//! features standardised on the training rows, an MLP (`Input - Dense(hidden, relu) -
-//! Dense(out)`) fitted with Adam, and the test score.
+//! features standardised on the training rows, then each model fitted with Adam and its
+//! test score: an MLP (`Input - Dense(hidden, relu) - Dense(out)`) and, on square images
+//! (digits' 8x8), a convnet (`Conv2D(16, 3, relu) - Conv2D(32, 3, relu) - MaxPooling2D -
+//! Flatten - Dense(out)`).
 
-use kiln::nn::{Adam, DTypePolicy, Dense, FitArgs, Input, Loss, Sequential, Verbose};
+use kiln::nn::{
+    Adam, Conv2D, DTypePolicy, Dense, FitArgs, Flatten, Input, Loss, MaxPooling2D, Sequential,
+    Verbose,
+};
 use kiln::precision::{Policy, Scope};
 use kiln::{ops, ArrayData, DType, Device, KilnError, Result};
 
@@ -31,7 +36,11 @@ pub struct Args {
     /// Samples per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Units of the hidden layer.
+    /// Which models: `mlp`, `cnn` (square images only: the features reshaped to
+    /// [side, side, 1]), `both`, or `auto` (both on square images of side 6 or more, else mlp).
+    #[arg(long, default_value = "auto")]
+    pub model: String,
+    /// Units of the MLP's hidden layer.
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
     /// Adam's learning rate.
@@ -170,55 +179,97 @@ pub fn run(a: &Args) -> Result<()> {
         Task::Regress => (1, Loss::MeanSquaredError, &["mae"]),
     };
     let features = x_train.shape().get(1).copied().unwrap_or(1);
-    let mut model = Sequential::new()
-        .seed(a.seed)
-        .dtype_policy(dtype_policy)
-        .device(device)
-        .add(Input::new(&[features]))
-        .add(Dense::new(a.hidden).activation("relu"))
-        .add(Dense::new(out));
-    model.compile(Adam::new(a.lr), loss, metrics)?;
-    print!("{}", model.summary()?);
-    let verbose = a.verbose.map(Verbose::from_level).unwrap_or(Verbose::Auto);
-    let start = std::time::Instant::now();
-    let history = model.fit(
-        &x_train,
-        &y_fit,
-        FitArgs::default()
-            .epochs(a.epochs)
-            .batch_size(a.batch_size)
-            .seed(a.seed)
-            .verbose(verbose),
-    )?;
-    let secs = start.elapsed().as_secs_f64();
-    let test = model.evaluate(&x_test, &y_eval, a.batch_size)?;
-    println!(
-        "trained {} epochs in {:.2} s ({:.2} ms/epoch); final loss {:.4}",
-        history.epoch.len(),
-        secs,
-        1e3 * secs / history.epoch.len().max(1) as f64,
-        history
-            .get("loss")
-            .and_then(|l| l.last())
-            .copied()
-            .unwrap_or(f64::NAN)
-    );
-    let w = &model.variables()[0];
-    println!("weights: {} on {}", w.dtype(), w.value().device());
-    match task {
-        Task::Classify(_) | Task::Binary => {
-            println!("test accuracy: {:.2}%", 100.0 * test["accuracy"]);
+    let side = (1..=features).find(|s| s * s >= features).unwrap_or(1);
+    let square = side * side == features && side >= 6;
+    let kinds: &[&str] = match (a.model.as_str(), square) {
+        ("auto", true) | ("both", true) => &["mlp", "cnn"],
+        ("auto", false) | ("mlp", _) => &["mlp"],
+        ("cnn", true) => &["cnn"],
+        ("cnn", false) | ("both", false) => {
+            return Err(KilnError::InvalidArgument {
+                op: "train".into(),
+                message: format!(
+                    "--model {}: the convnet takes square images of side 6 or more, and {} has {features} features; use --model mlp",
+                    a.model, a.data
+                ),
+            })
         }
-        Task::Regress => {
-            // Back to the data's units; against predicting the training mean.
-            let mse = test["loss"] * y_std * y_std;
-            let yt = y_test.to_f64_vec();
-            let base =
-                yt.iter().map(|t| (t - y_mean) * (t - y_mean)).sum::<f64>() / yt.len() as f64;
-            println!(
-                "test mse: {mse:.1} (the training mean predicts {base:.1}: {:.1}% lower)",
-                100.0 * (1.0 - mse / base)
-            );
+        (other, _) => {
+            return Err(KilnError::InvalidArgument {
+                op: "train".into(),
+                message: format!("--model {other:?}: use auto, mlp, cnn or both"),
+            })
+        }
+    };
+    let verbose = a.verbose.map(Verbose::from_level).unwrap_or(Verbose::Auto);
+    for kind in kinds {
+        let mut model = Sequential::new()
+            .seed(a.seed)
+            .dtype_policy(dtype_policy)
+            .device(device);
+        let images = |d: &ArrayData| {
+            ArrayData::from_shape_vec(&[d.shape()[0], side, side, 1], d.to_f64_vec())
+        };
+        let (xtr, xte) = if *kind == "cnn" {
+            model = model
+                .name("convnet")
+                .add(Input::new(&[side, side, 1]))
+                .add(Conv2D::new(16, 3).activation("relu"))
+                .add(Conv2D::new(32, 3).activation("relu"))
+                .add(MaxPooling2D::default())
+                .add(Flatten::new())
+                .add(Dense::new(out));
+            (images(&x_train)?, images(&x_test)?)
+        } else {
+            model = model
+                .name("mlp")
+                .add(Input::new(&[features]))
+                .add(Dense::new(a.hidden).activation("relu"))
+                .add(Dense::new(out));
+            (x_train.clone(), x_test.clone())
+        };
+        model.compile(Adam::new(a.lr), loss, metrics)?;
+        print!("{}", model.summary()?);
+        let start = std::time::Instant::now();
+        let history = model.fit(
+            &xtr,
+            &y_fit,
+            FitArgs::default()
+                .epochs(a.epochs)
+                .batch_size(a.batch_size)
+                .seed(a.seed)
+                .verbose(verbose),
+        )?;
+        let secs = start.elapsed().as_secs_f64();
+        let test = model.evaluate(&xte, &y_eval, a.batch_size)?;
+        println!(
+            "{kind}: trained {} epochs in {:.2} s ({:.2} ms/epoch); final loss {:.4}",
+            history.epoch.len(),
+            secs,
+            1e3 * secs / history.epoch.len().max(1) as f64,
+            history
+                .get("loss")
+                .and_then(|l| l.last())
+                .copied()
+                .unwrap_or(f64::NAN)
+        );
+        let w = &model.variables()[0];
+        println!("weights: {} on {}", w.dtype(), w.value().device());
+        match task {
+            Task::Classify(_) | Task::Binary => {
+                println!("test accuracy: {:.2}% ({kind})", 100.0 * test["accuracy"]);
+            }
+            Task::Regress => {
+                // Back to the data's units; against predicting the training mean.
+                let mse = test["loss"] * y_std * y_std;
+                let yt = y_test.to_f64_vec();
+                let base =
+                    yt.iter().map(|t| (t - y_mean) * (t - y_mean)).sum::<f64>() / yt.len() as f64;
+                println!(
+                    "test mse: {mse:.1} (the training mean predicts {base:.1}: {:.1}% lower) ({kind})",
+                    100.0 * (1.0 - mse / base)
+                );
+            }
         }
     }
     let fallbacks = kiln::precision::warnings::fallback_summary();
