@@ -31,7 +31,11 @@ pub mod policy;
 pub mod regularizers;
 
 pub use activations::ActivationFn;
-pub use callbacks::{Callback, History, Logs, TrainControl, Verbose};
+pub use callbacks::builtin::{
+    CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
+    TerminateOnNaN,
+};
+pub use callbacks::{Callback, History, Logs, ProgbarLogger, TrainControl, TrainParams, Verbose};
 pub use initializers::Initializer;
 pub use layers::{
     stateless_call, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D, BuildContext,

@@ -1,7 +1,9 @@
 //! `Sequential` models: build on first use, `summary()`, `compile`, `fit`, `evaluate`,
 //! `predict`, `train_on_batch`, weights in and out, with Keras's semantics and defaults.
 
-use super::callbacks::{Callback, History, Logs, Progress, TrainControl, Verbose};
+use super::callbacks::{
+    Callback, History, Logs, ProgbarLogger, TrainControl, TrainModel, TrainParams, Verbose,
+};
 use super::layers::{BuildContext, CallContext, Layer, Shape};
 use super::losses::Loss;
 use super::metrics::{Metric, MetricKind};
@@ -682,19 +684,28 @@ impl Sequential {
         };
         let n_train = x_train.shape()[0];
         let steps = n_train.div_ceil(args.batch_size);
+        let params = TrainParams {
+            epochs: args.epochs,
+            steps,
+            verbose,
+        };
         let mut history = History::default();
-        let mut control = TrainControl::default();
+        let mut stop = false;
         let mut callbacks = std::mem::take(&mut self.callbacks);
-        let mut progress = Progress::new(verbose, args.epochs, steps);
-        for cb in callbacks.iter_mut() {
-            cb.on_train_begin(&mut control)?;
+        // Keras adds its ProgbarLogger to the callback list when verbose is not 0; first, so
+        // the epoch line comes before what other callbacks print.
+        let progbar = verbose > 0;
+        if progbar {
+            callbacks.insert(0, Box::new(ProgbarLogger::new(args.verbose)));
         }
         let result = (|| -> Result<()> {
-            for epoch in args.initial_epoch..args.epochs {
+            for cb in callbacks.iter_mut() {
+                self.with_control(&mut stop, params, |c| cb.on_train_begin(c))?;
+            }
+            'epochs: for epoch in args.initial_epoch..args.epochs {
                 for cb in callbacks.iter_mut() {
-                    cb.on_epoch_begin(epoch, &mut control)?;
+                    self.with_control(&mut stop, params, |c| cb.on_epoch_begin(epoch, c))?;
                 }
-                progress.epoch_begin(epoch);
                 let order = if args.shuffle {
                     permutation(n_train, args.seed.wrapping_add(epoch as u64))
                 } else {
@@ -704,7 +715,7 @@ impl Sequential {
                 let mut loss_mean = Metric::new("loss", MetricKind::LossMean);
                 for b in 0..steps {
                     for cb in callbacks.iter_mut() {
-                        cb.on_batch_begin(b, &mut control)?;
+                        self.with_control(&mut stop, params, |c| cb.on_batch_begin(b, c))?;
                     }
                     let idx = &order[b * args.batch_size..((b + 1) * args.batch_size).min(n_train)];
                     let xb = take_rows(&x_train, idx, args.shuffle, b * args.batch_size)?;
@@ -713,7 +724,36 @@ impl Sequential {
                         .as_ref()
                         .map(|w| take_rows(w, idx, args.shuffle, b * args.batch_size))
                         .transpose()?;
-                    let (loss, pred) = self.step(&xb, &yb, wb.as_ref(), (epoch, b))?;
+                    let (loss, pred) = match self.step(&xb, &yb, wb.as_ref(), (epoch, b)) {
+                        Ok(r) => r,
+                        Err(e @ KilnError::NonFinite { .. }) => {
+                            // The step was not applied. A callback may end training cleanly.
+                            let value = match &e {
+                                KilnError::NonFinite { what, .. }
+                                    if what.starts_with("the loss") =>
+                                {
+                                    Some(f64::NAN)
+                                }
+                                _ => None,
+                            };
+                            let mut handled = false;
+                            if let Some(v) = value {
+                                for cb in callbacks.iter_mut() {
+                                    let mut h = false;
+                                    self.with_control(&mut stop, params, |c| {
+                                        h = cb.on_non_finite_loss(b, v, c)?;
+                                        Ok(())
+                                    })?;
+                                    handled |= h;
+                                }
+                            }
+                            if handled {
+                                break 'epochs;
+                            }
+                            return Err(e);
+                        }
+                        Err(e) => return Err(e),
+                    };
                     // Keras weights each batch's loss by its size; compiled metrics are not
                     // weighted by sample or class weights (only weighted_metrics would be).
                     loss_mean.update_mean(loss, idx.len() as f64);
@@ -725,9 +765,12 @@ impl Sequential {
                     for m in &metrics {
                         logs.insert(m.name().to_string(), m.result());
                     }
-                    progress.batch_end(b + 1, &logs);
                     for cb in callbacks.iter_mut() {
-                        cb.on_batch_end(b, &logs, &mut control)?;
+                        self.with_control(&mut stop, params, |c| cb.on_batch_end(b, &logs, c))?;
+                    }
+                    // Keras checks after every batch too.
+                    if stop {
+                        break;
                     }
                 }
                 let mut logs = Logs::new();
@@ -741,12 +784,11 @@ impl Sequential {
                         logs.insert(format!("val_{k}"), val);
                     }
                 }
-                progress.epoch_end(&logs);
                 history.push(epoch, &logs);
                 for cb in callbacks.iter_mut() {
-                    cb.on_epoch_end(epoch, &logs, &mut control)?;
+                    self.with_control(&mut stop, params, |c| cb.on_epoch_end(epoch, &logs, c))?;
                 }
-                if control.stop_training {
+                if stop {
                     break;
                 }
             }
@@ -755,10 +797,13 @@ impl Sequential {
         let ended = if result.is_ok() {
             callbacks
                 .iter_mut()
-                .try_for_each(|cb| cb.on_train_end(&mut control))
+                .try_for_each(|cb| self.with_control(&mut stop, params, |c| cb.on_train_end(c)))
         } else {
             Ok(())
         };
+        if progbar {
+            callbacks.remove(0);
+        }
         self.callbacks = callbacks;
         result?;
         ended?;
@@ -1016,6 +1061,93 @@ impl Sequential {
         ops::concatenate(&refs, 0)
     }
 
+    /// Runs one callback hook with a control over this model, carrying `stop` across hooks.
+    fn with_control(
+        &mut self,
+        stop: &mut bool,
+        params: TrainParams,
+        f: impl FnOnce(&mut TrainControl<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut c = TrainControl::new(self, params);
+        c.stop_training = *stop;
+        let r = f(&mut c);
+        *stop = c.stop_training;
+        r
+    }
+
+    /// The weights by name (`layer/variable`, Keras's weight paths), in `get_weights`'s order.
+    fn named_weights(&self) -> Result<Vec<(String, ArrayData)>> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            for v in l.variables() {
+                out.push((format!("{}/{}", l.name(), v.name()), v.value().to_host()?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Saves the weights to kiln's native weights file: an `.npz` of one array per variable,
+    /// named `layer/variable` (dtypes kept). Safetensors and Keras's `.weights.h5` come with
+    /// the model-file work.
+    pub fn save_weights(&self, path: &str) -> Result<()> {
+        let named = self.named_weights()?;
+        let refs: Vec<(&str, &ArrayData)> = named.iter().map(|(n, a)| (n.as_str(), a)).collect();
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    KilnError::invalid("save_weights", format!("cannot create {dir:?}: {e}"))
+                })?;
+            }
+        }
+        crate::io::write_npz(path, &refs, false)
+    }
+
+    /// Loads weights saved by [`save_weights`](Self::save_weights): every variable by name,
+    /// each of its shape; a missing, extra or misshapen array is an error naming it.
+    pub fn load_weights(&mut self, path: &str) -> Result<()> {
+        let file = crate::io::read_npz(path)?;
+        let want = self.named_weights()?;
+        let mut arrays = Vec::with_capacity(want.len());
+        for (name, cur) in &want {
+            let a = file
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, a)| a)
+                .ok_or_else(|| {
+                    KilnError::invalid(
+                        "load_weights",
+                        format!(
+                            "{path:?} has no weight {name:?} (the model's weights: {:?})",
+                            want.iter().map(|w| &w.0).collect::<Vec<_>>()
+                        ),
+                    )
+                })?;
+            if a.shape() != cur.shape() {
+                return Err(KilnError::invalid(
+                    "load_weights",
+                    format!(
+                        "weight {name:?} in {path:?} has shape {:?}, the model's {:?}",
+                        a.shape(),
+                        cur.shape()
+                    ),
+                ));
+            }
+            arrays.push(a.clone());
+        }
+        if file.len() != want.len() {
+            let extra: Vec<&str> = file
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !want.iter().any(|w| w.0 == *n))
+                .collect();
+            return Err(KilnError::invalid(
+                "load_weights",
+                format!("{path:?} holds weights the model does not have: {extra:?}"),
+            ));
+        }
+        self.set_weights(&arrays)
+    }
+
     /// The weights as host arrays, layer by layer (Keras's `get_weights`).
     pub fn get_weights(&self) -> Result<Vec<ArrayData>> {
         self.variables()
@@ -1136,4 +1268,28 @@ fn size(bytes: usize) -> String {
         u += 1;
     }
     format!("{v:.2} {}", units[u])
+}
+
+impl TrainModel for Sequential {
+    fn get_weights(&self) -> Result<Vec<ArrayData>> {
+        Sequential::get_weights(self)
+    }
+    fn set_weights(&mut self, weights: &[ArrayData]) -> Result<()> {
+        Sequential::set_weights(self, weights)
+    }
+    fn learning_rate(&self) -> Result<f64> {
+        Ok(self.compiled()?.optimizer.current_learning_rate())
+    }
+    fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        match self.compiled.as_mut() {
+            Some(c) => c.optimizer.set_learning_rate(lr),
+            None => Err(KilnError::invalid(
+                "set_learning_rate",
+                "the model is not compiled; call compile first",
+            )),
+        }
+    }
+    fn save_weights(&self, path: &str) -> Result<()> {
+        Sequential::save_weights(self, path)
+    }
 }

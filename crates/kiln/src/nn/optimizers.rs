@@ -259,6 +259,28 @@ impl Optimizer {
     pub fn current_learning_rate(&self) -> f64 {
         self.learning_rate.at(self.iterations)
     }
+    /// Sets a constant learning rate (Keras's `optimizer.learning_rate = lr`, what
+    /// `ReduceLROnPlateau` and `LearningRateScheduler` do). Refused for a non-finite or
+    /// negative value, and where the rate is a schedule (which owns it), as Keras refuses.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(KilnError::invalid(
+                "set_learning_rate",
+                format!("the learning rate must be finite and non-negative, got {lr}"),
+            ));
+        }
+        if !matches!(self.learning_rate, LearningRate::Constant(_)) {
+            return Err(KilnError::invalid(
+                "set_learning_rate",
+                format!(
+                    "optimizer {} was created with a learning-rate schedule ({:?}), which sets the rate itself; use a constant learning rate to change it during training",
+                    self.name, self.learning_rate
+                ),
+            ));
+        }
+        self.learning_rate = LearningRate::Constant(lr);
+        Ok(())
+    }
     /// Each gradient's norm clipped to this (Keras `clipnorm`).
     pub fn clipnorm(mut self, v: f64) -> Self {
         self.clipnorm = Some(v);

@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod callbacks;
 mod conv;
 mod device_matrix;
 mod dtype_tables;
