@@ -255,6 +255,14 @@ pub fn run(a: &Args) -> Result<()> {
         );
         let w = &model.variables()[0];
         println!("weights: {} on {}", w.dtype(), w.value().device());
+        if let Some(o) = model.optimizer().filter(|o| o.is_loss_scaled()) {
+            println!(
+                "loss scale: {} at the end ({} of {} steps skipped for non-finite gradients)",
+                o.loss_scale().unwrap_or(f64::NAN),
+                o.skipped_steps(),
+                o.skipped_steps() + o.iterations()
+            );
+        }
         match task {
             Task::Classify(_) | Task::Binary => {
                 println!("test accuracy: {:.2}% ({kind})", 100.0 * test["accuracy"]);

@@ -129,7 +129,8 @@ fn doctor_on_a_device_nothing_here_runs_is_an_error() {
 }
 
 /// The README's demos meet the bars: digits at least 97% with both the MLP and the
-/// convnet on sim:mps (float32), the MLP at 96.5% under mixed_bfloat16; breast_cancer at
+/// convnet on sim:mps (float32), the MLP at 96.5% under mixed_bfloat16 and under
+/// mixed_float16 (with loss scaling); breast_cancer at
 /// least 95% (the MLP: 30 features are no image); diabetes at least 30% below the mean
 /// predictor's test MSE.
 #[test]
@@ -141,6 +142,10 @@ fn demos_meet_their_bars() {
         ),
         (
             vec!["--dtype-policy", "mixed_bfloat16", "--model", "mlp"],
+            vec![("mlp", 96.5)],
+        ),
+        (
+            vec!["--dtype-policy", "mixed_float16", "--model", "mlp"],
             vec![("mlp", 96.5)],
         ),
         (
@@ -156,6 +161,12 @@ fn demos_meet_their_bars() {
             let acc = accuracy(&out, model);
             assert!(acc >= bar, "{args:?} {model}: {acc}% < {bar}%\n{out}");
         }
+        // mixed_float16 scales the loss (Keras's LossScaleOptimizer) and says how it went.
+        assert_eq!(
+            out.contains("loss scale: "),
+            args.contains(&"mixed_float16"),
+            "{out}"
+        );
     }
     let (ok, out) = kiln(
         &[

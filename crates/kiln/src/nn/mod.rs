@@ -48,7 +48,8 @@ pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};
 pub use model::{FitArgs, ModelData, Sequential};
 pub use optimizers::{
-    Adagrad, Adam, AdamW, Adamax, LearningRate, Lion, Nadam, Optimizer, RMSprop, SGD,
+    Adagrad, Adam, AdamW, Adamax, LearningRate, Lion, LossScaleOptimizer, Nadam, Optimizer,
+    RMSprop, SGD,
 };
 pub use policy::DTypePolicy;
 pub use regularizers::Regularizer;

@@ -431,8 +431,13 @@ impl Sequential {
         for m in metrics {
             Metric::get(m, &[1], &[None, Some(2)])?;
         }
+        let mut optimizer: Optimizer = optimizer.into();
+        // Keras wraps the optimizer in a LossScaleOptimizer under mixed_float16.
+        if self.policy.is_some_and(|p| p.name() == "mixed_float16") && !optimizer.is_loss_scaled() {
+            optimizer = super::optimizers::LossScaleOptimizer::new(optimizer).into();
+        }
         self.compiled = Some(Compiled {
-            optimizer: optimizer.into(),
+            optimizer,
             loss,
             metrics: metrics.iter().map(|m| m.to_string()).collect(),
         });
@@ -528,6 +533,7 @@ impl Sequential {
     ) -> Result<(f64, Tensor)> {
         self.ensure_built(&x.shape()[1.min(x.ndim())..])?;
         let loss_fn = self.compiled()?.loss;
+        let scale = self.compiled()?.optimizer.loss_scale();
         let mut watched = Vec::new();
         for v in self.variables_mut() {
             if v.trainable() {
@@ -548,7 +554,12 @@ impl Sequential {
         };
         let result = run(self).and_then(|(loss, pred)| {
             let refs: Vec<&Tensor> = watched.iter().collect();
-            let grads = autodiff::gradients(&loss, &refs)?;
+            // Under loss scaling the gradients are of the scaled loss (Keras's scale_loss).
+            let target = match scale {
+                Some(s) => ops::multiply(&loss, s)?,
+                None => loss.clone(),
+            };
+            let grads = autodiff::gradients(&target, &refs)?;
             Ok((loss, pred, grads))
         });
         // The variables get their plain values back whatever happened.
@@ -581,16 +592,19 @@ impl Sequential {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let mut all_finite = true;
         for (g, name) in grads.iter().zip(&names) {
             let _q = autodiff::no_grad();
             let finite = ops::all(&ops::isfinite(g)?, None, false)?.to_f64_vec()?[0] != 0.0;
-            if !finite {
+            // Under loss scaling a non-finite gradient skips the step and halves the scale.
+            if !finite && scale.is_none() {
                 return Err(KilnError::NonFinite {
                     epoch,
                     batch,
                     what: format!("the gradient of {name}"),
                 });
             }
+            all_finite &= finite;
         }
         self.step += 1;
         let compiled = self
@@ -607,7 +621,7 @@ impl Sequential {
                 .into_iter()
                 .filter(|v| v.trainable())
                 .collect();
-            opt.apply(&mut vars, &grads)
+            opt.apply_scaled(&mut vars, &grads, all_finite).map(|_| ())
         };
         if let Some(c) = self.compiled.as_mut() {
             c.optimizer = opt;

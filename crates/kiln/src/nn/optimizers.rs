@@ -211,6 +211,68 @@ pub struct Optimizer {
     ema: Vec<Tensor>,
     u_product: f64,
     fused: bool,
+    loss_scale: Option<LossScale>,
+}
+
+/// The state of dynamic loss scaling (Keras's `LossScaleOptimizer` variables).
+#[derive(Clone, Debug, PartialEq)]
+struct LossScale {
+    scale: f64,
+    step_counter: u64,
+    dynamic_growth_steps: u64,
+    skipped: u64,
+}
+
+/// Dynamic loss scaling around an optimizer, with Keras's `LossScaleOptimizer` semantics:
+/// the loss is multiplied by the scale before differentiation and the gradients divided by
+/// it; a step whose gradients are not all finite is skipped and halves the scale; after
+/// `dynamic_growth_steps` finite steps in a row the scale doubles. `compile` wraps the
+/// optimizer in one by itself under a `mixed_float16` policy, as Keras does.
+///
+/// ```
+/// use kiln::nn::{Adam, LossScaleOptimizer, Optimizer};
+/// let opt: Optimizer = LossScaleOptimizer::new(Adam::new(1e-3)).into();
+/// assert_eq!(opt.loss_scale(), Some(32768.0));
+/// ```
+#[derive(Clone, Debug)]
+pub struct LossScaleOptimizer {
+    inner: Optimizer,
+    initial_scale: f64,
+    dynamic_growth_steps: u64,
+}
+
+impl LossScaleOptimizer {
+    /// Keras's defaults: initial scale 2^15, doubling after 2000 finite steps.
+    pub fn new(inner: impl Into<Optimizer>) -> LossScaleOptimizer {
+        LossScaleOptimizer {
+            inner: inner.into(),
+            initial_scale: 32768.0,
+            dynamic_growth_steps: 2000,
+        }
+    }
+    /// The first scale (positive, finite; checked on the first step).
+    pub fn initial_scale(mut self, s: f64) -> Self {
+        self.initial_scale = s;
+        self
+    }
+    /// Finite steps in a row before the scale doubles (at least 1).
+    pub fn dynamic_growth_steps(mut self, n: u64) -> Self {
+        self.dynamic_growth_steps = n;
+        self
+    }
+}
+
+impl From<LossScaleOptimizer> for Optimizer {
+    fn from(l: LossScaleOptimizer) -> Optimizer {
+        let mut o = l.inner;
+        o.loss_scale = Some(LossScale {
+            scale: l.initial_scale,
+            step_counter: 0,
+            dynamic_growth_steps: l.dynamic_growth_steps,
+            skipped: 0,
+        });
+        o
+    }
 }
 
 macro_rules! builder {
@@ -241,6 +303,7 @@ impl Optimizer {
             ema: Vec::new(),
             u_product: 1.0,
             fused: true,
+            loss_scale: None,
         }
     }
     /// Keras's lower-case name (`adam`, `sgd`...).
@@ -259,6 +322,84 @@ impl Optimizer {
     pub fn current_learning_rate(&self) -> f64 {
         self.learning_rate.at(self.iterations)
     }
+    /// The current loss scale, when the optimizer scales the loss (see
+    /// [`LossScaleOptimizer`]).
+    pub fn loss_scale(&self) -> Option<f64> {
+        self.loss_scale.as_ref().map(|l| l.scale)
+    }
+    /// Steps skipped for non-finite gradients under loss scaling.
+    pub fn skipped_steps(&self) -> u64 {
+        self.loss_scale.as_ref().map(|l| l.skipped).unwrap_or(0)
+    }
+    /// Whether the loss is scaled.
+    pub fn is_loss_scaled(&self) -> bool {
+        self.loss_scale.is_some()
+    }
+
+    /// A step under loss scaling, from the gradients of the *scaled* loss: skipped (and the
+    /// scale halved) when `finite` is false, else applied with the gradients unscaled, the
+    /// scale doubling after `dynamic_growth_steps` finite steps in a row. Returns whether the
+    /// step was applied. Without loss scaling, `apply`.
+    pub(crate) fn apply_scaled(
+        &mut self,
+        vars: &mut [&mut Variable],
+        grads: &[Tensor],
+        finite: bool,
+    ) -> Result<bool> {
+        let Some(ls) = self.loss_scale.clone() else {
+            self.apply(vars, grads)?;
+            return Ok(true);
+        };
+        if !(ls.scale.is_finite() && ls.scale > 0.0) || ls.dynamic_growth_steps == 0 {
+            return Err(KilnError::invalid(
+                "LossScaleOptimizer",
+                format!(
+                    "the scale must be positive and finite and dynamic_growth_steps at least 1, got {} and {}",
+                    ls.scale, ls.dynamic_growth_steps
+                ),
+            ));
+        }
+        if !finite {
+            let scale = ls.scale * 0.5;
+            // Halving forever would end in a scale of 0 and silent zero updates.
+            if scale < f32::MIN_POSITIVE as f64 {
+                return Err(KilnError::invalid(
+                    "LossScaleOptimizer",
+                    format!(
+                        "the gradients stayed non-finite while the loss scale fell to {scale:e} ({} steps skipped); the model produces inf or NaN gradients at any scale",
+                        ls.skipped + 1
+                    ),
+                ));
+            }
+            self.loss_scale = Some(LossScale {
+                scale,
+                step_counter: 0,
+                skipped: ls.skipped + 1,
+                ..ls
+            });
+            return Ok(false);
+        }
+        let unscaled: Vec<Tensor> = {
+            let _q = crate::autodiff::no_grad();
+            grads
+                .iter()
+                .map(|g| ops::divide(g, ls.scale))
+                .collect::<Result<_>>()?
+        };
+        self.apply(vars, &unscaled)?;
+        let (scale, step_counter) = if ls.step_counter + 1 >= ls.dynamic_growth_steps {
+            (ls.scale * 2.0, 0)
+        } else {
+            (ls.scale, ls.step_counter + 1)
+        };
+        self.loss_scale = Some(LossScale {
+            scale,
+            step_counter,
+            ..ls
+        });
+        Ok(true)
+    }
+
     /// Sets a constant learning rate (Keras's `optimizer.learning_rate = lr`, what
     /// `ReduceLROnPlateau` and `LearningRateScheduler` do). Refused for a non-finite or
     /// negative value, and where the rate is a schedule (which owns it), as Keras refuses.
@@ -886,5 +1027,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(w2.to_vec::<f32>().unwrap(), vec![0.5; 5]);
+    }
+
+    /// Gradients that are non-finite at every scale end in an error once the scale would
+    /// leave float32's normal range (141 halvings from 2^15), not in a scale of zero and
+    /// silent zero updates.
+    #[test]
+    fn loss_scaling_refuses_to_underflow() {
+        let mut o: Optimizer = LossScaleOptimizer::new(SGD::new(0.1)).into();
+        let mut n = 0;
+        let err = loop {
+            match o.apply_scaled(&mut [], &[], false) {
+                Ok(applied) => {
+                    assert!(!applied);
+                    n += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(n, 141);
+        assert_eq!(o.skipped_steps(), 141);
+        assert_eq!(o.loss_scale(), Some(2f64.powi(15 - 141)));
+        assert!(err.to_string().contains("non-finite"), "{err}");
     }
 }

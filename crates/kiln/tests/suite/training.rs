@@ -1034,3 +1034,88 @@ fn a_gradient_that_overflows_is_named() {
         "{e}"
     );
 }
+
+/// Keras's dynamic loss scaling under mixed_float16 (compile wraps the optimizer): a float16
+/// overflow skips the step and halves the scale until the scaled gradients fit, then finite
+/// steps apply the unscaled gradients and, after `dynamic_growth_steps` of them, double it.
+///
+/// The model is `x @ k + b` with x = 100, k = 1, b = 0, y = 0 and MSE, under SGD with a zero
+/// learning rate so every step sees the same gradient: dL/dpred = 200 * scale (cast to
+/// float16 on its way back), dL/dk = 100 * that. float16's largest value is 65504, so scales
+/// of 4 and more overflow dL/dk: 14 halvings from 2^15 to 2, then finite steps at 2, a
+/// doubling to 4 after 3 of them, which overflows again.
+#[test]
+fn loss_scaling_skips_halves_and_recovers() {
+    let mut m = Sequential::new()
+        .dtype_policy(DTypePolicy::new("mixed_float16").unwrap())
+        .add(Input::new(&[1]))
+        .add(
+            Dense::new(1)
+                .kernel_initializer(Initializer::Ones)
+                .bias_initializer(Initializer::Zeros),
+        );
+    m.compile(
+        LossScaleOptimizer::new(SGD::new(0.0)).dynamic_growth_steps(3),
+        Loss::MeanSquaredError,
+        &[],
+    )
+    .unwrap();
+    let x = t32(&[1, 1], &[100.0]);
+    let y = t32(&[1, 1], &[0.0]);
+    let mut scales = vec![];
+    for _ in 0..19 {
+        let logs = m.train_on_batch(&x, &y).unwrap();
+        assert_eq!(logs["loss"], 10000.0, "the reported loss is unscaled");
+        let o = m.optimizer().unwrap();
+        scales.push((o.loss_scale().unwrap(), o.skipped_steps(), o.iterations()));
+    }
+    let mut want = vec![];
+    for k in 1..=14u64 {
+        want.push((32768.0 / 2f64.powi(k as i32), k, 0));
+    }
+    want.extend([
+        (2.0, 14, 1),
+        (2.0, 14, 2),
+        (4.0, 14, 3),
+        (2.0, 15, 3),
+        (2.0, 15, 4),
+    ]);
+    assert_eq!(scales, want);
+    assert_eq!(
+        m.get_weights().unwrap()[0].to_f64_vec(),
+        vec![1.0],
+        "lr 0: the weight never moved"
+    );
+    // compile adds the scaling by itself under mixed_float16, and only there.
+    let mut auto = Sequential::new()
+        .dtype_policy(DTypePolicy::new("mixed_float16").unwrap())
+        .add(Input::new(&[1]))
+        .add(Dense::new(1));
+    auto.compile(SGD::new(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
+    assert_eq!(auto.optimizer().unwrap().loss_scale(), Some(32768.0));
+    let mut bf = Sequential::new()
+        .dtype_policy(DTypePolicy::new("mixed_bfloat16").unwrap())
+        .add(Input::new(&[1]))
+        .add(Dense::new(1));
+    bf.compile(SGD::new(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
+    assert_eq!(bf.optimizer().unwrap().loss_scale(), None);
+}
+
+/// Loss scaling handles gradients, not losses: a forward pass that overflows float16 (an
+/// infinite loss) is still an error naming it.
+#[test]
+fn loss_scaling_does_not_hide_an_infinite_loss() {
+    let mut m = Sequential::new()
+        .dtype_policy(DTypePolicy::new("mixed_float16").unwrap())
+        .add(Input::new(&[1]))
+        .add(Dense::new(1).kernel_initializer(Initializer::Constant(60000.0)));
+    m.compile(SGD::new(0.0), Loss::MeanSquaredError, &[])
+        .unwrap();
+    // pred = 60000 * 60000 overflows float16 in the forward pass: inf loss is an error.
+    let x = t32(&[1, 1], &[60000.0]);
+    let y = t32(&[1, 1], &[0.0]);
+    let e = m.train_on_batch(&x, &y).unwrap_err();
+    assert!(matches!(e, KilnError::NonFinite { .. }), "{e}");
+}
