@@ -275,3 +275,45 @@ fn bad_data_is_refused_before_training() {
     let (ok, out) = kiln(&["train", "--model", "rnn"], &[]);
     assert!(!ok && out.contains("use auto, mlp, cnn or both"), "{out}");
 }
+
+/// mixed_bfloat16 on a device without bfloat16 (sim:webgpu): refused under `error`, adapted
+/// to float32 with one warning under `downcast`, computed on the cpu (counted) under
+/// `cpu-fallback`.
+#[test]
+fn a_half_policy_on_a_device_without_it_follows_the_precision_policy() {
+    let run = |policy: &str| {
+        kiln(
+            &[
+                "train",
+                "--verbose",
+                "0",
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--device",
+                "sim:webgpu",
+                "--dtype-policy",
+                "mixed_bfloat16",
+                "--policy",
+                policy,
+            ],
+            &[],
+        )
+    };
+    let (ok, out) = run("error");
+    assert!(
+        !ok && out.contains("bfloat16 is not supported on sim:webgpu"),
+        "{out}"
+    );
+    let (ok, out) = run("downcast");
+    assert!(
+        ok && out.matches("WARN").count() == 1 && out.contains("bfloat16 became float32"),
+        "{out}"
+    );
+    let (ok, out) = run("cpu-fallback");
+    assert!(
+        ok && out.contains("cpu fallbacks: cpu-fallback:bfloat16@sim:webgpu x"),
+        "{out}"
+    );
+}
