@@ -46,6 +46,14 @@ pub struct Args {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Attach the precision monitor (with a float32 shadow): per variable and epoch, the
+    /// updates lost to rounding, gradient underflow and overflow, the loss scale, the drift.
+    #[arg(long)]
+    pub precision_monitor: bool,
+    /// Kahan-compensated updates for bfloat16 / float16 weights (try with
+    /// `--dtype-policy bfloat16`).
+    #[arg(long)]
+    pub kahan: bool,
     /// Seed of the split, the initializers and the shuffles.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -228,7 +236,11 @@ pub fn run(a: &Args) -> Result<()> {
                 .add(Dense::new(out));
             (x_train.clone(), x_test.clone())
         };
-        model.compile(Adam::new(a.lr), loss, metrics)?;
+        if a.precision_monitor {
+            model = model.callback(kiln::nn::PrecisionMonitor::new().shadow(true));
+        }
+        let opt = kiln::nn::Optimizer::from(Adam::new(a.lr)).kahan_summation(a.kahan);
+        model.compile(opt, loss, metrics)?;
         print!("{}", model.summary()?);
         let start = std::time::Instant::now();
         let history = model.fit(

@@ -35,7 +35,10 @@ pub use callbacks::builtin::{
     CSVLogger, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
     TerminateOnNaN,
 };
-pub use callbacks::{Callback, History, Logs, ProgbarLogger, TrainControl, TrainParams, Verbose};
+pub use callbacks::precision::{PrecisionMonitor, PrecisionReport};
+pub use callbacks::{
+    Callback, History, Logs, ProgbarLogger, StepInfo, TrainControl, TrainParams, Verbose,
+};
 pub use initializers::Initializer;
 pub use layers::{
     stateless_call, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D, BuildContext,

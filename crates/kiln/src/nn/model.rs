@@ -2,7 +2,8 @@
 //! `predict`, `train_on_batch`, weights in and out, with Keras's semantics and defaults.
 
 use super::callbacks::{
-    Callback, History, Logs, ProgbarLogger, TrainControl, TrainModel, TrainParams, Verbose,
+    Callback, History, Logs, ProgbarLogger, StepInfo, TrainControl, TrainModel, TrainParams,
+    Verbose,
 };
 use super::layers::{BuildContext, CallContext, Layer, Shape};
 use super::losses::Loss;
@@ -160,6 +161,9 @@ pub struct Sequential {
     compiled: Option<Compiled>,
     step: u64,
     callbacks: Vec<Box<dyn Callback>>,
+    /// Whether `step` keeps a [`StepRecord`] (a callback asked for steps).
+    observe_steps: bool,
+    last_step: Option<StepRecord>,
 }
 
 impl Default for Sequential {
@@ -182,6 +186,8 @@ impl Sequential {
             compiled: None,
             step: 0,
             callbacks: Vec::new(),
+            observe_steps: false,
+            last_step: None,
         }
     }
     /// Appends a layer (an `Input` sets the model's input shape).
@@ -607,6 +613,15 @@ impl Sequential {
             all_finite &= finite;
         }
         self.step += 1;
+        let before: Vec<Tensor> = if self.observe_steps {
+            self.variables()
+                .into_iter()
+                .filter(|v| v.trainable())
+                .map(|v| v.value().clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let compiled = self
             .compiled
             .as_mut()
@@ -621,12 +636,35 @@ impl Sequential {
                 .into_iter()
                 .filter(|v| v.trainable())
                 .collect();
-            opt.apply_scaled(&mut vars, &grads, all_finite).map(|_| ())
+            opt.apply_scaled(&mut vars, &grads, all_finite)
         };
         if let Some(c) = self.compiled.as_mut() {
             c.optimizer = opt;
         }
-        r?;
+        let applied = r?;
+        if self.observe_steps {
+            let after = self
+                .variables()
+                .into_iter()
+                .filter(|v| v.trainable())
+                .map(|v| v.value().clone())
+                .collect();
+            let compute_dtype = match self.policy {
+                Some(p) => p.compute_dtype(),
+                None => DTypePolicy::default_policy()?.compute_dtype(),
+            };
+            self.last_step = Some(StepRecord {
+                epoch,
+                batch,
+                names,
+                before,
+                after,
+                grads,
+                applied,
+                loss_scale: scale,
+                compute_dtype,
+            });
+        }
         Ok((value, autodiff::stop_gradient(&pred)))
     }
 
@@ -708,6 +746,7 @@ impl Sequential {
         let mut callbacks = std::mem::take(&mut self.callbacks);
         // Keras adds its ProgbarLogger to the callback list when verbose is not 0; first, so
         // the epoch line comes before what other callbacks print.
+        self.observe_steps = callbacks.iter().any(|c| c.wants_steps());
         let progbar = verbose > 0;
         if progbar {
             callbacks.insert(0, Box::new(ProgbarLogger::new(args.verbose)));
@@ -768,6 +807,12 @@ impl Sequential {
                         }
                         Err(e) => return Err(e),
                     };
+                    if let Some(rec) = self.last_step.take() {
+                        let info = rec.info();
+                        for cb in callbacks.iter_mut() {
+                            self.with_control(&mut stop, params, |c| cb.on_train_step(&info, c))?;
+                        }
+                    }
                     // Keras weights each batch's loss by its size; compiled metrics are not
                     // weighted by sample or class weights (only weighted_metrics would be).
                     loss_mean.update_mean(loss, idx.len() as f64);
@@ -818,6 +863,8 @@ impl Sequential {
         if progbar {
             callbacks.remove(0);
         }
+        self.observe_steps = false;
+        self.last_step = None;
         self.callbacks = callbacks;
         result?;
         ended?;
@@ -1305,5 +1352,37 @@ impl TrainModel for Sequential {
     }
     fn save_weights(&self, path: &str) -> Result<()> {
         Sequential::save_weights(self, path)
+    }
+    fn optimizer(&self) -> Result<Optimizer> {
+        Ok(self.compiled()?.optimizer.clone())
+    }
+}
+
+/// What one training step did, kept for callbacks that ask (see [`StepInfo`]).
+struct StepRecord {
+    epoch: usize,
+    batch: usize,
+    names: Vec<String>,
+    before: Vec<Tensor>,
+    after: Vec<Tensor>,
+    grads: Vec<Tensor>,
+    applied: bool,
+    loss_scale: Option<f64>,
+    compute_dtype: crate::dtype::DType,
+}
+
+impl StepRecord {
+    fn info(&self) -> StepInfo<'_> {
+        StepInfo {
+            epoch: self.epoch,
+            batch: self.batch,
+            names: &self.names,
+            before: &self.before,
+            after: &self.after,
+            grads: &self.grads,
+            applied: self.applied,
+            loss_scale: self.loss_scale,
+            compute_dtype: self.compute_dtype,
+        }
     }
 }

@@ -212,6 +212,9 @@ pub struct Optimizer {
     u_product: f64,
     fused: bool,
     loss_scale: Option<LossScale>,
+    kahan: bool,
+    /// Per variable: the rounding error of its last compensated update (Kahan), or `None`.
+    compensation: Vec<Option<Tensor>>,
 }
 
 /// The state of dynamic loss scaling (Keras's `LossScaleOptimizer` variables).
@@ -304,6 +307,8 @@ impl Optimizer {
             u_product: 1.0,
             fused: true,
             loss_scale: None,
+            kahan: false,
+            compensation: Vec::new(),
         }
     }
     /// Keras's lower-case name (`adam`, `sgd`...).
@@ -330,6 +335,20 @@ impl Optimizer {
     /// Steps skipped for non-finite gradients under loss scaling.
     pub fn skipped_steps(&self) -> u64 {
         self.loss_scale.as_ref().map(|l| l.skipped).unwrap_or(0)
+    }
+    /// The same optimizer with fresh state: its settings, no steps taken, no slots, no loss
+    /// scaling (what the precision monitor's float32 shadow runs).
+    pub fn fresh(&self) -> Optimizer {
+        let mut o = Optimizer::with(self.name, self.rule.clone(), self.learning_rate.clone());
+        o.weight_decay = self.weight_decay;
+        o.clipnorm = self.clipnorm;
+        o.clipvalue = self.clipvalue;
+        o.global_clipnorm = self.global_clipnorm;
+        o.use_ema = self.use_ema;
+        o.ema_momentum = self.ema_momentum;
+        o.ema_overwrite_frequency = self.ema_overwrite_frequency;
+        o.fused = self.fused;
+        o
     }
     /// Whether the loss is scaled.
     pub fn is_loss_scaled(&self) -> bool {
@@ -456,6 +475,16 @@ impl Optimizer {
         self.fused = on;
         self
     }
+    /// Kahan-compensated updates for bfloat16 and float16 variables (kiln's cure for the
+    /// stagnation of low-precision weights; no Keras counterpart): the update is computed in
+    /// float32 from the weight plus the rounding error the last update left, the weight
+    /// stored rounded, and the new rounding error kept (in the variable's dtype) for the
+    /// next step, so updates smaller than half an ulp accumulate instead of vanishing. Such
+    /// a variable's slots are float32. Other variables are updated as usual.
+    pub fn kahan_summation(mut self, on: bool) -> Self {
+        self.kahan = on;
+        self
+    }
     /// Copies the EMA into the weights every `n` steps.
     pub fn ema_overwrite_frequency(mut self, n: u64) -> Self {
         self.ema_overwrite_frequency = Some(n);
@@ -481,6 +510,12 @@ impl Optimizer {
         Ok(())
     }
 
+    /// Whether `v` gets Kahan-compensated updates.
+    fn compensated(&self, v: &Variable) -> bool {
+        use crate::dtype::DType;
+        self.kahan && matches!(v.dtype(), DType::BFloat16 | DType::Float16)
+    }
+
     /// One step: updates each variable from its gradient (same order, same shapes).
     /// Frozen variables (`trainable == false`) are passed over.
     pub fn apply(&mut self, vars: &mut [&mut Variable], grads: &[Tensor]) -> Result<()> {
@@ -500,6 +535,14 @@ impl Optimizer {
             if self.use_ema {
                 self.ema = vars.iter().map(|v| v.value().clone()).collect();
             }
+            self.compensation = vars
+                .iter()
+                .map(|v| {
+                    self.compensated(v)
+                        .then(|| ops::zeros_like(v.value(), None))
+                        .transpose()
+                })
+                .collect::<Result<_>>()?;
         } else if self.slots.len() != vars.len() {
             return Err(KilnError::invalid(
                 self.name,
@@ -536,6 +579,21 @@ impl Optimizer {
                 continue;
             }
             let decay = self.weight_decay.map(|wd| wd * lr).unwrap_or(0.0);
+            if let Some(Some(c)) = self.compensation.get(i).cloned() {
+                use crate::dtype::DType::Float32;
+                let d = v.dtype();
+                // The weight as it should be: stored value plus the last rounding error.
+                let mut w = ops::add(&ops::cast(v.value(), Float32)?, &ops::cast(&c, Float32)?)?;
+                if decay != 0.0 {
+                    w = ops::subtract(&w, &ops::multiply(&w, decay)?)?;
+                }
+                let exact = self.update(i, &w, &ops::cast(g, Float32)?, lr, t)?;
+                let stored = ops::cast(&exact, d)?;
+                let err = ops::subtract(&exact, &ops::cast(&stored, Float32)?)?;
+                self.compensation[i] = Some(ops::cast(&err, d)?);
+                v.set_raw(stored);
+                continue;
+            }
             if let Some(w) = self.fused_update(i, v.value(), g, lr, t, decay)? {
                 v.set_raw(w);
                 continue;
@@ -580,7 +638,8 @@ impl Optimizer {
     }
 
     fn new_slots(&self, v: &Variable) -> Result<Vec<Tensor>> {
-        let z = || ops::zeros_like(v.value(), None);
+        let slot_dtype = self.compensated(v).then_some(crate::dtype::DType::Float32);
+        let z = || ops::zeros_like(v.value(), slot_dtype);
         Ok(match self.rule {
             Rule::Sgd { momentum, .. } => {
                 if momentum != 0.0 {

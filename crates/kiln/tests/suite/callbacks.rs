@@ -410,3 +410,74 @@ fn model_checkpoint_formats_its_filepath() {
         .unwrap_err();
     assert!(e.to_string().contains("mode"), "{e}");
 }
+
+/// The precision monitor's counts on a case worked by hand: bfloat16 weights, `x @ k + b`
+/// with x = 1, k = 1, b = 0, y = 0, MSE, SGD at 5e-4. Both gradients are about 2, so every
+/// update is about 1e-3: below half the gap under 1.0 in bfloat16 (2^-9 = 0.00195), so the
+/// kernel never moves and all 6 of its updates are lost; the bias starts at 0, where 1e-3 is
+/// representable, so none of its updates are. The float32 shadow moves the kernel by about
+/// 6 * 1e-3, which is the drift reported. With Kahan-compensated updates the kernel moves
+/// (at the second step the compensated sum passes half the gap).
+#[test]
+fn precision_monitor_counts_updates_lost_to_rounding() {
+    let run = |kahan: bool| {
+        let monitor = PrecisionMonitor::new().shadow(true).verbose(0);
+        let report = monitor.report();
+        let mut m = Sequential::new()
+            .dtype_policy(DTypePolicy::new("bfloat16").unwrap())
+            .add(Input::new(&[1]))
+            .add(
+                Dense::new(1)
+                    .kernel_initializer(Initializer::Ones)
+                    .bias_initializer(Initializer::Zeros),
+            )
+            .callback(monitor);
+        m.compile(
+            Optimizer::from(SGD::new(5e-4)).kahan_summation(kahan),
+            Loss::MeanSquaredError,
+            &[],
+        )
+        .unwrap();
+        let x = ArrayData::from_shape_vec(&[1, 1], vec![1.0f32]).unwrap();
+        let y = ArrayData::from_shape_vec(&[1, 1], vec![0.0f32]).unwrap();
+        m.fit(
+            &x,
+            &y,
+            FitArgs::default()
+                .epochs(6)
+                .batch_size(1)
+                .verbose(Verbose::Silent),
+        )
+        .unwrap();
+        (report.get(), m.get_weights().unwrap()[0].to_f64_vec()[0])
+    };
+    let (plain, k) = run(false);
+    assert_eq!(k, 1.0, "the bfloat16 kernel never moved");
+    assert_eq!(plain.epochs.len(), 6);
+    assert_eq!(plain.compute_dtype, Some(DType::BFloat16));
+    let (mut ku, mut ks, mut bu, mut bs) = (0, 0, 0, 0);
+    for e in &plain.epochs {
+        let (kv, bv) = (&e.variables[0], &e.variables[1]);
+        assert_eq!(
+            (kv.name.as_str(), bv.name.as_str()),
+            ("dense/kernel", "dense/bias")
+        );
+        assert_eq!(kv.dtype, Some(DType::BFloat16));
+        ku += kv.updates;
+        ks += kv.stalled;
+        bu += bv.updates;
+        bs += bv.stalled;
+        assert_eq!(kv.grad_zero + kv.grad_subnormal + kv.grad_nonfinite, 0);
+    }
+    assert_eq!((ku, ks, bu, bs), (6, 6, 6, 0));
+    assert_eq!(plain.epochs[0].stalled_fraction(), 0.5);
+    // The shadow's kernel went from 1 to about 1 - 6 * 1e-3 (its gradients came from the
+    // bfloat16 model): the relative drift of the stored kernel is about 0.006.
+    let drift = plain.epochs[5].variables[0].drift.unwrap();
+    assert!((drift - 0.006).abs() < 0.001, "{drift}");
+    let (kahan, k) = run(true);
+    assert!(k < 1.0, "the compensated kernel moved: {k}");
+    let last = &kahan.epochs[5].variables[0];
+    assert!(last.drift.unwrap() < drift / 2.0, "{last:?}");
+    assert!(plain.summary().contains("dense/kernel"));
+}

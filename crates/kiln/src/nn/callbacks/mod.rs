@@ -4,14 +4,40 @@
 
 use crate::array::ArrayData;
 use crate::error::{KilnError, Result};
+use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Instant;
 
 pub mod builtin;
+pub mod precision;
 
 /// Metric values by name (`loss`, `accuracy`, `val_loss`...), sorted as Keras prints them.
 pub type Logs = BTreeMap<String, f64>;
+
+/// One training step: every trainable variable before and after it, and its gradient (of
+/// the scaled loss, under loss scaling). What the precision monitor measures.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo<'s> {
+    /// The epoch.
+    pub epoch: usize,
+    /// The batch within the epoch.
+    pub batch: usize,
+    /// Each trainable variable's path (`layer/variable`).
+    pub names: &'s [String],
+    /// Their values before the step.
+    pub before: &'s [Tensor],
+    /// Their values after it (the same tensors where the step was skipped).
+    pub after: &'s [Tensor],
+    /// Their gradients, as the optimizer received them (before unscaling).
+    pub grads: &'s [Tensor],
+    /// Whether the optimizer applied the step (false: skipped by loss scaling).
+    pub applied: bool,
+    /// The loss scale the gradients carry, under loss scaling.
+    pub loss_scale: Option<f64>,
+    /// The dtype the layers computed in.
+    pub compute_dtype: crate::dtype::DType,
+}
 
 /// What `fit` runs (Keras's `callback.params`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,6 +57,7 @@ pub(crate) trait TrainModel {
     fn learning_rate(&self) -> Result<f64>;
     fn set_learning_rate(&mut self, lr: f64) -> Result<()>;
     fn save_weights(&self, path: &str) -> Result<()>;
+    fn optimizer(&self) -> Result<crate::nn::optimizers::Optimizer>;
 }
 
 /// What a callback can see of `fit` and ask of it: stop, read and set the model's weights and
@@ -109,6 +136,10 @@ impl<'a> TrainControl<'a> {
     pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
         self.model_mut("set_learning_rate")?.set_learning_rate(lr)
     }
+    /// A copy of the model's optimizer (its settings and state).
+    pub fn optimizer(&self) -> Result<crate::nn::optimizers::Optimizer> {
+        self.model("optimizer")?.optimizer()
+    }
     /// Saves the weights (as `Sequential::save_weights`).
     pub fn save_weights(&self, path: &str) -> Result<()> {
         self.model("save_weights")?.save_weights(path)
@@ -150,6 +181,16 @@ pub trait Callback: Send {
         logs: &Logs,
         ctl: &mut TrainControl<'_>,
     ) -> Result<()> {
+        Ok(())
+    }
+    /// Whether this callback wants [`on_train_step`](Callback::on_train_step) (it costs a
+    /// copy of the weights' handles per step, so only callbacks that ask get it).
+    fn wants_steps(&self) -> bool {
+        false
+    }
+    /// After each training step, with what it did to every trainable variable (only when
+    /// [`wants_steps`](Callback::wants_steps)).
+    fn on_train_step(&mut self, step: &StepInfo<'_>, ctl: &mut TrainControl<'_>) -> Result<()> {
         Ok(())
     }
     /// A batch's loss was not finite (the step was not applied). `fit` fails with
