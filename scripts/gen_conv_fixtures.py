@@ -108,41 +108,65 @@ keras.config.set_floatx("float64")
 layers = []
 
 
-def layer_case(name, layer, x_shape, reference=None):
+def layer_case(name, layer, x_shape, reference=None, x=None, training=False, state_reference=None):
     """`reference(x, weights)`, where given, is the float64 oracle instead of the layer (which
     is checked against it to 1e-6): Keras 3.15.1's ops.mean of float64 accumulates in
-    float32 (its result_type(float64, "float32") narrows) and casts back."""
-    x = arr(x_shape)
+    float32 (its result_type(float64, "float32") narrows) and casts back. Gradients are taken
+    with respect to the input (float inputs) and the trainable weights; with `training`, the
+    non-trainable weights after the call (BatchNormalization's moving statistics) are kept."""
+    x = arr(x_shape) if x is None else x
     layer.build(x.shape)
-    weights = [arr(w.shape) for w in layer.weights]
+    tw = [arr(w.shape) for w in layer.trainable_weights]
+    # Non-trainable weights are variances or means: keep variances positive.
+    ntw = [rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else arr(w.shape)
+           for w in layer.non_trainable_weights]
+
+    def call(ws, x):
+        # Only layers whose call takes `training` get it (Keras passes it where accepted).
+        if training:
+            return layer.stateless_call(ws, ntw, x, training=True)
+        return layer.stateless_call(ws, ntw, x)
 
     def f(x, ws):
         if reference is not None:
-            return reference(x, ws)
-        return layer.stateless_call(ws, [], x)[0]
+            return reference(x, ws, ntw)
+        return call(ws, x)[0]
 
-    y = f(jnp.asarray(x), weights)
+    y = f(jnp.asarray(x), tw)
     assert y.dtype == jnp.float64, (name, y.dtype)
     if reference is not None:
-        keras_y = np.asarray(layer.stateless_call(weights, [], jnp.asarray(x))[0])
+        keras_y = np.asarray(call(tw, jnp.asarray(x))[0])
         assert np.allclose(keras_y, y, rtol=1e-6, atol=1e-6), name
+    new_ntw = [np.asarray(v) for v in call(tw, jnp.asarray(x))[1]]
+    if state_reference is not None:
+        # Keras's `moving * momentum` with a Python float narrows float64 to float32 too.
+        mine = state_reference(np.asarray(x), ntw)
+        assert all(np.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in zip(mine, new_ntw)), name
+        new_ntw = mine
     y = np.asarray(y)
     r = arr(y.shape)
 
     def loss(x, ws):
         return jnp.sum(f(x, ws) * r)
 
-    gx, gw = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), [jnp.asarray(w) for w in weights])
+    differentiable_x = np.issubdtype(np.asarray(x).dtype, np.floating)
+    if differentiable_x:
+        gx, gw = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x), [jnp.asarray(w) for w in tw])
+    else:
+        gx, gw = None, jax.grad(lambda ws: loss(jnp.asarray(x), ws))([jnp.asarray(w) for w in tw])
     cfg = layer.get_config()
     layers.append({
         "name": name,
         "class_name": layer.__class__.__name__,
         "config": {k: v for k, v in cfg.items() if k not in ("dtype", "name", "trainable")},
+        "training": training,
         "x": enc(x),
-        "weights": [enc(w) for w in weights],
+        "weights": [enc(w) for w in tw + ntw],
+        "trainable_weights": len(tw),
+        "non_trainable_after": [enc(w) for w in new_ntw],
         "output": enc(y),
         "r": enc(r),
-        "grad_x": enc(gx),
+        "grad_x": enc(gx) if gx is not None else None,
         "grad_weights": [enc(g) for g in gw],
     })
 
@@ -161,9 +185,48 @@ layer_case("max_pooling2d_same", L.MaxPooling2D(pool_size=3, strides=2, padding=
 layer_case("average_pooling2d", L.AveragePooling2D(2), [2, 6, 5, 3])
 layer_case("average_pooling1d_same", L.AveragePooling1D(pool_size=3, strides=1, padding="same"), [2, 6, 2])
 layer_case("global_average_pooling2d", L.GlobalAveragePooling2D(), [2, 4, 3, 5],
-           reference=lambda x, ws: jnp.mean(x, axis=(1, 2)))
+           reference=lambda x, ws, ntw: jnp.mean(x, axis=(1, 2)))
 layer_case("global_max_pooling1d_keepdims", L.GlobalMaxPooling1D(keepdims=True), [2, 6, 3])
 layer_case("global_max_pooling2d_channels_first", L.GlobalMaxPooling2D(data_format="channels_first"), [2, 3, 4, 4])
+
+def layer_norm(eps, center):
+    # Keras 3.15.1's ops.layer_normalization narrows float64 to float32 (as ops.mean does):
+    # the float64 oracle is its formula in jnp.
+    def f(x, ws, ntw):
+        m = jnp.mean(x, axis=-1, keepdims=True)
+        v = jnp.var(x, axis=-1, keepdims=True)
+        y = (x - m) * jax.lax.rsqrt(v + eps) * ws[0]
+        return y + ws[1] if center else y
+    return f
+
+
+layer_case("layer_normalization", L.LayerNormalization(), [3, 4, 6], reference=layer_norm(1e-3, True))
+layer_case("layer_normalization_no_center", L.LayerNormalization(center=False, epsilon=1e-5), [4, 5],
+           reference=layer_norm(1e-5, False))
+def batch_norm(training, eps=1e-3):
+    # Keras 3.15.1's ops.batch_normalization narrows float64 like layer_normalization: the
+    # float64 oracle is its formula in jnp (batch moments while training, else the moving ones).
+    def f(x, ws, ntw):
+        axes = tuple(range(x.ndim - 1))
+        m, v = (jnp.mean(x, axis=axes), jnp.var(x, axis=axes)) if training else (ntw[0], ntw[1])
+        return (x - m) * jax.lax.rsqrt(v + eps) * ws[0] + ws[1]
+    return f
+
+
+layer_case("batch_normalization_inference", L.BatchNormalization(), [6, 4], reference=batch_norm(False))
+def moving(momentum):
+    def f(x, ntw):
+        axes = tuple(range(x.ndim - 1))
+        return [ntw[0] * momentum + x.mean(axis=axes) * (1 - momentum),
+                ntw[1] * momentum + x.var(axis=axes) * (1 - momentum)]
+    return f
+
+
+layer_case("batch_normalization_training", L.BatchNormalization(momentum=0.9), [6, 4], training=True,
+           reference=batch_norm(True), state_reference=moving(0.9))
+layer_case("batch_normalization_conv_training", L.BatchNormalization(), [2, 3, 3, 5], training=True,
+           reference=batch_norm(True), state_reference=moving(0.99))
+layer_case("embedding", L.Embedding(7, 3), None, x=rng.integers(0, 7, size=(2, 5)))
 
 with open(OUT, "w") as f:
     json.dump({"generator": "scripts/gen_conv_fixtures.py", "keras": keras.__version__,

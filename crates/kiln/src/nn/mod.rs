@@ -41,11 +41,11 @@ pub use callbacks::{
 };
 pub use initializers::Initializer;
 pub use layers::{
-    stateless_call, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D, BuildContext,
-    CallContext, Conv, Conv1D, Conv2D, Conv3D, Dense, Dropout, Flatten, GlobalAveragePooling1D,
-    GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-    GlobalMaxPooling3D, GlobalPool, Identity, Input, Layer, MaxPooling1D, MaxPooling2D,
-    MaxPooling3D, Pool, Reshape, Size,
+    stateless_call, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D,
+    BatchNormalization, BuildContext, CallContext, Conv, Conv1D, Conv2D, Conv3D, Dense, Dropout,
+    Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, GlobalPool, Identity, Input, Layer,
+    LayerNormalization, MaxPooling1D, MaxPooling2D, MaxPooling3D, Pool, Reshape, Size,
 };
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};

@@ -642,6 +642,9 @@ impl Sequential {
             c.optimizer = opt;
         }
         let applied = r?;
+        for l in self.layers.iter_mut() {
+            l.finish_step()?;
+        }
         if self.observe_steps {
             let after = self
                 .variables()

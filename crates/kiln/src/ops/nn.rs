@@ -140,3 +140,53 @@ pub fn log_softmax(x: &Tensor, axis: isize) -> Result<Tensor> {
         super::composed::log_softmax(x, ax)
     })
 }
+
+/// Mean and variance over `axes` (Keras's `ops.moments`; the variance is the biased one, as
+/// Keras's).
+#[track_caller]
+pub fn moments(x: &Tensor, axes: &[isize], keepdims: bool) -> Result<(Tensor, Tensor)> {
+    Ok((
+        super::reduce::mean(x, Some(axes), keepdims)?,
+        super::reduce::var(x, Some(axes), keepdims)?,
+    ))
+}
+
+/// `(x - mean) / sqrt(variance + epsilon) * scale + offset`, with `mean`, `variance`,
+/// `offset` and `scale` of `x`'s length on `axis` (Keras's `ops.batch_normalization`,
+/// computed as Keras's JAX backend does: `x * inv + (offset - mean * inv)`).
+#[track_caller]
+pub fn batch_normalization(
+    x: &Tensor,
+    mean: &Tensor,
+    variance: &Tensor,
+    axis: isize,
+    offset: Option<&Tensor>,
+    scale: Option<&Tensor>,
+    epsilon: f64,
+) -> Result<Tensor> {
+    let ax = normalize_axis(axis, x.ndim(), "batch_normalization")?;
+    let n = x.shape()[ax];
+    let mut shape = vec![1isize; x.ndim()];
+    shape[ax] = n as isize;
+    let r = |t: &Tensor, what: &str| {
+        if t.size() != n {
+            return Err(crate::error::KilnError::invalid(
+                "batch_normalization",
+                format!(
+                    "{what} has {} elements, x has {n} on axis {axis}; they must match",
+                    t.size()
+                ),
+            ));
+        }
+        super::shape::reshape(t, &shape)
+    };
+    let mut inv = super::elementwise::rsqrt(&add(&r(variance, "variance")?, epsilon)?)?;
+    if let Some(s) = scale {
+        inv = multiply(&inv, &r(s, "scale")?)?;
+    }
+    let mut res = negative(&multiply(&r(mean, "mean")?, &inv)?)?;
+    if let Some(o) = offset {
+        res = add(&res, &r(o, "offset")?)?;
+    }
+    add(&multiply(x, &inv)?, &res)
+}

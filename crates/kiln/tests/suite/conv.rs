@@ -282,6 +282,25 @@ fn layer_from_keras(class: &str, c: &Value) -> Box<dyn kiln::nn::Layer> {
         "GlobalAveragePooling2D" => global_layer!(GlobalAveragePooling2D),
         "GlobalMaxPooling1D" => global_layer!(GlobalMaxPooling1D),
         "GlobalMaxPooling2D" => global_layer!(GlobalMaxPooling2D),
+        "LayerNormalization" => Box::new(
+            LayerNormalization::new()
+                .axis(c["axis"][0].as_i64().unwrap() as isize)
+                .epsilon(c["epsilon"].as_f64().unwrap())
+                .center(c["center"].as_bool().unwrap())
+                .scale(c["scale"].as_bool().unwrap()),
+        ),
+        "BatchNormalization" => Box::new(
+            BatchNormalization::new()
+                .axis(c["axis"].as_i64().unwrap() as isize)
+                .momentum(c["momentum"].as_f64().unwrap())
+                .epsilon(c["epsilon"].as_f64().unwrap())
+                .center(c["center"].as_bool().unwrap())
+                .scale(c["scale"].as_bool().unwrap()),
+        ),
+        "Embedding" => Box::new(Embedding::new(
+            c["input_dim"].as_u64().unwrap() as usize,
+            c["output_dim"].as_u64().unwrap() as usize,
+        )),
         other => panic!("no fixture layer {other}"),
     }
 }
@@ -331,29 +350,51 @@ fn conv_and_pooling_layers_match_keras() {
                 .map(|w| t64(w).to_backend(engine).unwrap())
                 .collect();
             let call = CallContext {
-                training: false,
+                training: c["training"].as_bool().unwrap_or(false),
                 seed: 0,
             };
             let r = t64(&c["r"]).to_backend(engine).unwrap();
-            let mut params = vec![x.clone()];
+            // Integer inputs (Embedding's indices) have no gradient: only the weights do.
+            let wrt_x = !c["grad_x"].is_null();
+            let mut params = if wrt_x { vec![x.clone()] } else { vec![] };
             params.extend(weights.iter().cloned());
             let refs: Vec<&Tensor> = params.iter().collect();
             let mut out = None;
-            let grads = autodiff::grad(
+            let mut grads = autodiff::grad(
                 |p| {
-                    let y = stateless_call(layer.as_mut(), &p[1..], &p[0], &call)?;
+                    let (xin, ws) = if wrt_x { (&p[0], &p[1..]) } else { (&x, p) };
+                    let y = stateless_call(layer.as_mut(), ws, xin, &call)?;
                     out = Some(autodiff::stop_gradient(&y));
                     ops::sum(&ops::multiply(&y, &r)?, None, false)
                 },
                 &refs,
             )
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if !wrt_x {
+                grads.insert(0, x.clone());
+            }
             let y = out.unwrap();
             let want_shape: Vec<Option<usize>> =
                 decode(&c["output"]).0.into_iter().map(Some).collect();
             assert_eq!(layer.output_shape(&in_shape).unwrap(), want_shape, "{name}");
             assert_close(name, "output", &y, &c["output"]);
-            assert_close(name, "grad x", &grads[0], &c["grad_x"]);
+            if wrt_x {
+                assert_close(name, "grad x", &grads[0], &c["grad_x"]);
+            }
+            // A training call's state updates (BatchNormalization's moving statistics), once
+            // the layer holds the fixture's weights.
+            let n_train = c["trainable_weights"].as_u64().unwrap() as usize;
+            let after = c["non_trainable_after"].as_array().unwrap();
+            if call.training && !after.is_empty() {
+                for (v, w) in layer.variables_mut().into_iter().zip(&weights) {
+                    v.assign(w).unwrap();
+                }
+                layer.call(&x, &call).unwrap();
+                layer.finish_step().unwrap();
+                for (v, want) in layer.variables()[n_train..].iter().zip(after) {
+                    assert_close(name, &format!("{} after", v.name()), v.value(), want);
+                }
+            }
             for (i, (g, want)) in grads[1..]
                 .iter()
                 .zip(c["grad_weights"].as_array().unwrap())
@@ -397,4 +438,90 @@ fn a_sequential_convnet_builds_with_keras_names_and_shapes() {
     ] {
         assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
     }
+}
+
+/// BatchNormalization and Embedding inside `fit`: the moving statistics leave their initial
+/// values (and count as non-trainable parameters), the embedding rows that were looked up
+/// move, the rest stay, and inference uses the moving statistics (a single sample predicts
+/// the same alone as in a batch).
+#[test]
+fn batch_normalization_and_embedding_train_in_a_model() {
+    use kiln::nn::*;
+    let (x, y) = {
+        let x = ops::random_normal(&[64, 4], 0.0, 1.0, Some(DType::Float64), 9, None).unwrap();
+        let xv = x.to_f64_vec().unwrap();
+        let y: Vec<i64> = xv.chunks(4).map(|r| (r[0] > 0.0) as i64).collect();
+        (
+            ArrayData::from_shape_vec(&[64, 4], xv).unwrap(),
+            ArrayData::from_shape_vec(&[64], y).unwrap(),
+        )
+    };
+    let mut m = Sequential::new()
+        .seed(1)
+        .add(Input::new(&[4]))
+        .add(Dense::new(8))
+        .add(BatchNormalization::new())
+        .add(Activation::new("relu"))
+        .add(Dense::new(2));
+    m.compile(
+        Adam::new(0.01),
+        Loss::sparse_categorical_crossentropy(true),
+        &["accuracy"],
+    )
+    .unwrap();
+    m.fit(
+        &x,
+        &y,
+        FitArgs::default().epochs(3).verbose(Verbose::Silent),
+    )
+    .unwrap();
+    assert!(m.summary().unwrap().contains("Non-trainable params: 16"));
+    let w = m.get_weights().unwrap();
+    // dense kernel, bias; gamma, beta, moving_mean, moving_variance; dense_1 kernel, bias.
+    assert!(
+        w[4].to_f64_vec().iter().any(|v| *v != 0.0),
+        "moving mean moved"
+    );
+    assert!(
+        w[5].to_f64_vec().iter().any(|v| *v != 1.0),
+        "moving variance moved"
+    );
+    let one = kiln::datasets::take_rows(&x, &[3]).unwrap();
+    let alone = m.predict(&one, 1).unwrap().to_f64_vec().unwrap();
+    let batch = m.predict(&x, 64).unwrap().to_f64_vec().unwrap();
+    for (a, b) in alone.iter().zip(&batch[6..8]) {
+        assert!((a - b).abs() < 1e-5, "{alone:?} vs {:?}", &batch[6..8]);
+    }
+
+    // Embedding: rows 0..5 are used, rows 5..10 never; only the used rows train.
+    let idx: Vec<f64> = (0..40).map(|i| (i % 5) as f64).collect();
+    let xe = ArrayData::from_shape_vec(&[8, 5], idx).unwrap();
+    let ye = ArrayData::from_shape_vec(&[8], (0..8).map(|i| i % 2).collect::<Vec<i64>>()).unwrap();
+    let mut e = Sequential::new()
+        .seed(2)
+        .add(Input::new(&[5]))
+        .add(Embedding::new(10, 3))
+        .add(Flatten::new())
+        .add(Dense::new(2));
+    e.compile(
+        Adam::new(0.01),
+        Loss::sparse_categorical_crossentropy(true),
+        &[],
+    )
+    .unwrap();
+    e.build(&[5]).unwrap();
+    let before = e.get_weights().unwrap()[0].to_f64_vec();
+    e.fit(
+        &xe,
+        &ye,
+        FitArgs::default().epochs(2).verbose(Verbose::Silent),
+    )
+    .unwrap();
+    let after = e.get_weights().unwrap()[0].to_f64_vec();
+    assert!((0..15).any(|i| before[i] != after[i]), "used rows trained");
+    assert_eq!(&before[15..], &after[15..], "unused rows untouched");
+    // An index outside the table is an error naming it.
+    let bad = ArrayData::from_shape_vec(&[1, 5], vec![0.0, 1.0, 12.0, 0.0, 0.0]).unwrap();
+    let err = e.predict(&bad, 1).unwrap_err().to_string();
+    assert!(err.contains("index 12"), "{err}");
 }

@@ -530,6 +530,22 @@ fn ops_with_arguments_match_finite_differences() {
             }),
         ),
         (
+            "batch_normalization with scale and offset",
+            vec![vec![5, 3], vec![3], vec![3], vec![3], vec![3]],
+            Box::new(|p| {
+                let var = ops::add(&ops::square(&p[2])?, 0.5)?;
+                ops::batch_normalization(&p[0], &p[1], &var, -1, Some(&p[3]), Some(&p[4]), 1e-3)
+            }),
+        ),
+        (
+            "moments over two axes",
+            vec![vec![3, 2, 4]],
+            Box::new(|p| {
+                let (m, v) = ops::moments(&p[0], &[0, 2], false)?;
+                ops::add(&m, &ops::multiply(&v, 3.0)?)
+            }),
+        ),
+        (
             "average_pool 2-d same, stride 1",
             vec![vec![1, 4, 5, 2]],
             Box::new(|p| {

@@ -73,9 +73,13 @@ macro_rules! kernel_layer_builders {
 pub(crate) use kernel_layer_builders;
 
 pub mod conv;
+pub mod embedding;
+pub mod normalization;
 pub mod pooling;
 
 pub use conv::{Conv, Conv1D, Conv2D, Conv3D, Size};
+pub use embedding::Embedding;
+pub use normalization::{BatchNormalization, LayerNormalization};
 pub use pooling::{
     AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -143,6 +147,11 @@ pub trait Layer: Send + std::fmt::Debug {
     /// The variables, mutably (same order).
     fn variables_mut(&mut self) -> Vec<&mut Variable> {
         Vec::new()
+    }
+    /// Applies what the last training call left to do to the layer's own state (the moving
+    /// statistics of `BatchNormalization`); `fit` calls it after each training step.
+    fn finish_step(&mut self) -> Result<()> {
+        Ok(())
     }
     /// The regularization penalty of the current weights, if the layer has regularizers.
     fn regularization(&self) -> Result<Option<Tensor>> {
