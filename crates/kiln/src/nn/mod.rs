@@ -21,6 +21,7 @@
 
 pub mod activations;
 pub mod callbacks;
+pub mod functional;
 pub mod initializers;
 pub mod layers;
 pub mod losses;
@@ -39,13 +40,15 @@ pub use callbacks::precision::{PrecisionMonitor, PrecisionReport};
 pub use callbacks::{
     Callback, History, Logs, ProgbarLogger, StepInfo, TrainControl, TrainParams, Verbose,
 };
+pub use functional::{Functional, Graph, KerasTensor};
 pub use initializers::Initializer;
 pub use layers::{
-    stateless_call, Activation, AveragePooling1D, AveragePooling2D, AveragePooling3D,
-    BatchNormalization, BuildContext, CallContext, Conv, Conv1D, Conv2D, Conv3D, Dense, Dropout,
-    Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D,
-    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, GlobalPool, Identity, Input, Layer,
-    LayerNormalization, MaxPooling1D, MaxPooling2D, MaxPooling3D, Pool, Reshape, Size,
+    stateless_call, Activation, Add, Average, AveragePooling1D, AveragePooling2D, AveragePooling3D,
+    BatchNormalization, BuildContext, CallContext, Concatenate, Conv, Conv1D, Conv2D, Conv3D,
+    Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+    GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, GlobalPool,
+    Identity, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, MaxPooling3D, Maximum,
+    Minimum, Multiply, Pool, Reshape, Size, Subtract,
 };
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};

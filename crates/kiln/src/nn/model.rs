@@ -1273,7 +1273,7 @@ pub(crate) fn permutation(n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
-fn snake(class: &str) -> String {
+pub(crate) fn snake(class: &str) -> String {
     // Keras's to_snake_case: `(.)([A-Z][a-z]+)` -> `\1_\2`, then `([a-z])([A-Z])` -> `\1_\2`,
     // lowercased: `Conv2D` is `conv2d`, `MaxPooling2D` is `max_pooling2d`.
     let c: Vec<char> = class.chars().collect();
@@ -1298,7 +1298,7 @@ fn snake(class: &str) -> String {
     out.to_lowercase()
 }
 
-fn fmt_shape(s: &[Option<usize>]) -> String {
+pub(crate) fn fmt_shape(s: &[Option<usize>]) -> String {
     let parts: Vec<String> = s
         .iter()
         .map(|d| d.map(|d| d.to_string()).unwrap_or("None".into()))

@@ -16,6 +16,7 @@ mod conv;
 mod device_matrix;
 mod dtype_tables;
 mod engines;
+mod functional;
 mod fused;
 mod gradients;
 mod no_panics;

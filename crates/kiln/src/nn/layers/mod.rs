@@ -74,11 +74,13 @@ pub(crate) use kernel_layer_builders;
 
 pub mod conv;
 pub mod embedding;
+pub mod merging;
 pub mod normalization;
 pub mod pooling;
 
 pub use conv::{Conv, Conv1D, Conv2D, Conv3D, Size};
 pub use embedding::Embedding;
+pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::{BatchNormalization, LayerNormalization};
 pub use pooling::{
     AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
@@ -140,6 +142,38 @@ pub trait Layer: Send + std::fmt::Debug {
     fn output_shape(&self, input_shape: &[Option<usize>]) -> Result<Shape>;
     /// The forward computation.
     fn call(&self, x: &Tensor, ctx: &CallContext) -> Result<Tensor>;
+    /// The forward computation on several inputs (merge layers override it; others take
+    /// exactly one).
+    fn call_many(&self, xs: &[Tensor], ctx: &CallContext) -> Result<Tensor> {
+        match xs {
+            [x] => self.call(x, ctx),
+            _ => Err(KilnError::invalid(
+                self.class_name(),
+                format!("layer {:?} takes one input, got {}", self.name(), xs.len()),
+            )),
+        }
+    }
+    /// The output shape for several inputs (see [`call_many`](Layer::call_many)).
+    fn output_shape_many(&self, shapes: &[Shape]) -> Result<Shape> {
+        match shapes {
+            [s] => self.output_shape(s),
+            _ => Err(KilnError::invalid(
+                self.class_name(),
+                format!(
+                    "layer {:?} takes one input, got {}",
+                    self.name(),
+                    shapes.len()
+                ),
+            )),
+        }
+    }
+    /// Builds for several inputs (see [`call_many`](Layer::call_many)).
+    fn build_many(&mut self, shapes: &[Shape], ctx: &mut BuildContext) -> Result<()> {
+        match shapes {
+            [s] => self.build(s, ctx),
+            _ => Ok(()),
+        }
+    }
     /// The variables (trainable first, in creation order).
     fn variables(&self) -> Vec<&Variable> {
         Vec::new()

@@ -1,0 +1,555 @@
+//! Functional models (Keras's functional API): layers called on symbolic tensors, so a model
+//! can branch, merge (`Add`, `Concatenate`, `Multiply`...), share a layer between calls and
+//! nest another model. Shapes are inferred as the graph is built, and a mismatch is an error
+//! naming both layers and both shapes.
+//!
+//! ```
+//! use kiln::nn::{functional::Graph, Add, Dense, Layer};
+//! let mut g = Graph::new();
+//! let x = g.input(&[16]);
+//! let h = g.apply(Dense::new(16).activation("relu"), &[x]).unwrap();
+//! let y = g.apply(Add::new(), &[x, h]).unwrap(); // a residual connection
+//! let out = g.apply(Dense::new(3), &[y]).unwrap();
+//! let model = g.build(&[x], &[out]).unwrap();
+//! assert_eq!(model.output_shape(&[None, Some(16)]).unwrap(), vec![None, Some(3)]);
+//! ```
+//!
+//! A `Functional` is itself a [`Layer`]: train it with `Functional::into_sequential` (one
+//! input and one output; multiple inputs and outputs build and predict, but `fit` takes one
+//! of each for now), or nest it inside another model.
+
+use super::layers::{BuildContext, CallContext, Layer, Shape};
+use crate::error::{KilnError, Result};
+use crate::tensor::{Tensor, Variable};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static GRAPHS: AtomicUsize = AtomicUsize::new(0);
+
+/// A symbolic tensor: the output of a node of one [`Graph`] (Keras's `KerasTensor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KerasTensor {
+    graph: usize,
+    node: usize,
+}
+
+/// A layer added to a graph, to be called (and shared) by [`Graph::call`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerId {
+    graph: usize,
+    index: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    /// `None` for an input.
+    layer: Option<usize>,
+    inputs: Vec<usize>,
+    /// With the batch axis (`None`).
+    shape: Shape,
+}
+
+/// Builds a functional model one call at a time.
+#[derive(Debug)]
+pub struct Graph {
+    id: usize,
+    layers: Vec<Box<dyn Layer>>,
+    nodes: Vec<Node>,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph {
+            id: GRAPHS.fetch_add(1, Ordering::Relaxed),
+            layers: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+    /// A model input of `shape` per sample (Keras's `keras.Input(shape=...)`).
+    pub fn input(&mut self, shape: &[usize]) -> KerasTensor {
+        self.nodes.push(Node {
+            layer: None,
+            inputs: Vec::new(),
+            shape: std::iter::once(None)
+                .chain(shape.iter().map(|d| Some(*d)))
+                .collect(),
+        });
+        KerasTensor {
+            graph: self.id,
+            node: self.nodes.len() - 1,
+        }
+    }
+    /// Adds a layer without calling it (call it, once or more, with [`call`](Self::call)).
+    pub fn layer(&mut self, layer: impl Layer + 'static) -> LayerId {
+        let mut layer: Box<dyn Layer> = Box::new(layer);
+        // Keras names a layer when it is made: `dense`, `dense_1`, ... (so errors can say).
+        if layer.name().is_empty() {
+            let base = super::model::snake(layer.class_name());
+            let n = self
+                .layers
+                .iter()
+                .filter(|l| {
+                    l.name() == base
+                        || l.name()
+                            .strip_prefix(&format!("{base}_"))
+                            .is_some_and(|r| r.parse::<usize>().is_ok())
+                })
+                .count();
+            layer.set_name(if n == 0 { base } else { format!("{base}_{n}") });
+        }
+        self.layers.push(layer);
+        LayerId {
+            graph: self.id,
+            index: self.layers.len() - 1,
+        }
+    }
+    /// Calls a layer of this graph on symbolic tensors: its output, with the shape inferred.
+    pub fn call(&mut self, layer: LayerId, inputs: &[KerasTensor]) -> Result<KerasTensor> {
+        if layer.graph != self.id || layer.index >= self.layers.len() {
+            return Err(KilnError::invalid(
+                "Graph::call",
+                "the layer belongs to another graph",
+            ));
+        }
+        if inputs.is_empty() {
+            return Err(KilnError::invalid("Graph::call", "a layer needs an input"));
+        }
+        for t in inputs {
+            if t.graph != self.id || t.node >= self.nodes.len() {
+                return Err(KilnError::invalid(
+                    "Graph::call",
+                    "a symbolic input belongs to another graph",
+                ));
+            }
+        }
+        let shapes: Vec<Shape> = inputs
+            .iter()
+            .map(|t| self.nodes[t.node].shape.clone())
+            .collect();
+        let l = &self.layers[layer.index];
+        let shape = l.output_shape_many(&shapes).map_err(|e| {
+            let from: Vec<String> = inputs.iter().map(|t| self.describe(t.node)).collect();
+            KilnError::invalid(
+                "Graph::call",
+                format!(
+                    "layer {} ({}) cannot take {} of shape {}: {e}",
+                    self.layer_label(layer.index),
+                    l.class_name(),
+                    from.join(" and "),
+                    shapes
+                        .iter()
+                        .map(|s| super::model::fmt_shape(s))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            )
+        })?;
+        self.nodes.push(Node {
+            layer: Some(layer.index),
+            inputs: inputs.iter().map(|t| t.node).collect(),
+            shape,
+        });
+        Ok(KerasTensor {
+            graph: self.id,
+            node: self.nodes.len() - 1,
+        })
+    }
+    /// Adds a layer and calls it (Keras's `layer(x)`).
+    pub fn apply(
+        &mut self,
+        layer: impl Layer + 'static,
+        inputs: &[KerasTensor],
+    ) -> Result<KerasTensor> {
+        let id = self.layer(layer);
+        self.call(id, inputs)
+    }
+    /// The shape a symbolic tensor will have (batch axis `None`).
+    pub fn shape(&self, t: KerasTensor) -> Option<&[Option<usize>]> {
+        self.nodes.get(t.node).map(|n| n.shape.as_slice())
+    }
+
+    fn layer_label(&self, i: usize) -> String {
+        let n = self.layers[i].name();
+        if n.is_empty() {
+            format!("#{} ({})", i, self.layers[i].class_name())
+        } else {
+            format!("{n:?}")
+        }
+    }
+
+    fn describe(&self, node: usize) -> String {
+        match self.nodes[node].layer {
+            None => format!("input {node}"),
+            Some(l) => format!("the output of {}", self.layer_label(l)),
+        }
+    }
+
+    /// The model from `inputs` to `outputs` (Keras's `Model(inputs, outputs)`).
+    pub fn build(self, inputs: &[KerasTensor], outputs: &[KerasTensor]) -> Result<Functional> {
+        if inputs.is_empty() || outputs.is_empty() {
+            return Err(KilnError::invalid(
+                "Model",
+                "a model needs at least one input and one output",
+            ));
+        }
+        for t in inputs.iter().chain(outputs) {
+            if t.graph != self.id || t.node >= self.nodes.len() {
+                return Err(KilnError::invalid(
+                    "Model",
+                    "a symbolic tensor belongs to another graph",
+                ));
+            }
+        }
+        for t in inputs {
+            if self.nodes[t.node].layer.is_some() {
+                return Err(KilnError::invalid(
+                    "Model",
+                    format!(
+                        "inputs must be Graph::input tensors; {} is not",
+                        self.describe(t.node)
+                    ),
+                ));
+            }
+        }
+        // Every input a needed node reads must be one of the model's inputs.
+        let mut needed = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = outputs.iter().map(|t| t.node).collect();
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut needed[n], true) {
+                continue;
+            }
+            stack.extend(&self.nodes[n].inputs);
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if needed[i] && n.layer.is_none() && !inputs.iter().any(|t| t.node == i) {
+                return Err(KilnError::invalid(
+                    "Model",
+                    format!(
+                        "the outputs depend on input {i}, which is not among the model's inputs"
+                    ),
+                ));
+            }
+        }
+        let f = Functional {
+            name: String::new(),
+            layers: self.layers,
+            nodes: self.nodes,
+            inputs: inputs.iter().map(|t| t.node).collect(),
+            outputs: outputs.iter().map(|t| t.node).collect(),
+            built: false,
+        };
+        Ok(f)
+    }
+}
+
+/// A functional model (Keras's `Functional`): a graph of layer calls from its inputs to its
+/// outputs. It is a [`Layer`], so it nests inside other models.
+#[derive(Debug)]
+pub struct Functional {
+    name: String,
+    layers: Vec<Box<dyn Layer>>,
+    nodes: Vec<Node>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    built: bool,
+}
+
+impl Functional {
+    /// A name (default `functional`).
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = n.into();
+        self
+    }
+    /// The model's layers (each once, shared or not).
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+    /// The per-sample shape of the first input.
+    pub fn input_shape(&self) -> Vec<usize> {
+        self.nodes[self.inputs[0]].shape[1..]
+            .iter()
+            .map(|d| d.unwrap_or(0))
+            .collect()
+    }
+    /// A trainable model around it (one input, one output): `Sequential` of an `Input` of
+    /// its input shape and this model.
+    pub fn into_sequential(self) -> Result<super::model::Sequential> {
+        if self.inputs.len() != 1 || self.outputs.len() != 1 {
+            return Err(KilnError::invalid(
+                "Functional",
+                format!(
+                    "fit takes models of one input and one output for now; this one has {} and {}",
+                    self.inputs.len(),
+                    self.outputs.len()
+                ),
+            ));
+        }
+        let shape = self.input_shape();
+        let name = self.name.clone();
+        let s = super::model::Sequential::new()
+            .name(if name.is_empty() { "functional" } else { &name })
+            .add(super::layers::Input::new(&shape))
+            .add(self);
+        Ok(s)
+    }
+
+    /// Runs the graph on one tensor per input: one tensor per output.
+    pub fn call_all(&self, xs: &[Tensor], ctx: &CallContext) -> Result<Vec<Tensor>> {
+        if xs.len() != self.inputs.len() {
+            return Err(KilnError::invalid(
+                "Functional",
+                format!(
+                    "model {:?} takes {} inputs, got {}",
+                    self.name,
+                    self.inputs.len(),
+                    xs.len()
+                ),
+            ));
+        }
+        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        for (i, x) in self.inputs.iter().zip(xs) {
+            values[*i] = Some(x.clone());
+        }
+        // Nodes only read earlier nodes, so creation order is a topological order.
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(l) = n.layer else { continue };
+            let ins: Vec<Tensor> = n
+                .inputs
+                .iter()
+                .map(|j| {
+                    values[*j].clone().ok_or_else(|| {
+                        KilnError::invalid("Functional", "a node reads a value not computed")
+                    })
+                })
+                .collect::<Result<_>>()?;
+            values[i] = Some(self.layers[l].call_many(&ins, ctx)?);
+        }
+        self.outputs
+            .iter()
+            .map(|o| {
+                values[*o]
+                    .clone()
+                    .ok_or_else(|| KilnError::invalid("Functional", "an output was not computed"))
+            })
+            .collect()
+    }
+
+    /// Keras's summary of a functional model: each layer call with its output shape, its
+    /// parameters and what it is connected to.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "Model: \"{}\"\n{:<34}{:<22}{:>10}  {}\n",
+            if self.name.is_empty() {
+                "functional"
+            } else {
+                &self.name
+            },
+            "Layer (type)",
+            "Output Shape",
+            "Param #",
+            "Connected to"
+        );
+        let mut counted = vec![false; self.layers.len()];
+        let mut total = 0usize;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let (label, params) = match n.layer {
+                None => (format!("input_layer_{i} (InputLayer)"), 0),
+                Some(l) => {
+                    let p: usize = if counted[l] {
+                        0
+                    } else {
+                        counted[l] = true;
+                        self.layers[l]
+                            .variables()
+                            .iter()
+                            .map(|v| v.value().size())
+                            .sum()
+                    };
+                    total += p;
+                    (
+                        format!(
+                            "{} ({})",
+                            self.layers[l].name(),
+                            self.layers[l].class_name()
+                        ),
+                        p,
+                    )
+                }
+            };
+            let from: Vec<String> = n
+                .inputs
+                .iter()
+                .map(|j| match self.nodes[*j].layer {
+                    None => format!("input_layer_{j}"),
+                    Some(l) => self.layers[l].name().to_string(),
+                })
+                .collect();
+            out += &format!(
+                "{:<34}{:<22}{:>10}  {}\n",
+                label,
+                super::model::fmt_shape(&n.shape),
+                params,
+                if from.is_empty() {
+                    "-".into()
+                } else {
+                    from.join(", ")
+                }
+            );
+        }
+        out += &format!("Total params: {total}\n");
+        out
+    }
+}
+
+impl Layer for Functional {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn class_name(&self) -> &'static str {
+        "Functional"
+    }
+    fn build(&mut self, input_shape: &[Option<usize>], ctx: &mut BuildContext) -> Result<()> {
+        if self.inputs.len() != 1 {
+            return Err(KilnError::invalid(
+                "Functional",
+                format!(
+                    "model {:?} has {} inputs; build it with one",
+                    self.name,
+                    self.inputs.len()
+                ),
+            ));
+        }
+        let want = &self.nodes[self.inputs[0]].shape;
+        if want.len() != input_shape.len()
+            || want
+                .iter()
+                .zip(input_shape)
+                .skip(1)
+                .any(|(a, b)| a.is_some() && b.is_some() && a != b)
+        {
+            return Err(KilnError::invalid(
+                "Functional",
+                format!(
+                    "model {:?} takes inputs of shape {}, got {}",
+                    self.name,
+                    super::model::fmt_shape(want),
+                    super::model::fmt_shape(input_shape)
+                ),
+            ));
+        }
+        let mut built = vec![false; self.layers.len()];
+        for i in 0..self.nodes.len() {
+            let Some(l) = self.nodes[i].layer else {
+                continue;
+            };
+            if built[l] {
+                continue;
+            }
+            let shapes: Vec<Shape> = self.nodes[i]
+                .inputs
+                .iter()
+                .map(|j| self.nodes[*j].shape.clone())
+                .collect();
+            self.layers[l].build_many(&shapes, ctx)?;
+            built[l] = true;
+        }
+        self.built = true;
+        Ok(())
+    }
+    fn output_shape(&self, _input_shape: &[Option<usize>]) -> Result<Shape> {
+        if self.outputs.len() != 1 {
+            return Err(KilnError::invalid(
+                "Functional",
+                format!("model {:?} has {} outputs", self.name, self.outputs.len()),
+            ));
+        }
+        Ok(self.nodes[self.outputs[0]].shape.clone())
+    }
+    fn call(&self, x: &Tensor, ctx: &CallContext) -> Result<Tensor> {
+        let mut out = self.call_all(std::slice::from_ref(x), ctx)?;
+        if out.len() != 1 {
+            return Err(KilnError::invalid(
+                "Functional",
+                format!(
+                    "model {:?} has {} outputs; use call_all",
+                    self.name,
+                    out.len()
+                ),
+            ));
+        }
+        Ok(out.remove(0))
+    }
+    fn finish_step(&mut self) -> Result<()> {
+        self.layers.iter_mut().try_for_each(|l| l.finish_step())
+    }
+    fn variables(&self) -> Vec<&Variable> {
+        let mut v: Vec<&Variable> = Vec::new();
+        for l in &self.layers {
+            v.extend(l.variables());
+        }
+        v
+    }
+    fn variables_mut(&mut self) -> Vec<&mut Variable> {
+        let mut v: Vec<&mut Variable> = Vec::new();
+        for l in self.layers.iter_mut() {
+            v.extend(l.variables_mut());
+        }
+        v
+    }
+    fn regularization(&self) -> Result<Option<Tensor>> {
+        let mut total: Option<Tensor> = None;
+        for l in &self.layers {
+            if let Some(p) = l.regularization()? {
+                total = Some(match total {
+                    Some(t) => crate::ops::add(&t, &p)?,
+                    None => p,
+                });
+            }
+        }
+        Ok(total)
+    }
+    fn config(&self) -> serde_json::Value {
+        let layer_of = |n: usize| -> serde_json::Value {
+            match self.nodes[n].layer {
+                None => json!(format!("input_layer_{n}")),
+                Some(l) => json!(self.layers[l].name()),
+            }
+        };
+        let layers: Vec<serde_json::Value> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let inbound: Vec<serde_json::Value> = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.layer == Some(i))
+                    .map(|n| json!(n.inputs.iter().map(|j| layer_of(*j)).collect::<Vec<_>>()))
+                    .collect();
+                json!({
+                    "class_name": l.class_name(),
+                    "name": l.name(),
+                    "config": l.config(),
+                    "inbound_nodes": inbound,
+                })
+            })
+            .collect();
+        json!({
+            "name": if self.name.is_empty() { "functional" } else { &self.name },
+            "trainable": self.trainable(),
+            "layers": layers,
+            "input_layers": self.inputs.iter().map(|n| layer_of(*n)).collect::<Vec<_>>(),
+            "output_layers": self.outputs.iter().map(|n| layer_of(*n)).collect::<Vec<_>>(),
+        })
+    }
+}
