@@ -118,8 +118,15 @@ def layer_case(name, layer, x_shape, reference=None, x=None, training=False, sta
     layer.build(x.shape)
     tw = [arr(w.shape) for w in layer.trainable_weights]
     # Non-trainable weights are variances or means: keep variances positive.
-    ntw = [rng.uniform(0.5, 1.5, w.shape) if "variance" in w.name else arr(w.shape)
-           for w in layer.non_trainable_weights]
+    # (A seed generator's state, as SpatialDropout's, keeps its value and is not a weight.)
+    def state(v):
+        if "variance" in v.name:
+            return rng.uniform(0.5, 1.5, v.shape)
+        if "mean" in v.name:
+            return arr(v.shape)
+        return np.asarray(v.value)
+    ntw = [state(v) for v in layer.non_trainable_variables]
+    stats = [i for i, v in enumerate(layer.non_trainable_variables) if "mean" in v.name or "variance" in v.name]
 
     def call(ws, x):
         # Only layers whose call takes `training` get it (Keras passes it where accepted).
@@ -161,9 +168,9 @@ def layer_case(name, layer, x_shape, reference=None, x=None, training=False, sta
         "config": {k: v for k, v in cfg.items() if k not in ("dtype", "name", "trainable")},
         "training": training,
         "x": enc(x),
-        "weights": [enc(w) for w in tw + ntw],
+        "weights": [enc(w) for w in tw + [ntw[i] for i in stats]],
         "trainable_weights": len(tw),
-        "non_trainable_after": [enc(w) for w in new_ntw],
+        "non_trainable_after": [enc(new_ntw[i]) for i in stats],
         "output": enc(y),
         "r": enc(r),
         "grad_x": enc(gx) if gx is not None else None,
@@ -227,6 +234,30 @@ layer_case("batch_normalization_training", L.BatchNormalization(momentum=0.9), [
 layer_case("batch_normalization_conv_training", L.BatchNormalization(), [2, 3, 3, 5], training=True,
            reference=batch_norm(True), state_reference=moving(0.99))
 layer_case("embedding", L.Embedding(7, 3), None, x=rng.integers(0, 7, size=(2, 5)))
+
+layer_case("zero_padding2d", L.ZeroPadding2D(((1, 2), (0, 1))), [2, 3, 4, 2])
+layer_case("zero_padding1d", L.ZeroPadding1D(2), [2, 3, 2])
+layer_case("cropping2d", L.Cropping2D(((1, 0), (1, 2))), [2, 4, 5, 3])
+layer_case("cropping1d", L.Cropping1D((1, 2)), [2, 6, 2])
+layer_case("up_sampling2d", L.UpSampling2D((2, 3)), [2, 2, 3, 2])
+layer_case("up_sampling1d", L.UpSampling1D(3), [2, 3, 2])
+
+
+def group_norm(groups, eps=1e-3):
+    # The formula of Keras's GroupNormalization in jnp (Keras rounds float64 to float32).
+    def f(x, ws, ntw):
+        c = x.shape[-1]
+        r = x.reshape(x.shape[:-1] + (groups, c // groups))
+        axes = tuple(i for i in range(1, r.ndim) if i != r.ndim - 2)
+        m, v = jnp.mean(r, axis=axes, keepdims=True), jnp.var(r, axis=axes, keepdims=True)
+        g = ws[0].reshape((1,) * (r.ndim - 2) + (groups, c // groups))
+        b = ws[1].reshape((1,) * (r.ndim - 2) + (groups, c // groups))
+        return ((r - m) * jax.lax.rsqrt(v + eps) * g + b).reshape(x.shape)
+    return f
+
+
+layer_case("group_normalization", L.GroupNormalization(groups=2), [2, 3, 3, 4], reference=group_norm(2))
+layer_case("spatial_dropout2d_inference", L.SpatialDropout2D(0.3), [2, 3, 3, 4])
 
 with open(OUT, "w") as f:
     json.dump({"generator": "scripts/gen_conv_fixtures.py", "keras": keras.__version__,

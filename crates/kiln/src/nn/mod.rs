@@ -42,13 +42,17 @@ pub use callbacks::{
 };
 pub use functional::{Functional, Graph, KerasTensor};
 pub use initializers::Initializer;
+pub use layers::reshaping::{
+    Cropping1D, Cropping2D, Cropping3D, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,
+    UpSampling1D, UpSampling2D, UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
+};
 pub use layers::{
     stateless_call, Activation, Add, Average, AveragePooling1D, AveragePooling2D, AveragePooling3D,
     BatchNormalization, BuildContext, CallContext, Concatenate, Conv, Conv1D, Conv2D, Conv3D,
     Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
     GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, GlobalPool,
-    Identity, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D, MaxPooling3D, Maximum,
-    Minimum, Multiply, Pool, Reshape, Size, Subtract,
+    GroupNormalization, Identity, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D,
+    MaxPooling3D, Maximum, Minimum, Multiply, Pool, Reshape, Size, Subtract,
 };
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};

@@ -227,6 +227,17 @@ fn bad_convolution_arguments_are_errors() {
     assert_eq!(Padding::parse("SAME").unwrap(), Padding::Same);
 }
 
+/// Keras's padding / cropping margins: `[a, b]` (1-d) or `[[a, b], [c, d]]`.
+fn margins(v: &Value) -> Vec<(usize, usize)> {
+    let a = v.as_array().unwrap();
+    let n = |x: &Value| x.as_u64().unwrap() as usize;
+    if a[0].is_array() {
+        a.iter().map(|p| (n(&p[0]), n(&p[1]))).collect()
+    } else {
+        vec![(n(&a[0]), n(&a[1]))]
+    }
+}
+
 /// A kiln layer from a Keras class name and config (the keys the fixtures use).
 fn layer_from_keras(class: &str, c: &Value) -> Box<dyn kiln::nn::Layer> {
     use kiln::nn::*;
@@ -297,6 +308,29 @@ fn layer_from_keras(class: &str, c: &Value) -> Box<dyn kiln::nn::Layer> {
                 .center(c["center"].as_bool().unwrap())
                 .scale(c["scale"].as_bool().unwrap()),
         ),
+        "ZeroPadding2D" => Box::new(
+            ZeroPadding2D::new(<[(usize, usize); 2]>::try_from(margins(&c["padding"])).unwrap())
+                .data_format(&s("data_format")),
+        ),
+        "ZeroPadding1D" => Box::new(ZeroPadding1D::new(
+            <[(usize, usize); 1]>::try_from(margins(&c["padding"])).unwrap(),
+        )),
+        "Cropping2D" => Box::new(
+            Cropping2D::new(<[(usize, usize); 2]>::try_from(margins(&c["cropping"])).unwrap())
+                .data_format(&s("data_format")),
+        ),
+        "Cropping1D" => Box::new(Cropping1D::new(
+            <[(usize, usize); 1]>::try_from(margins(&c["cropping"])).unwrap(),
+        )),
+        "UpSampling2D" => Box::new(UpSampling2D::new(a2("size")).data_format(&s("data_format"))),
+        "UpSampling1D" => Box::new(UpSampling1D::new(a1("size"))),
+        "GroupNormalization" => Box::new(
+            GroupNormalization::new()
+                .groups(c["groups"].as_u64().unwrap() as usize)
+                .axis(c["axis"].as_i64().unwrap() as isize)
+                .epsilon(c["epsilon"].as_f64().unwrap()),
+        ),
+        "SpatialDropout2D" => Box::new(SpatialDropout2D::new(c["rate"].as_f64().unwrap())),
         "Embedding" => Box::new(Embedding::new(
             c["input_dim"].as_u64().unwrap() as usize,
             c["output_dim"].as_u64().unwrap() as usize,
@@ -524,4 +558,53 @@ fn batch_normalization_and_embedding_train_in_a_model() {
     let bad = ArrayData::from_shape_vec(&[1, 5], vec![0.0, 1.0, 12.0, 0.0, 0.0]).unwrap();
     let err = e.predict(&bad, 1).unwrap_err().to_string();
     assert!(err.contains("index 12"), "{err}");
+}
+
+/// SpatialDropout2D while training zeroes whole channels of a sample (every position alike)
+/// and scales the rest by 1 / (1 - rate); at inference it is the identity.
+#[test]
+fn spatial_dropout_drops_whole_channels() {
+    use kiln::nn::*;
+    let mut l = SpatialDropout2D::new(0.5);
+    let mut b = BuildContext {
+        policy: DTypePolicy::new("float32").unwrap(),
+        device: Device::Cpu,
+        seed: 0,
+    };
+    l.build(&[None, Some(3), Some(3), Some(8)], &mut b).unwrap();
+    let x = ops::ones(&[4, 3, 3, 8], None, None).unwrap();
+    let y = l
+        .call(
+            &x,
+            &CallContext {
+                training: true,
+                seed: 7,
+            },
+        )
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    let (mut kept, mut dropped) = (0, 0);
+    for s in 0..4 {
+        for c in 0..8 {
+            let vals: Vec<f32> = (0..9).map(|p| y[s * 72 + p * 8 + c]).collect();
+            assert!(vals.iter().all(|v| *v == vals[0]), "{vals:?}");
+            match vals[0] {
+                0.0 => dropped += 1,
+                2.0 => kept += 1,
+                v => panic!("{v}"),
+            }
+        }
+    }
+    assert!(kept > 4 && dropped > 4, "{kept} kept, {dropped} dropped");
+    let same = l
+        .call(
+            &x,
+            &CallContext {
+                training: false,
+                seed: 7,
+            },
+        )
+        .unwrap();
+    assert_eq!(same.to_vec::<f32>().unwrap(), vec![1.0; 288]);
 }

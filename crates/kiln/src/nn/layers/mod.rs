@@ -77,15 +77,21 @@ pub mod embedding;
 pub mod merging;
 pub mod normalization;
 pub mod pooling;
+pub mod reshaping;
 
 pub use conv::{Conv, Conv1D, Conv2D, Conv3D, Size};
 pub use embedding::Embedding;
 pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
-pub use normalization::{BatchNormalization, LayerNormalization};
+pub use normalization::{BatchNormalization, GroupNormalization, LayerNormalization};
 pub use pooling::{
     AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
     GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
     GlobalMaxPooling3D, GlobalPool, MaxPooling1D, MaxPooling2D, MaxPooling3D, Pool,
+};
+pub use reshaping::{
+    Cropping, Cropping1D, Cropping2D, Cropping3D, Margins, SpatialDropout, SpatialDropout1D,
+    SpatialDropout2D, SpatialDropout3D, UpSampling, UpSampling1D, UpSampling2D, UpSampling3D,
+    ZeroPadding, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
 };
 
 /// A shape with a free batch axis (`None` where the size is not known until data comes).

@@ -435,3 +435,142 @@ impl Layer for LayerNormalization {
         )
     }
 }
+
+/// Normalizes each sample over groups of channels (Keras's `GroupNormalization`; defaults:
+/// 32 groups, the last axis, epsilon 1e-3, center and scale). The channels must divide into
+/// the groups; with `groups` equal to the channels it is instance normalization, with 1
+/// layer normalization over every non-batch axis.
+#[derive(Debug)]
+pub struct GroupNormalization {
+    name: String,
+    groups: usize,
+    axis: isize,
+    epsilon: f64,
+    center: bool,
+    scale: bool,
+    policy: Option<DTypePolicy>,
+    gamma: Option<Variable>,
+    beta: Option<Variable>,
+    resolved_axis: usize,
+}
+
+impl Default for GroupNormalization {
+    fn default() -> Self {
+        GroupNormalization {
+            name: String::new(),
+            groups: 32,
+            axis: -1,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            policy: None,
+            gamma: None,
+            beta: None,
+            resolved_axis: 0,
+        }
+    }
+}
+
+impl GroupNormalization {
+    /// Keras's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    norm_builders!();
+    /// The number of channel groups.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+}
+
+impl Layer for GroupNormalization {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn class_name(&self) -> &'static str {
+        "GroupNormalization"
+    }
+    fn build(&mut self, s: &[Option<usize>], ctx: &mut BuildContext) -> Result<()> {
+        let a = axis_of("GroupNormalization", &self.name, self.axis, s)?;
+        let n = known("GroupNormalization", &self.name, s, a)?;
+        if self.groups == 0 || !n.is_multiple_of(self.groups) {
+            return Err(KilnError::invalid(
+                "GroupNormalization",
+                format!(
+                    "layer {:?}: {n} channels do not divide into {} groups",
+                    self.name, self.groups
+                ),
+            ));
+        }
+        self.resolved_axis = a;
+        let policy = *self.policy.get_or_insert(ctx.policy);
+        let mut b = BuildContext {
+            policy,
+            ..ctx.clone()
+        };
+        (self.gamma, self.beta) = affine(&mut b, n, self.scale, self.center)?;
+        ctx.seed = b.seed;
+        Ok(())
+    }
+    fn output_shape(&self, s: &[Option<usize>]) -> Result<Shape> {
+        Ok(s.to_vec())
+    }
+    fn call(&self, x: &Tensor, _ctx: &CallContext) -> Result<Tensor> {
+        let x = widen(x)?;
+        let a = self.resolved_axis;
+        let c = x.shape()[a];
+        // [.., groups, c / groups, ..]: statistics over every non-batch axis but the group's.
+        let mut gs: Vec<isize> = x.shape().iter().map(|d| *d as isize).collect();
+        gs[a] = (c / self.groups) as isize;
+        gs.insert(a, self.groups as isize);
+        let r = ops::reshape(&x, &gs)?;
+        let axes: Vec<isize> = (1..r.ndim())
+            .filter(|i| *i != a)
+            .map(|i| i as isize)
+            .collect();
+        let (mean, var) = ops::moments(&r, &axes, true)?;
+        let mut bs = vec![1isize; r.ndim()];
+        bs[a] = self.groups as isize;
+        bs[a + 1] = (c / self.groups) as isize;
+        let mut inv = ops::rsqrt(&ops::add(&var, self.epsilon)?)?;
+        let v = |t: &Variable| ops::reshape(&ops::cast(t.value(), r.dtype())?, &bs);
+        if let Some(g) = &self.gamma {
+            inv = ops::multiply(&inv, &v(g)?)?;
+        }
+        let mut res = ops::negative(&ops::multiply(&mean, &inv)?)?;
+        if let Some(b) = &self.beta {
+            res = ops::add(&res, &v(b)?)?;
+        }
+        let y = ops::add(&ops::multiply(&r, &inv)?, &res)?;
+        let back: Vec<isize> = x.shape().iter().map(|d| *d as isize).collect();
+        to_compute(&ops::reshape(&y, &back)?, &self.policy)
+    }
+    fn variables(&self) -> Vec<&Variable> {
+        self.gamma.iter().chain(self.beta.iter()).collect()
+    }
+    fn variables_mut(&mut self) -> Vec<&mut Variable> {
+        self.gamma.iter_mut().chain(self.beta.iter_mut()).collect()
+    }
+    fn config(&self) -> serde_json::Value {
+        merge(
+            base_config(&self.name, self.trainable(), self.policy),
+            json!({
+                "groups": self.groups,
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": {"class_name": "Zeros", "config": {}},
+                "gamma_initializer": {"class_name": "Ones", "config": {}},
+                "beta_regularizer": null,
+                "gamma_regularizer": null,
+                "beta_constraint": null,
+                "gamma_constraint": null,
+            }),
+        )
+    }
+}
