@@ -235,6 +235,12 @@ layer_case("batch_normalization_conv_training", L.BatchNormalization(), [2, 3, 3
            reference=batch_norm(True), state_reference=moving(0.99))
 layer_case("embedding", L.Embedding(7, 3), None, x=rng.integers(0, 7, size=(2, 5)))
 
+layer_case("depthwise_conv2d_layer", L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
+           [2, 5, 5, 3])
+layer_case("depthwise_conv2d_strided_channels_first",
+           L.DepthwiseConv2D((2, 3), strides=2, data_format="channels_first"), [1, 2, 6, 7])
+layer_case("separable_conv2d", L.SeparableConv2D(4, 3, depth_multiplier=2), [2, 6, 5, 3])
+layer_case("separable_conv1d_same", L.SeparableConv1D(3, 3, padding="same", dilation_rate=2), [2, 7, 2])
 layer_case("zero_padding2d", L.ZeroPadding2D(((1, 2), (0, 1))), [2, 3, 4, 2])
 layer_case("zero_padding1d", L.ZeroPadding1D(2), [2, 3, 2])
 layer_case("cropping2d", L.Cropping2D(((1, 0), (1, 2))), [2, 4, 5, 3])

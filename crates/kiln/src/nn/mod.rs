@@ -49,10 +49,11 @@ pub use layers::reshaping::{
 pub use layers::{
     stateless_call, Activation, Add, Average, AveragePooling1D, AveragePooling2D, AveragePooling3D,
     BatchNormalization, BuildContext, CallContext, Concatenate, Conv, Conv1D, Conv2D, Conv3D,
-    Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
-    GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, GlobalPool,
-    GroupNormalization, Identity, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D,
-    MaxPooling3D, Maximum, Minimum, Multiply, Pool, Reshape, Size, Subtract,
+    Dense, DepthwiseConv1D, DepthwiseConv2D, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+    GlobalMaxPooling3D, GlobalPool, GroupNormalization, Identity, Input, Layer, LayerNormalization,
+    MaxPooling1D, MaxPooling2D, MaxPooling3D, Maximum, Minimum, Multiply, Pool, Reshape,
+    SeparableConv1D, SeparableConv2D, Size, Subtract,
 };
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};

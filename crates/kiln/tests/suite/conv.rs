@@ -308,6 +308,36 @@ fn layer_from_keras(class: &str, c: &Value) -> Box<dyn kiln::nn::Layer> {
                 .center(c["center"].as_bool().unwrap())
                 .scale(c["scale"].as_bool().unwrap()),
         ),
+        "DepthwiseConv2D" => Box::new(
+            DepthwiseConv2D::new(a2("kernel_size"))
+                .strides(a2("strides"))
+                .padding(&s("padding"))
+                .data_format(&s("data_format"))
+                .dilation_rate(a2("dilation_rate"))
+                .depth_multiplier(c["depth_multiplier"].as_u64().unwrap() as usize)
+                .activation(&s("activation"))
+                .use_bias(b()),
+        ),
+        "SeparableConv2D" => Box::new(
+            SeparableConv2D::new(f(), a2("kernel_size"))
+                .strides(a2("strides"))
+                .padding(&s("padding"))
+                .data_format(&s("data_format"))
+                .dilation_rate(a2("dilation_rate"))
+                .depth_multiplier(c["depth_multiplier"].as_u64().unwrap() as usize)
+                .activation(&s("activation"))
+                .use_bias(b()),
+        ),
+        "SeparableConv1D" => Box::new(
+            SeparableConv1D::new(f(), a1("kernel_size"))
+                .strides(a1("strides"))
+                .padding(&s("padding"))
+                .data_format(&s("data_format"))
+                .dilation_rate(a1("dilation_rate"))
+                .depth_multiplier(c["depth_multiplier"].as_u64().unwrap() as usize)
+                .activation(&s("activation"))
+                .use_bias(b()),
+        ),
         "ZeroPadding2D" => Box::new(
             ZeroPadding2D::new(<[(usize, usize); 2]>::try_from(margins(&c["padding"])).unwrap())
                 .data_format(&s("data_format")),

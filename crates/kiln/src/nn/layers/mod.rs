@@ -79,7 +79,10 @@ pub mod normalization;
 pub mod pooling;
 pub mod reshaping;
 
-pub use conv::{Conv, Conv1D, Conv2D, Conv3D, Size};
+pub use conv::{
+    Conv, Conv1D, Conv2D, Conv3D, DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv,
+    SeparableConv1D, SeparableConv2D, Size,
+};
 pub use embedding::Embedding;
 pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
 pub use normalization::{BatchNormalization, GroupNormalization, LayerNormalization};
