@@ -55,6 +55,10 @@ REDUCTIONS = ["sum", "mean", "prod", "max", "min", "argmax", "argmin", "all", "a
 ACTIVATIONS = ["relu", "relu6", "sigmoid", "gelu", "gelu_exact", "silu", "softplus", "elu",
                "leaky_relu"]
 NN_ROW = ["softmax", "log_softmax", "logsumexp"]
+# Registry ops whose by-name call reshapes the input to a 1-d signal (a kernel the size of
+# the input would be quadratic): they are timed where they are used, in the convnet of
+# scripts/compare_training.py.
+SHAPED = ["conv", "max_pool", "average_pool"]
 
 
 def registry():
@@ -186,12 +190,14 @@ def cases(unary, binary, only):
             full = dtype == "float32"
             sel = lambda op: full or op in MEMORY_BOUND
             for op in unary:
+                if op in SHAPED:
+                    continue
                 if sel(op):
                     add(op, dtype, [shp], size, **rng_kw(UNARY_RANGE, op))
             if full:
                 add("gelu_exact", dtype, [shp], size)
             for op in binary:
-                if op in ("matmul", "dot"):
+                if op in ("matmul", "dot") or op in SHAPED:
                     continue
                 if sel(op):
                     add(op, dtype, [shp, shp], size, **rng_kw(BINARY_RANGE, op))

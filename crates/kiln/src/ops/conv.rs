@@ -438,12 +438,10 @@ fn pool_setup(
     data_format: DataFormat,
 ) -> Result<(Tensor, Window)> {
     if !inputs.dtype().is_float() || inputs.dtype().is_complex() {
-        return Err(KilnError::invalid(
+        return Err(KilnError::not_allowed(
             op,
-            format!(
-                "takes real float inputs, got {}; cast them first",
-                inputs.dtype()
-            ),
+            &[inputs.dtype()],
+            "pools take real float inputs; cast them to a float dtype first",
         ));
     }
     let nd = inputs.ndim().checked_sub(2).filter(|d| (1..=3).contains(d));

@@ -246,6 +246,15 @@ registry! {
         "trace" diff => trace(x, 0);
         "zeros_like" diff => zeros_like(x, None);
         "ones_like" diff => ones_like(x, None);
+        // Convolutions and pools on the input flattened to one 1-d channel: [1, n, 1].
+        "max_pool" diff => {
+            let x = reshape(x, &[1, -1, 1])?;
+            max_pool(&x, &[2], None, conv::Padding::Same, conv::DataFormat::ChannelsLast)
+        };
+        "average_pool" diff => {
+            let x = reshape(x, &[1, -1, 1])?;
+            average_pool(&x, &[2], None, conv::Padding::Same, conv::DataFormat::ChannelsLast)
+        };
         // Keras returns one index tensor per axis; stacked here into [ndim, count].
         "nonzero" nodiff => {
             let idx = nonzero(x)?;
@@ -262,6 +271,15 @@ registry! {
             }
         };
         "dot" diff => dot(a, b);
+        // A 1-d convolution of `a` (flattened to [1, n, 1]) with `b` as a [k, 1, 1] kernel.
+        "conv" diff => match (&a, &b) {
+            (Operand::Tensor(x), Operand::Tensor(k)) => {
+                let x = reshape(x, &[1, -1, 1])?;
+                let k = reshape(k, &[-1, 1, 1])?;
+                conv::conv(&x, &k, &[1], conv::Padding::Same, conv::DataFormat::ChannelsLast, &[1])
+            }
+            _ => Err(KilnError::invalid("conv", "operands must be tensors")),
+        };
     }
 }
 
@@ -272,12 +290,12 @@ mod tests {
 
     #[test]
     fn families_and_table_make_one_registry() {
-        // 92 ops: 51 from the family macros, 41 from the table.
+        // 95 ops: 51 from the family macros, 44 from the table.
         assert_eq!(
             elementwise::FAMILY_UNARY.len() + elementwise::FAMILY_BINARY.len(),
             51
         );
-        assert_eq!(UNARY.len() + BINARY.len(), 92);
+        assert_eq!(UNARY.len() + BINARY.len(), 95);
         assert!(UNARY.contains(&"exp") && UNARY.contains(&"softmax"));
         assert!(BINARY.contains(&"mod") && !BINARY.contains(&"r#mod"));
         assert_eq!(differentiable("exp"), Some(true));
