@@ -45,6 +45,8 @@ def case(name, op, inputs, args):
             return keras.ops.conv(x, xs[1], **{**args, "padding": "valid"})
         if op == "conv":
             return keras.ops.conv(xs[0], xs[1], **args)
+        if op == "conv_transpose":
+            return keras.ops.conv_transpose(xs[0], xs[1], **args)
         if op == "depthwise_conv":
             return keras.ops.depthwise_conv(xs[0], xs[1], **args)
         if op == "max_pool":
@@ -92,6 +94,16 @@ case("depthwise_conv2d", "depthwise_conv", [arr([2, 6, 6, 3]), arr([3, 3, 3, 2])
      {"strides": 1, "padding": "valid"})
 case("depthwise_conv2d_same_stride2", "depthwise_conv", [arr([1, 7, 7, 2]), arr([3, 3, 2, 1])],
      {"strides": 2, "padding": "same"})
+case("conv_transpose2d_valid_stride2", "conv_transpose", [arr([2, 3, 4, 2]), arr([3, 3, 4, 2])],
+     {"strides": 2, "padding": "valid"})
+case("conv_transpose2d_same", "conv_transpose", [arr([1, 4, 3, 3]), arr([3, 2, 2, 3])],
+     {"strides": (2, 1), "padding": "same"})
+case("conv_transpose1d_output_padding_dilated", "conv_transpose", [arr([2, 5, 2]), arr([3, 3, 2])],
+     {"strides": 2, "padding": "valid", "output_padding": 1, "dilation_rate": 1})
+case("conv_transpose1d_same_dilated", "conv_transpose", [arr([1, 6, 2]), arr([3, 2, 2])],
+     {"strides": 1, "padding": "same", "dilation_rate": 2})
+case("conv_transpose2d_channels_first", "conv_transpose", [arr([1, 2, 3, 3]), arr([2, 2, 3, 2])],
+     {"strides": 2, "padding": "same", "data_format": "channels_first"})
 case("max_pool2d_valid", "max_pool", [arr([2, 6, 6, 3])], {"pool_size": 2, "strides": 2, "padding": "valid"})
 case("max_pool2d_same_stride1", "max_pool", [arr([1, 5, 5, 2])],
      {"pool_size": 3, "strides": 1, "padding": "same"})
@@ -241,6 +253,8 @@ layer_case("depthwise_conv2d_strided_channels_first",
            L.DepthwiseConv2D((2, 3), strides=2, data_format="channels_first"), [1, 2, 6, 7])
 layer_case("separable_conv2d", L.SeparableConv2D(4, 3, depth_multiplier=2), [2, 6, 5, 3])
 layer_case("separable_conv1d_same", L.SeparableConv1D(3, 3, padding="same", dilation_rate=2), [2, 7, 2])
+layer_case("conv2d_transpose", L.Conv2DTranspose(3, 3, strides=2, padding="same", activation="relu"), [2, 3, 3, 2])
+layer_case("conv1d_transpose_valid", L.Conv1DTranspose(2, 3, strides=2, output_padding=1), [2, 4, 3])
 layer_case("zero_padding2d", L.ZeroPadding2D(((1, 2), (0, 1))), [2, 3, 4, 2])
 layer_case("zero_padding1d", L.ZeroPadding1D(2), [2, 3, 2])
 layer_case("cropping2d", L.Cropping2D(((1, 0), (1, 2))), [2, 4, 5, 3])

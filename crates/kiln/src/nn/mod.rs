@@ -48,12 +48,13 @@ pub use layers::reshaping::{
 };
 pub use layers::{
     stateless_call, Activation, Add, Average, AveragePooling1D, AveragePooling2D, AveragePooling3D,
-    BatchNormalization, BuildContext, CallContext, Concatenate, Conv, Conv1D, Conv2D, Conv3D,
-    Dense, DepthwiseConv1D, DepthwiseConv2D, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
-    GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-    GlobalMaxPooling3D, GlobalPool, GroupNormalization, Identity, Input, Layer, LayerNormalization,
-    MaxPooling1D, MaxPooling2D, MaxPooling3D, Maximum, Minimum, Multiply, Pool, Reshape,
-    SeparableConv1D, SeparableConv2D, Size, Subtract,
+    BatchNormalization, BuildContext, CallContext, Concatenate, Conv, Conv1D, Conv1DTranspose,
+    Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose, Dense, DepthwiseConv1D, DepthwiseConv2D,
+    Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+    GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, GlobalPool,
+    GroupNormalization, Identity, Input, Layer, LayerNormalization, MaxPooling1D, MaxPooling2D,
+    MaxPooling3D, Maximum, Minimum, Multiply, Pool, Reshape, SeparableConv1D, SeparableConv2D,
+    Size, Subtract,
 };
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};

@@ -13,7 +13,7 @@
 use super::elementwise::divide;
 use super::linalg::matmul;
 use super::reduce::{max, sum};
-use super::shape::{pad, reshape, select, transpose};
+use super::shape::{flip, pad, reshape, scatter_add_rows, select, transpose};
 use crate::error::{KilnError, Result};
 use crate::tensor::Tensor;
 
@@ -511,4 +511,162 @@ pub fn average_pool(
         x.upload_like(crate::precision::report::convert_with_report(&counts, x.dtype()).0)?;
     let y = divide(&s, &counts)?;
     from_channels_last(reshape(&y, &out_shape(n, &w, c))?, data_format)
+}
+
+/// Keras's padding of a transposed convolution along one axis (its
+/// `_convert_conv_transpose_padding_args_from_keras_to_jax`): `(left, right)` around the
+/// stride-dilated input.
+fn transpose_padding(
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+    output_padding: Option<usize>,
+) -> (usize, usize) {
+    let k = (kernel - 1) * dilation + 1;
+    match padding {
+        Padding::Same => {
+            let pad_len = match output_padding {
+                None => stride + k - 2,
+                Some(o) => k + k % 2 - 2 + o,
+            };
+            let left = (pad_len / 2 + pad_len % 2).min(k - 1);
+            (left, pad_len - left)
+        }
+        _ => {
+            let o = output_padding.unwrap_or(k.max(stride) - k);
+            (k - 1, k - 1 + o)
+        }
+    }
+}
+
+/// Transposed convolution (Keras's `ops.conv_transpose`, the gradient of `conv` with respect
+/// to its input): `kernel` `[*window, filters, channels]`; `valid` output
+/// `(in - 1) * stride + max(window, stride)`, `same` output `in * stride` (unless
+/// `output_padding` says otherwise), as Keras computes them. Composed as a scatter of the
+/// input into its stride-dilated grid (`IndexAdd`), padding, and a convolution with the
+/// flipped kernel.
+#[track_caller]
+pub fn conv_transpose(
+    inputs: &Tensor,
+    kernel: &Tensor,
+    strides: &[usize],
+    padding: Padding,
+    output_padding: Option<&[usize]>,
+    data_format: DataFormat,
+    dilation_rate: &[usize],
+) -> Result<Tensor> {
+    let op = "conv_transpose";
+    let nd = kernel.ndim().checked_sub(2).filter(|d| (1..=3).contains(d));
+    let Some(nd) = nd else {
+        return Err(KilnError::invalid(
+            op,
+            format!(
+                "the kernel needs 3 to 5 axes ([*window, filters, channels]), got shape {:?}",
+                kernel.shape()
+            ),
+        ));
+    };
+    if padding == Padding::Causal {
+        return Err(KilnError::invalid(
+            op,
+            "padding must be \"valid\" or \"same\"",
+        ));
+    }
+    let x = to_channels_last(op, inputs, data_format, nd)?;
+    let ks = kernel.shape().to_vec();
+    let (n, c) = (x.shape()[0], x.shape()[nd + 1]);
+    if ks[nd + 1] != c {
+        return Err(KilnError::invalid(
+            op,
+            format!(
+                "inputs have {c} channels but the kernel {ks:?} takes {} (its last axis)",
+                ks[nd + 1]
+            ),
+        ));
+    }
+    let strides = per_axis(op, "strides", strides, nd)?;
+    let dil = per_axis(op, "dilation_rate", dilation_rate, nd)?;
+    let outp = match output_padding {
+        None => None,
+        Some(o) => Some(match o.len() {
+            1 => vec![o[0]; nd],
+            l if l == nd => o.to_vec(),
+            l => {
+                return Err(KilnError::invalid(
+                    op,
+                    format!("output_padding has {l} values for {nd} spatial axes"),
+                ))
+            }
+        }),
+    };
+    let input: Vec<usize> = x.shape()[1..=nd].to_vec();
+    // The stride-dilated grid: input position i lands at i * stride.
+    let dilated: Vec<usize> = input
+        .iter()
+        .zip(&strides)
+        .map(|(d, s)| (d.max(&1) - 1) * s + 1)
+        .collect();
+    let mut dstride = vec![1usize; nd];
+    for i in (0..nd.saturating_sub(1)).rev() {
+        dstride[i] = dstride[i + 1] * dilated[i + 1];
+    }
+    let n_in: usize = input.iter().product();
+    let n_dil: usize = dilated.iter().product();
+    let mut idx = Vec::with_capacity(n_in);
+    let mut pos = vec![0usize; nd];
+    for _ in 0..n_in {
+        idx.push((0..nd).map(|i| pos[i] * strides[i] * dstride[i]).sum());
+        odometer(&mut pos, &input);
+    }
+    let flat = reshape(&x, &[n as isize, n_in as isize, c as isize])?;
+    let xd = if strides.iter().all(|s| *s == 1) {
+        flat
+    } else {
+        scatter_add_rows(&flat, &idx, 1, n_dil)?
+    };
+    let mut shape = vec![n as isize];
+    shape.extend(dilated.iter().map(|d| *d as isize));
+    shape.push(c as isize);
+    let xd = reshape(&xd, &shape)?;
+    let mut widths = vec![(0, 0)];
+    for i in 0..nd {
+        widths.push(transpose_padding(
+            ks[i],
+            strides[i],
+            dil[i],
+            padding,
+            outp.as_ref().map(|o| o[i]),
+        ));
+    }
+    widths.push((0, 0));
+    let xp = pad(&xd, &widths, 0.0)?;
+    // Flip the window and swap the channel axes: [*window, channels, filters].
+    let spatial: Vec<isize> = (0..nd as isize).collect();
+    let mut perm: Vec<usize> = (0..nd).collect();
+    perm.extend([nd + 1, nd]);
+    let k = transpose(&flip(kernel, Some(&spatial))?, Some(&perm))?;
+    let y = conv(
+        &xp,
+        &k,
+        &[1],
+        Padding::Valid,
+        DataFormat::ChannelsLast,
+        &dil,
+    )?;
+    from_channels_last(y, data_format)
+}
+
+/// The output size of a transposed convolution along one axis (Keras's).
+pub(crate) fn transpose_output(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+    output_padding: Option<usize>,
+) -> usize {
+    let (l, r) = transpose_padding(kernel, stride, dilation, padding, output_padding);
+    let k = (kernel - 1) * dilation + 1;
+    ((input.max(1) - 1) * stride + 1 + l + r + 1).saturating_sub(k)
 }

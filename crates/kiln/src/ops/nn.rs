@@ -5,7 +5,9 @@
 //! evaluates `exp` of a large positive number, `softmax`/`log_softmax` shift by the
 //! maximum, `softplus` is `max(x, 0) + log1p(exp(-|x|))`.
 
-pub use super::conv::{average_pool, conv, depthwise_conv, max_pool, DataFormat, Padding};
+pub use super::conv::{
+    average_pool, conv, conv_transpose, depthwise_conv, max_pool, DataFormat, Padding,
+};
 use super::elementwise::*;
 use super::prim::{apply_fused, Prim};
 use super::rules::{self, UnaryRule};

@@ -346,6 +346,17 @@ pub(crate) fn select(x: &Tensor, indices: &[usize], axis: usize) -> Result<Tenso
     apply(Prim::IndexSelect(indices.to_vec(), axis), &[x])
 }
 
+/// The transpose of [`select`]: slice `j` of `x` along `axis` added at `indices[j]` of a zero
+/// tensor whose `axis` has length `n` (backend primitive; indices in range).
+pub(crate) fn scatter_add_rows(
+    x: &Tensor,
+    indices: &[usize],
+    axis: usize,
+    n: usize,
+) -> Result<Tensor> {
+    apply(Prim::IndexAdd(indices.to_vec(), axis, n), &[x])
+}
+
 /// Repeats the whole tensor `reps` times along each axis (NumPy `tile`): one broadcast
 /// copy of `x` with a size-1 axis before each repeated one, `[r0, d0, r1, d1, ..]`, then a
 /// free reshape to `[r0 * d0, r1 * d1, ..]`.

@@ -56,6 +56,10 @@ fn run(op: &str, args: &Value, p: &[Tensor]) -> kiln::Result<Tensor> {
     match op {
         "conv" => conv::conv(&p[0], &p[1], &strides, padding, fmt, &dil),
         "depthwise_conv" => conv::depthwise_conv(&p[0], &p[1], &strides, padding, fmt, &dil),
+        "conv_transpose" => {
+            let op = args["output_padding"].as_u64().map(|o| vec![o as usize]);
+            conv::conv_transpose(&p[0], &p[1], &strides, padding, op.as_deref(), fmt, &dil)
+        }
         "max_pool" => {
             let s = ints(&args["strides"], 0);
             ops::max_pool(&p[0], &ints(&args["pool_size"], 1), Some(&s), padding, fmt)
@@ -86,7 +90,7 @@ fn assert_close(name: &str, what: &str, got: &Tensor, want: &Value) {
 fn convolutions_and_pools_match_keras_and_jax_grad() {
     let f = fixtures();
     let cases = f["cases"].as_array().unwrap();
-    assert!(cases.len() >= 19);
+    assert!(cases.len() >= 24);
     for engine in crate::common::engines() {
         let _s = kiln::precision::Scope::new()
             .backend(Some(engine))
@@ -306,6 +310,28 @@ fn layer_from_keras(class: &str, c: &Value) -> Box<dyn kiln::nn::Layer> {
                 .center(c["center"].as_bool().unwrap())
                 .scale(c["scale"].as_bool().unwrap()),
         ),
+        "Conv2DTranspose" => Box::new(
+            Conv2DTranspose::new(f(), a2("kernel_size"))
+                .strides(a2("strides"))
+                .padding(&s("padding"))
+                .data_format(&s("data_format"))
+                .dilation_rate(a2("dilation_rate"))
+                .activation(&s("activation"))
+                .use_bias(b()),
+        ),
+        "Conv1DTranspose" => {
+            let mut l = Conv1DTranspose::new(f(), a1("kernel_size"))
+                .strides(a1("strides"))
+                .padding(&s("padding"))
+                .data_format(&s("data_format"))
+                .dilation_rate(a1("dilation_rate"))
+                .activation(&s("activation"))
+                .use_bias(b());
+            if !c["output_padding"].is_null() {
+                l = l.output_padding(a1("output_padding"));
+            }
+            Box::new(l)
+        }
         "DepthwiseConv2D" => Box::new(
             DepthwiseConv2D::new(a2("kernel_size"))
                 .strides(a2("strides"))

@@ -530,6 +530,22 @@ fn ops_with_arguments_match_finite_differences() {
             }),
         ),
         (
+            "conv_transpose 2-d same, stride 2",
+            vec![vec![1, 3, 2, 2], vec![3, 3, 3, 2]],
+            Box::new(|p| {
+                use kiln::ops::conv::{conv_transpose, DataFormat, Padding};
+                conv_transpose(
+                    &p[0],
+                    &p[1],
+                    &[2],
+                    Padding::Same,
+                    None,
+                    DataFormat::ChannelsLast,
+                    &[1],
+                )
+            }),
+        ),
+        (
             "batch_normalization with scale and offset",
             vec![vec![5, 3], vec![3], vec![3], vec![3], vec![3]],
             Box::new(|p| {

@@ -785,3 +785,216 @@ impl<const N: usize> Layer for SeparableConv<N> {
         )
     }
 }
+
+/// A transposed convolution layer (Keras's `Conv1DTranspose`/`Conv2DTranspose`/
+/// `Conv3DTranspose`): `activation(conv_transpose(x, kernel) + bias)`, kernel
+/// `[*kernel_size, filters, channels]`.
+#[derive(Debug)]
+pub struct ConvTranspose<const N: usize> {
+    name: String,
+    filters: usize,
+    kernel_size: [usize; N],
+    strides: [usize; N],
+    padding: String,
+    output_padding: Option<[usize; N]>,
+    data_format: String,
+    dilation_rate: [usize; N],
+    activation: String,
+    use_bias: bool,
+    kernel_initializer: Initializer,
+    bias_initializer: Initializer,
+    kernel_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
+    policy: Option<DTypePolicy>,
+    act: ActivationFn,
+    kernel: Option<Variable>,
+    bias: Option<Variable>,
+}
+
+/// Keras's `Conv1DTranspose`.
+pub type Conv1DTranspose = ConvTranspose<1>;
+/// Keras's `Conv2DTranspose`.
+pub type Conv2DTranspose = ConvTranspose<2>;
+/// Keras's `Conv3DTranspose`.
+pub type Conv3DTranspose = ConvTranspose<3>;
+
+impl<const N: usize> ConvTranspose<N> {
+    /// `filters` outputs from windows of `kernel_size`, Keras's defaults otherwise.
+    pub fn new(filters: usize, kernel_size: impl Into<Size<N>>) -> Self {
+        ConvTranspose {
+            name: String::new(),
+            filters,
+            kernel_size: kernel_size.into().0,
+            strides: [1; N],
+            padding: "valid".into(),
+            output_padding: None,
+            data_format: "channels_last".into(),
+            dilation_rate: [1; N],
+            activation: "linear".into(),
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
+            policy: None,
+            act: ActivationFn::Linear,
+            kernel: None,
+            bias: None,
+        }
+    }
+    /// Strides per spatial axis.
+    pub fn strides(mut self, s: impl Into<Size<N>>) -> Self {
+        self.strides = s.into().0;
+        self
+    }
+    /// `"valid"` or `"same"`.
+    pub fn padding(mut self, p: &str) -> Self {
+        self.padding = p.into();
+        self
+    }
+    /// Extra size on the right of each spatial axis (Keras's `output_padding`).
+    pub fn output_padding(mut self, o: impl Into<Size<N>>) -> Self {
+        self.output_padding = Some(o.into().0);
+        self
+    }
+    /// `"channels_last"` or `"channels_first"`.
+    pub fn data_format(mut self, f: &str) -> Self {
+        self.data_format = f.into();
+        self
+    }
+    /// Dilation per spatial axis.
+    pub fn dilation_rate(mut self, d: impl Into<Size<N>>) -> Self {
+        self.dilation_rate = d.into().0;
+        self
+    }
+    super::kernel_layer_builders!();
+
+    fn class(&self) -> &'static str {
+        ["Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"][N.clamp(1, 3) - 1]
+    }
+    fn parse(&self) -> Result<(Padding, DataFormat)> {
+        let pad = Padding::parse(&self.padding)?;
+        if pad == Padding::Causal || self.kernel_size.contains(&0) || self.strides.contains(&0) {
+            return Err(KilnError::invalid(
+                self.class(),
+                format!(
+                    "layer {:?}: padding \"valid\" or \"same\", kernel_size and strides at least 1",
+                    self.name
+                ),
+            ));
+        }
+        Ok((pad, DataFormat::parse(&self.data_format)?))
+    }
+}
+
+impl<const N: usize> Layer for ConvTranspose<N> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+    fn class_name(&self) -> &'static str {
+        self.class()
+    }
+    fn build(&mut self, s: &[Option<usize>], ctx: &mut BuildContext) -> Result<()> {
+        self.act = ActivationFn::get(&self.activation)?;
+        let (_, fmt) = self.parse()?;
+        let c = channels::<N>(self.class(), &self.name, s, fmt)?;
+        if self.filters == 0 {
+            return Err(KilnError::invalid(
+                self.class(),
+                "filters must be at least 1",
+            ));
+        }
+        let policy = *self.policy.get_or_insert(ctx.policy);
+        let mut b = BuildContext {
+            policy,
+            ..ctx.clone()
+        };
+        let mut shape = self.kernel_size.to_vec();
+        shape.extend([self.filters, c]);
+        self.kernel = Some(b.variable("kernel", &shape, &self.kernel_initializer)?);
+        if self.use_bias {
+            self.bias = Some(b.variable("bias", &[self.filters], &self.bias_initializer)?);
+        }
+        ctx.seed = b.seed;
+        Ok(())
+    }
+    fn output_shape(&self, s: &[Option<usize>]) -> Result<Shape> {
+        let (pad, fmt) = self.parse()?;
+        let (b, spatial, _) = split_shape(self.class(), &self.name, s, N, fmt)?;
+        let out = spatial
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.map(|d| {
+                    ops::conv::transpose_output(
+                        d,
+                        self.kernel_size[i],
+                        self.strides[i],
+                        self.dilation_rate[i],
+                        pad,
+                        self.output_padding.map(|o| o[i]),
+                    )
+                })
+            })
+            .collect();
+        Ok(join_shape(b, out, Some(self.filters), fmt))
+    }
+    fn call(&self, x: &Tensor, _ctx: &CallContext) -> Result<Tensor> {
+        let kernel = self.kernel.as_ref().ok_or_else(|| {
+            KilnError::invalid(self.class(), format!("layer {:?} is not built", self.name))
+        })?;
+        let (pad, fmt) = self.parse()?;
+        let x = autocast(x, &self.policy)?;
+        let cast = |v: &Variable| autocast(v.value(), &self.policy);
+        let op = self.output_padding.map(|o| o.to_vec());
+        let y = ops::conv::conv_transpose(
+            &x,
+            &cast(kernel)?,
+            &self.strides,
+            pad,
+            op.as_deref(),
+            fmt,
+            &self.dilation_rate,
+        )?;
+        let y = add_bias::<N>(y, self.bias.as_ref().map(cast).transpose()?, fmt)?;
+        self.act.apply(&y)
+    }
+    fn variables(&self) -> Vec<&Variable> {
+        self.kernel.iter().chain(self.bias.iter()).collect()
+    }
+    fn variables_mut(&mut self) -> Vec<&mut Variable> {
+        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
+    }
+    fn regularization(&self) -> Result<Option<Tensor>> {
+        super::penalties(&[
+            (&self.kernel_regularizer, &self.kernel),
+            (&self.bias_regularizer, &self.bias),
+        ])
+    }
+    fn config(&self) -> serde_json::Value {
+        merge(
+            base_config(&self.name, self.trainable(), self.policy),
+            json!({
+                "filters": self.filters,
+                "kernel_size": self.kernel_size.to_vec(),
+                "strides": self.strides.to_vec(),
+                "padding": self.padding,
+                "output_padding": self.output_padding.map(|o| o.to_vec()),
+                "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate.to_vec(),
+                "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": {"class_name": self.kernel_initializer.keras_name(), "config": {}},
+                "bias_initializer": {"class_name": self.bias_initializer.keras_name(), "config": {}},
+                "kernel_regularizer": self.kernel_regularizer.as_ref().map(|r| r.config()),
+                "bias_regularizer": self.bias_regularizer.as_ref().map(|r| r.config()),
+                "activity_regularizer": null,
+                "kernel_constraint": null,
+                "bias_constraint": null,
+            }),
+        )
+    }
+}

@@ -80,8 +80,9 @@ pub mod pooling;
 pub mod reshaping;
 
 pub use conv::{
-    Conv, Conv1D, Conv2D, Conv3D, DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv,
-    SeparableConv1D, SeparableConv2D, Size,
+    Conv, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose, ConvTranspose,
+    DepthwiseConv, DepthwiseConv1D, DepthwiseConv2D, SeparableConv, SeparableConv1D,
+    SeparableConv2D, Size,
 };
 pub use embedding::Embedding;
 pub use merging::{Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract};
