@@ -12,6 +12,14 @@ use crate::ops::conv::{DataFormat, Padding, Window};
 use crate::tensor::{Tensor, Variable};
 use serde_json::json;
 
+/// `value.pipe(f)` is `f(value)`: lets a config be built as one expression.
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
 /// A per-spatial-axis size: one number for every axis (`3`) or one each (`[3, 5]`), as Keras
 /// takes an int or a tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,32 +302,10 @@ impl<const N: usize> Layer for Conv<N> {
             self.fmt,
             &self.dilation_rate,
         )?;
-        if let Some(b) = &self.bias {
-            let b = cast(b)?;
-            let b = match self.fmt {
-                DataFormat::ChannelsLast => b,
-                DataFormat::ChannelsFirst => {
-                    let mut s = vec![self.filters as isize];
-                    s.extend([1; N]);
-                    ops::reshape(&b, &s)?
-                }
-            };
-            y = ops::add(&y, &b)?;
-        }
+        y = add_bias::<N>(y, self.bias.as_ref().map(cast).transpose()?, self.fmt)?;
         self.act.apply(&y)
     }
-    fn variables(&self) -> Vec<&Variable> {
-        self.kernel.iter().chain(self.bias.iter()).collect()
-    }
-    fn variables_mut(&mut self) -> Vec<&mut Variable> {
-        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
-    }
-    fn regularization(&self) -> Result<Option<Tensor>> {
-        super::penalties(&[
-            (&self.kernel_regularizer, &self.kernel),
-            (&self.bias_regularizer, &self.bias),
-        ])
-    }
+    super::kernel_layer_variables!();
     fn config(&self) -> serde_json::Value {
         merge(
             base_config(&self.name, self.trainable(), self.policy),
@@ -331,17 +317,21 @@ impl<const N: usize> Layer for Conv<N> {
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate.to_vec(),
                 "groups": self.groups,
-                "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": {"class_name": self.kernel_initializer.keras_name(), "config": {}},
-                "bias_initializer": {"class_name": self.bias_initializer.keras_name(), "config": {}},
-                "kernel_regularizer": self.kernel_regularizer.as_ref().map(|r| r.config()),
-                "bias_regularizer": self.bias_regularizer.as_ref().map(|r| r.config()),
-                "activity_regularizer": null,
-                "kernel_constraint": null,
-                "bias_constraint": null,
             }),
         )
+        .pipe(|c| {
+            merge(
+                c,
+                super::kernel_config(
+                    &self.activation,
+                    self.use_bias,
+                    &self.kernel_initializer,
+                    &self.bias_initializer,
+                    &self.kernel_regularizer,
+                    &self.bias_regularizer,
+                ),
+            )
+        })
     }
 }
 
@@ -962,18 +952,7 @@ impl<const N: usize> Layer for ConvTranspose<N> {
         let y = add_bias::<N>(y, self.bias.as_ref().map(cast).transpose()?, fmt)?;
         self.act.apply(&y)
     }
-    fn variables(&self) -> Vec<&Variable> {
-        self.kernel.iter().chain(self.bias.iter()).collect()
-    }
-    fn variables_mut(&mut self) -> Vec<&mut Variable> {
-        self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
-    }
-    fn regularization(&self) -> Result<Option<Tensor>> {
-        super::penalties(&[
-            (&self.kernel_regularizer, &self.kernel),
-            (&self.bias_regularizer, &self.bias),
-        ])
-    }
+    super::kernel_layer_variables!();
     fn config(&self) -> serde_json::Value {
         merge(
             base_config(&self.name, self.trainable(), self.policy),
@@ -985,16 +964,20 @@ impl<const N: usize> Layer for ConvTranspose<N> {
                 "output_padding": self.output_padding.map(|o| o.to_vec()),
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate.to_vec(),
-                "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": {"class_name": self.kernel_initializer.keras_name(), "config": {}},
-                "bias_initializer": {"class_name": self.bias_initializer.keras_name(), "config": {}},
-                "kernel_regularizer": self.kernel_regularizer.as_ref().map(|r| r.config()),
-                "bias_regularizer": self.bias_regularizer.as_ref().map(|r| r.config()),
-                "activity_regularizer": null,
-                "kernel_constraint": null,
-                "bias_constraint": null,
             }),
         )
+        .pipe(|c| {
+            merge(
+                c,
+                super::kernel_config(
+                    &self.activation,
+                    self.use_bias,
+                    &self.kernel_initializer,
+                    &self.bias_initializer,
+                    &self.kernel_regularizer,
+                    &self.bias_regularizer,
+                ),
+            )
+        })
     }
 }

@@ -72,6 +72,49 @@ macro_rules! kernel_layer_builders {
 }
 pub(crate) use kernel_layer_builders;
 
+/// The `Layer` methods every kernel-and-bias layer shares: its variables and their
+/// regularization.
+macro_rules! kernel_layer_variables {
+    () => {
+        fn variables(&self) -> Vec<&Variable> {
+            self.kernel.iter().chain(self.bias.iter()).collect()
+        }
+        fn variables_mut(&mut self) -> Vec<&mut Variable> {
+            self.kernel.iter_mut().chain(self.bias.iter_mut()).collect()
+        }
+        fn regularization(&self) -> Result<Option<Tensor>> {
+            super::penalties(&[
+                (&self.kernel_regularizer, &self.kernel),
+                (&self.bias_regularizer, &self.bias),
+            ])
+        }
+    };
+}
+pub(crate) use kernel_layer_variables;
+
+/// The config keys every kernel-and-bias layer shares (Keras's).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_config(
+    activation: &str,
+    use_bias: bool,
+    kernel_initializer: &Initializer,
+    bias_initializer: &Initializer,
+    kernel_regularizer: &Option<Regularizer>,
+    bias_regularizer: &Option<Regularizer>,
+) -> serde_json::Value {
+    json!({
+        "activation": activation,
+        "use_bias": use_bias,
+        "kernel_initializer": {"class_name": kernel_initializer.keras_name(), "config": {}},
+        "bias_initializer": {"class_name": bias_initializer.keras_name(), "config": {}},
+        "kernel_regularizer": kernel_regularizer.as_ref().map(|r| r.config()),
+        "bias_regularizer": bias_regularizer.as_ref().map(|r| r.config()),
+        "activity_regularizer": null,
+        "kernel_constraint": null,
+        "bias_constraint": null,
+    })
+}
+
 pub mod conv;
 pub mod embedding;
 pub mod merging;
