@@ -575,6 +575,15 @@ pub fn conv_transpose(
     }
     let x = to_channels_last(op, inputs, data_format, nd)?;
     let ks = kernel.shape().to_vec();
+    if ks[..nd].contains(&0) {
+        return Err(KilnError::invalid(
+            op,
+            format!(
+                "the kernel's window {:?} must be at least 1 on every axis",
+                &ks[..nd]
+            ),
+        ));
+    }
     let (n, c) = (x.shape()[0], x.shape()[nd + 1]);
     if ks[nd + 1] != c {
         return Err(KilnError::invalid(

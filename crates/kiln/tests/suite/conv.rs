@@ -225,6 +225,19 @@ fn bad_convolution_arguments_are_errors() {
         matches!(&e, KilnError::DTypeNotAllowed { .. }) && e.to_string().contains("float"),
         "{e}"
     );
+    // A zero-width transposed kernel is an error, not an underflow.
+    let k0 = ops::zeros(&[0, 3, 2, 3], None, None).unwrap();
+    let e = conv::conv_transpose(
+        &x,
+        &k0,
+        &[1],
+        Padding::Same,
+        None,
+        DataFormat::ChannelsLast,
+        &[1],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
     assert!(Padding::parse("full").is_err() && DataFormat::parse("nhwc").is_err());
     assert_eq!(Padding::parse("SAME").unwrap(), Padding::Same);
 }

@@ -152,12 +152,7 @@ impl Layer for Embedding {
                 ),
             ));
         }
-        let t = match &self.policy {
-            Some(p) if table.dtype() != p.compute_dtype() => {
-                ops::cast(table.value(), p.compute_dtype())?
-            }
-            _ => table.value().clone(),
-        };
+        let t = super::autocast(table.value(), &self.policy)?;
         ops::take(&t, &idx, Some(0))
     }
     fn variables(&self) -> Vec<&Variable> {

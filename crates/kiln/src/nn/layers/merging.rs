@@ -28,7 +28,7 @@ fn broadcast(class: &str, name: &str, shapes: &[Shape]) -> Result<Shape> {
             let o = &mut out[nd - s.len() + i];
             *o = match (*o, *d) {
                 (Some(1), x) | (x, Some(1)) => x,
-                (None, x) | (x, None) => x.or(None),
+                (None, x) | (x, None) => x,
                 (Some(a), Some(b)) if a == b => Some(a),
                 (Some(a), Some(b)) => {
                     return Err(KilnError::invalid(

@@ -12,21 +12,26 @@ use crate::tensor::{Tensor, Variable};
 use serde_json::json;
 use std::sync::Mutex;
 
+/// `t` in `dtype`, as an implicit decision of the resolver (these casts are the layer's, not
+/// the user's: where a device lacks the dtype the precision policy adapts or refuses).
+fn implicit(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    if t.dtype() == dtype {
+        return Ok(t.clone());
+    }
+    ops::autocast(t, dtype, "normalization")
+}
+
 /// At least float32 (Keras's normalization compute dtype).
 fn widen(x: &Tensor) -> Result<Tensor> {
     match x.dtype() {
-        DType::Float16 | DType::BFloat16 => ops::cast(x, DType::Float32),
+        DType::Float16 | DType::BFloat16 => implicit(x, DType::Float32),
         _ => Ok(x.clone()),
     }
 }
 
+/// Back to the layer's compute dtype (the layers' autocast).
 fn to_compute(y: &Tensor, policy: &Option<DTypePolicy>) -> Result<Tensor> {
-    match policy {
-        Some(p) if y.dtype() != p.compute_dtype() && y.dtype().is_float() => {
-            ops::cast(y, p.compute_dtype())
-        }
-        _ => Ok(y.clone()),
-    }
+    super::autocast(y, policy)
 }
 
 /// The builders both normalization layers share.
@@ -219,7 +224,7 @@ impl Layer for BatchNormalization {
             ));
         };
         let x = widen(x)?;
-        let c = |v: &Variable| ops::cast(v.value(), x.dtype());
+        let c = |v: &Variable| implicit(v.value(), x.dtype());
         let gamma = self.gamma.as_ref().map(c).transpose()?;
         let beta = self.beta.as_ref().map(c).transpose()?;
         let trainable = self
@@ -264,7 +269,7 @@ impl Layer for BatchNormalization {
         let _q = crate::autodiff::no_grad();
         let k = self.momentum;
         let upd = |old: &Tensor, new: &Tensor| -> Result<Tensor> {
-            let new = ops::cast(new, old.dtype())?;
+            let new = implicit(new, old.dtype())?;
             ops::add(&ops::multiply(old, k)?, &ops::multiply(&new, 1.0 - k)?)
         };
         let nm = upd(mm.value(), &m)?;
@@ -399,7 +404,7 @@ impl Layer for LayerNormalization {
         let mut inv = ops::rsqrt(&ops::add(&var, self.epsilon)?)?;
         let mut shape = vec![1isize; x.ndim()];
         shape[self.resolved_axis] = -1;
-        let c = |v: &Variable| ops::reshape(&ops::cast(v.value(), x.dtype())?, &shape);
+        let c = |v: &Variable| ops::reshape(&implicit(v.value(), x.dtype())?, &shape);
         if let Some(g) = &self.gamma {
             inv = ops::multiply(&inv, &c(g)?)?;
         }
@@ -537,7 +542,7 @@ impl Layer for GroupNormalization {
         bs[a] = self.groups as isize;
         bs[a + 1] = (c / self.groups) as isize;
         let mut inv = ops::rsqrt(&ops::add(&var, self.epsilon)?)?;
-        let v = |t: &Variable| ops::reshape(&ops::cast(t.value(), r.dtype())?, &bs);
+        let v = |t: &Variable| ops::reshape(&implicit(t.value(), r.dtype())?, &bs);
         if let Some(g) = &self.gamma {
             inv = ops::multiply(&inv, &v(g)?)?;
         }

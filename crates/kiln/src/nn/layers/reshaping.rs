@@ -358,9 +358,9 @@ impl<const N: usize> Layer for SpatialDropout<N> {
         let seed = self.seed.unwrap_or(0).wrapping_add(ctx.seed);
         let u = ops::random_uniform(&noise, 0.0, 1.0, Some(x.dtype()), seed, Some(x.device()))?
             .to_backend(x.backend_kind())?;
+        // The mask has the noise shape; `where` broadcasts it over the spatial axes.
         let keep = ops::greater_equal(&u, self.rate)?;
-        let scale = ops::r#where(&keep, 1.0 / (1.0 - self.rate), 0.0)?;
-        ops::multiply(x, &ops::cast(&scale, x.dtype())?)
+        ops::r#where(&keep, &ops::divide(x, 1.0 - self.rate)?, 0.0)
     }
     fn config(&self) -> serde_json::Value {
         merge(
