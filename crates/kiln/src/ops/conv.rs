@@ -187,7 +187,7 @@ impl Window {
 
     /// For each output position (row-major), for each window offset (row-major): the flat
     /// index into the padded spatial grid it reads.
-    fn gather_indices(&self) -> Vec<usize> {
+    fn gather_indices(&self, op: &str) -> Result<Vec<usize>> {
         let p = self.padded();
         let nd = p.len();
         let mut stride = vec![1usize; nd];
@@ -196,7 +196,16 @@ impl Window {
         }
         let n_out: usize = self.output.iter().product();
         let n_win: usize = self.window.iter().product();
-        let mut idx = Vec::with_capacity(n_out * n_win);
+        // Sizes come from the user's tensors: the index list is allocated fallibly.
+        let oom = || KilnError::OutOfMemory {
+            op: op.to_string(),
+            dtype: crate::dtype::DType::Int64,
+            shape: vec![n_out, n_win],
+            bytes: n_out as u128 * n_win as u128 * 8,
+        };
+        let total = n_out.checked_mul(n_win).ok_or_else(oom)?;
+        let mut idx = Vec::new();
+        idx.try_reserve_exact(total).map_err(|_| oom())?;
         let mut o = vec![0usize; nd];
         for _ in 0..n_out {
             let mut k = vec![0usize; nd];
@@ -210,7 +219,7 @@ impl Window {
             }
             odometer(&mut o, &self.output);
         }
-        idx
+        Ok(idx)
     }
 
     /// How many window elements of each output position fall inside the unpadded input
@@ -298,7 +307,7 @@ fn patches(x: &Tensor, w: &Window, pad_value: f64) -> Result<Tensor> {
     };
     let grid: usize = w.padded().iter().product();
     let flat = reshape(&xp, &[n as isize, grid as isize, c as isize])?;
-    let g = select(&flat, &w.gather_indices(), 1)?;
+    let g = select(&flat, &w.gather_indices("conv")?, 1)?;
     let n_out: usize = w.output.iter().product();
     let n_win: usize = w.window.iter().product();
     reshape(

@@ -225,6 +225,20 @@ fn bad_convolution_arguments_are_errors() {
         matches!(&e, KilnError::DTypeNotAllowed { .. }) && e.to_string().contains("float"),
         "{e}"
     );
+    // Patches that cannot fit in memory are an error, not an abort: a [1, 2^20, 1] signal under
+    // a same-padded window of 2^20 needs 2^40 indices.
+    let long = ops::zeros(&[1, 1 << 20, 1], None, None).unwrap();
+    let wide = ops::zeros(&[1 << 20, 1, 1], None, None).unwrap();
+    let e = conv::conv(
+        &long,
+        &wide,
+        &[1],
+        Padding::Same,
+        DataFormat::ChannelsLast,
+        &[1],
+    )
+    .unwrap_err();
+    assert!(matches!(e, KilnError::OutOfMemory { .. }), "{e}");
     // A zero-width transposed kernel is an error, not an underflow.
     let k0 = ops::zeros(&[0, 3, 2, 3], None, None).unwrap();
     let e = conv::conv_transpose(
