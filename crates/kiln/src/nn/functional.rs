@@ -14,9 +14,9 @@
 //! assert_eq!(model.output_shape(&[None, Some(16)]).unwrap(), vec![None, Some(3)]);
 //! ```
 //!
-//! A `Functional` is itself a [`Layer`]: train it with `Functional::into_sequential` (one
-//! input and one output; multiple inputs and outputs build and predict, but `fit` takes one
-//! of each for now), or nest it inside another model.
+//! Train it as a [`Model`](super::Model) (`Model::new(graph, &inputs, &outputs)`: a loss
+//! per output, several inputs); a `Functional` is also a [`Layer`], so it nests inside
+//! another model.
 
 use super::layers::{BuildContext, CallContext, Layer, Shape};
 use crate::error::{KilnError, Result};
@@ -271,33 +271,99 @@ impl Functional {
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers
     }
+    /// The layers, mutably (to freeze one).
+    pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
+        &mut self.layers
+    }
     /// The per-sample shape of the first input.
     pub fn input_shape(&self) -> Vec<usize> {
-        self.nodes[self.inputs[0]].shape[1..]
+        self.input_shapes().swap_remove(0)
+    }
+    /// The number of inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+    /// The per-sample shape of every input.
+    pub fn input_shapes(&self) -> Vec<Vec<usize>> {
+        self.inputs
             .iter()
-            .map(|d| d.unwrap_or(0))
+            .map(|i| {
+                self.nodes[*i].shape[1..]
+                    .iter()
+                    .map(|d| d.unwrap_or(0))
+                    .collect()
+            })
             .collect()
     }
-    /// A trainable model around it (one input, one output): `Sequential` of an `Input` of
-    /// its input shape and this model.
-    pub fn into_sequential(self) -> Result<super::model::Sequential> {
-        if self.inputs.len() != 1 || self.outputs.len() != 1 {
-            return Err(KilnError::invalid(
-                "Functional",
-                format!(
-                    "fit takes models of one input and one output for now; this one has {} and {}",
-                    self.inputs.len(),
-                    self.outputs.len()
-                ),
-            ));
+    /// The shape of every output (batch axis `None`).
+    pub fn output_shapes(&self) -> Vec<Shape> {
+        self.outputs
+            .iter()
+            .map(|o| self.nodes[*o].shape.clone())
+            .collect()
+    }
+    /// The outputs' names (Keras's `output_names`): the layer that makes each, or the input
+    /// an output passes through.
+    pub fn output_names(&self) -> Vec<String> {
+        self.outputs.iter().map(|o| self.node_name(*o)).collect()
+    }
+    /// A trainable model of this graph (Keras's `Model(inputs, outputs)`).
+    pub fn into_model(self) -> super::model::Model {
+        super::model::Model::from_functional(self)
+    }
+
+    /// Keras's name of an input node: `input_layer`, `input_layer_1`, ... in creation order.
+    fn input_name(&self, node: usize) -> String {
+        let k = self.nodes[..node]
+            .iter()
+            .filter(|n| n.layer.is_none())
+            .count();
+        if k == 0 {
+            "input_layer".into()
+        } else {
+            format!("input_layer_{k}")
         }
-        let shape = self.input_shape();
-        let name = self.name.clone();
-        let s = super::model::Sequential::new()
-            .name(if name.is_empty() { "functional" } else { &name })
-            .add(super::layers::Input::new(&shape))
-            .add(self);
-        Ok(s)
+    }
+
+    fn node_name(&self, node: usize) -> String {
+        match self.nodes[node].layer {
+            None => self.input_name(node),
+            Some(l) => self.layers[l].name().to_string(),
+        }
+    }
+
+    /// Keras's `name[call][0]` for the tensor a node makes: which call of its layer it is.
+    fn node_ref(&self, node: usize) -> String {
+        let call = match self.nodes[node].layer {
+            None => 0,
+            Some(l) => self.nodes[..node]
+                .iter()
+                .filter(|n| n.layer == Some(l))
+                .count(),
+        };
+        format!("{}[{call}][0]", self.node_name(node))
+    }
+
+    /// Builds every layer from the shapes the graph inferred.
+    pub(crate) fn build_graph(&mut self, ctx: &mut BuildContext) -> Result<()> {
+        let mut built = vec![false; self.layers.len()];
+        for i in 0..self.nodes.len() {
+            let Some(l) = self.nodes[i].layer else {
+                continue;
+            };
+            if built[l] {
+                continue;
+            }
+            let shapes: Vec<Shape> = self.nodes[i]
+                .inputs
+                .iter()
+                .map(|j| self.nodes[*j].shape.clone())
+                .collect();
+            self.layers[l].build_many(&shapes, ctx)?;
+            built[l] = true;
+        }
+        self.built = true;
+        Ok(())
     }
 
     /// Runs the graph on one tensor per input: one tensor per output.
@@ -341,38 +407,24 @@ impl Functional {
             .collect()
     }
 
-    /// Keras's summary of a functional model: each layer call with its output shape, its
-    /// parameters and what it is connected to.
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "Model: \"{}\"\n{:<34}{:<22}{:>10}  {}\n",
-            if self.name.is_empty() {
-                "functional"
-            } else {
-                &self.name
-            },
-            "Layer (type)",
-            "Output Shape",
-            "Param #",
-            "Connected to"
-        );
+    /// The rows of Keras's summary of a functional model: each input and layer call with
+    /// its output shape, its parameters (a shared layer's once) and what it is connected to.
+    pub(crate) fn summary_rows(&self) -> Vec<Vec<String>> {
         let mut counted = vec![false; self.layers.len()];
-        let mut total = 0usize;
+        let mut rows = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
             let (label, params) = match n.layer {
-                None => (format!("input_layer_{i} (InputLayer)"), 0),
+                None => (format!("{} (InputLayer)", self.input_name(i)), 0),
                 Some(l) => {
-                    let p: usize = if counted[l] {
+                    let p: usize = if std::mem::replace(&mut counted[l], true) {
                         0
                     } else {
-                        counted[l] = true;
                         self.layers[l]
                             .variables()
                             .iter()
                             .map(|v| v.value().size())
                             .sum()
                     };
-                    total += p;
                     (
                         format!(
                             "{} ({})",
@@ -383,28 +435,36 @@ impl Functional {
                     )
                 }
             };
-            let from: Vec<String> = n
-                .inputs
-                .iter()
-                .map(|j| match self.nodes[*j].layer {
-                    None => format!("input_layer_{j}"),
-                    Some(l) => self.layers[l].name().to_string(),
-                })
-                .collect();
-            out += &format!(
-                "{:<34}{:<22}{:>10}  {}\n",
+            let from: Vec<String> = n.inputs.iter().map(|j| self.node_ref(*j)).collect();
+            rows.push(vec![
                 label,
                 super::model::fmt_shape(&n.shape),
-                params,
+                params.to_string(),
                 if from.is_empty() {
                     "-".into()
                 } else {
                     from.join(", ")
-                }
-            );
+                },
+            ]);
         }
-        out += &format!("Total params: {total}\n");
-        out
+        rows
+    }
+
+    /// Keras's summary table of the graph, with the "Connected to" column (the same as
+    /// `Model::summary` without the totals).
+    pub fn summary(&self) -> String {
+        format!(
+            "Model: \"{}\"\n{}",
+            if self.name.is_empty() {
+                "functional"
+            } else {
+                &self.name
+            },
+            super::model::summary_table(
+                &["Layer (type)", "Output Shape", "Param #", "Connected to"],
+                &self.summary_rows()
+            )
+        )
     }
 }
 
@@ -447,24 +507,7 @@ impl Layer for Functional {
                 ),
             ));
         }
-        let mut built = vec![false; self.layers.len()];
-        for i in 0..self.nodes.len() {
-            let Some(l) = self.nodes[i].layer else {
-                continue;
-            };
-            if built[l] {
-                continue;
-            }
-            let shapes: Vec<Shape> = self.nodes[i]
-                .inputs
-                .iter()
-                .map(|j| self.nodes[*j].shape.clone())
-                .collect();
-            self.layers[l].build_many(&shapes, ctx)?;
-            built[l] = true;
-        }
-        self.built = true;
-        Ok(())
+        self.build_graph(ctx)
     }
     fn output_shape(&self, _input_shape: &[Option<usize>]) -> Result<Shape> {
         if self.outputs.len() != 1 {
@@ -519,12 +562,7 @@ impl Layer for Functional {
         Ok(total)
     }
     fn config(&self) -> serde_json::Value {
-        let layer_of = |n: usize| -> serde_json::Value {
-            match self.nodes[n].layer {
-                None => json!(format!("input_layer_{n}")),
-                Some(l) => json!(self.layers[l].name()),
-            }
-        };
+        let layer_of = |n: usize| -> serde_json::Value { json!(self.node_name(n)) };
         let layers: Vec<serde_json::Value> = self
             .layers
             .iter()

@@ -58,7 +58,7 @@ pub use layers::{
 };
 pub use losses::Loss;
 pub use metrics::{Metric, MetricKind};
-pub use model::{FitArgs, ModelData, Sequential};
+pub use model::{CompileArgs, FitArgs, Model, ModelData, Sequential};
 pub use optimizers::{
     Adagrad, Adam, AdamW, Adamax, LearningRate, Lion, LossScaleOptimizer, Nadam, Optimizer,
     RMSprop, SGD,

@@ -1,10 +1,13 @@
-//! `Sequential` models: build on first use, `summary()`, `compile`, `fit`, `evaluate`,
-//! `predict`, `train_on_batch`, weights in and out, with Keras's semantics and defaults.
+//! Trainable models: [`Model`] (Keras's `Model`: a functional graph with any number of
+//! inputs and outputs) and [`Sequential`] (a stack of layers, a `Model` built layer by
+//! layer). Both build on first use and share `summary()`, `compile`, `fit`, `evaluate`,
+//! `predict`, `train_on_batch` and weights in and out, with Keras's semantics and defaults.
 
 use super::callbacks::{
     Callback, History, Logs, ProgbarLogger, StepInfo, TrainControl, TrainModel, TrainParams,
     Verbose,
 };
+use super::functional::{Functional, Graph, KerasTensor};
 use super::layers::{BuildContext, CallContext, Layer, Shape};
 use super::losses::Loss;
 use super::metrics::{Metric, MetricKind};
@@ -20,25 +23,73 @@ use crate::tensor::{Tensor, Variable};
 use std::collections::BTreeMap;
 
 /// Data `fit`, `evaluate` and `predict` take: host arrays of any dtype (converted once per
-/// dataset through the resolver), or tensors.
+/// dataset through the resolver) or tensors, one (`&x`) or one per model input or output
+/// (`&[xa, xb]`, `&vec![...]`, `&[&xa, &xb]`), in the model's input or output order.
 pub trait ModelData {
-    /// The data as a tensor on `device`, and the conversion's loss report if the dtype
-    /// changed; `wide`: the model computes in a 64-bit dtype, so 64-bit data is converted
-    /// under x64 semantics (kept where the device has it).
-    fn to_model(&self, device: Device, wide: bool) -> Result<(Tensor, Option<ConversionReport>)>;
+    /// Each array as a tensor on `device`, with the conversion's loss report where the
+    /// dtype changed; `wide`: the model computes in a 64-bit dtype, so 64-bit data is
+    /// converted under x64 semantics (kept where the device has it).
+    fn to_model(
+        &self,
+        device: Device,
+        wide: bool,
+    ) -> Result<Vec<(Tensor, Option<ConversionReport>)>>;
 }
 
-impl ModelData for ArrayData {
+/// One array of model data (what a list of model data is made of).
+trait OneArray {
+    fn one(&self, device: Device, wide: bool) -> Result<(Tensor, Option<ConversionReport>)>;
+}
+
+impl OneArray for ArrayData {
     #[track_caller]
-    fn to_model(&self, device: Device, wide: bool) -> Result<(Tensor, Option<ConversionReport>)> {
+    fn one(&self, device: Device, wide: bool) -> Result<(Tensor, Option<ConversionReport>)> {
         let _x64 = wide.then(|| crate::precision::Scope::new().x64(true).enter());
         crate::tensor::convert_to_tensor_with_report(self, None, &device)
     }
 }
 
-impl ModelData for Tensor {
-    fn to_model(&self, device: Device, _wide: bool) -> Result<(Tensor, Option<ConversionReport>)> {
+impl OneArray for Tensor {
+    fn one(&self, device: Device, _wide: bool) -> Result<(Tensor, Option<ConversionReport>)> {
         Ok((autodiff::stop_gradient(&self.to_device(device)?), None))
+    }
+}
+
+impl<T: OneArray> OneArray for &T {
+    fn one(&self, device: Device, wide: bool) -> Result<(Tensor, Option<ConversionReport>)> {
+        (**self).one(device, wide)
+    }
+}
+
+macro_rules! model_data {
+    (one: $($t:ty),*) => {$(
+        impl ModelData for $t {
+            #[track_caller]
+            fn to_model(&self, device: Device, wide: bool) -> Result<Vec<(Tensor, Option<ConversionReport>)>> {
+                Ok(vec![self.one(device, wide)?])
+            }
+        }
+    )*};
+    (many: $($t:ty),*) => {$(
+        impl<T: OneArray> ModelData for $t {
+            #[track_caller]
+            fn to_model(&self, device: Device, wide: bool) -> Result<Vec<(Tensor, Option<ConversionReport>)>> {
+                self.iter().map(|a| a.one(device, wide)).collect()
+            }
+        }
+    )*};
+}
+model_data!(one: ArrayData, Tensor);
+model_data!(many: [T], Vec<T>);
+
+impl<T: OneArray, const N: usize> ModelData for [T; N] {
+    #[track_caller]
+    fn to_model(
+        &self,
+        device: Device,
+        wide: bool,
+    ) -> Result<Vec<(Tensor, Option<ConversionReport>)>> {
+        self.iter().map(|a| a.one(device, wide)).collect()
     }
 }
 
@@ -56,11 +107,13 @@ pub struct FitArgs {
     pub shuffle: bool,
     /// The last fraction of the data (before shuffling) held out for validation.
     pub validation_split: f64,
-    /// Explicit validation data (takes precedence over `validation_split`).
-    pub validation_data: Option<(ArrayData, ArrayData)>,
-    /// Weight per class index (for integer or one-hot labels).
+    /// Explicit validation data, one array per model input and one per output (takes
+    /// precedence over `validation_split`).
+    pub validation_data: Option<(Vec<ArrayData>, Vec<ArrayData>)>,
+    /// Weight per class index (for integer or one-hot labels; single-output models, as in
+    /// Keras).
     pub class_weight: Option<BTreeMap<usize, f64>>,
-    /// Weight per sample.
+    /// Weight per sample (applied to every output's loss, as Keras does).
     pub sample_weight: Option<ArrayData>,
     /// 0 silent, 1 progress bar, 2 one line per epoch; `Auto`: 1 on a terminal, else 2.
     pub verbose: Verbose,
@@ -116,8 +169,13 @@ setters!(FitArgs {
 });
 
 impl FitArgs {
-    /// Validation data.
+    /// Validation data for a model of one input and one output.
     pub fn validation_data(mut self, x: ArrayData, y: ArrayData) -> Self {
+        self.validation_data = Some((vec![x], vec![y]));
+        self
+    }
+    /// Validation data: one array per model input, one per output.
+    pub fn validation_data_many(mut self, x: Vec<ArrayData>, y: Vec<ArrayData>) -> Self {
         self.validation_data = Some((x, y));
         self
     }
@@ -133,28 +191,256 @@ impl FitArgs {
     }
 }
 
-struct Compiled {
-    optimizer: Optimizer,
-    loss: Loss,
-    metrics: Vec<String>,
-}
-
-/// A linear stack of layers (Keras's `Sequential`).
+/// `compile`'s per-output arguments (Keras's `loss`, `loss_weights` and `metrics` given as
+/// lists in output order or as dicts keyed by output name), for models with several outputs.
 ///
 /// ```
-/// use kiln::nn::{Sequential, Input, Dense, Adam, Loss};
-/// let mut model = Sequential::new()
-///     .add(Input::new(&[4]))
-///     .add(Dense::new(8).activation("relu"))
-///     .add(Dense::new(3));
-/// model.compile(Adam::new(1e-3), Loss::sparse_categorical_crossentropy(true), &["accuracy"]).unwrap();
-/// assert!(model.summary().unwrap().contains("Total params: 67"));
+/// use kiln::nn::{CompileArgs, Loss};
+/// let args = CompileArgs::new()
+///     .output_loss("reg", Loss::MeanSquaredError)
+///     .output_loss("cls", Loss::sparse_categorical_crossentropy(true))
+///     .loss_weights(&[1.0, 0.5])
+///     .output_metrics("cls", &["accuracy"]);
+/// # let _ = args;
 /// ```
-pub struct Sequential {
+#[derive(Clone, Debug, Default)]
+pub struct CompileArgs {
+    loss: Option<Loss>,
+    losses: Option<Vec<Option<Loss>>>,
+    named_losses: Vec<(String, Option<Loss>)>,
+    loss_weights: Option<Vec<f64>>,
+    named_weights: Vec<(String, f64)>,
+    metrics: Option<Vec<Vec<String>>>,
+    named_metrics: Vec<(String, Vec<String>)>,
+}
+
+impl CompileArgs {
+    /// No loss yet (give one).
+    pub fn new() -> CompileArgs {
+        CompileArgs::default()
+    }
+    /// One loss for every output (Keras's `loss="mse"` on a model of several outputs).
+    pub fn loss(mut self, loss: Loss) -> Self {
+        self.loss = Some(loss);
+        self
+    }
+    /// One loss per output, in output order; `None` trains that output with no loss.
+    pub fn losses<L: Into<Option<Loss>>>(mut self, losses: impl IntoIterator<Item = L>) -> Self {
+        self.losses = Some(losses.into_iter().map(Into::into).collect());
+        self
+    }
+    /// The loss of the output named `output` (Keras's dict form: every output needs one;
+    /// [`no_loss`](Self::no_loss) for one that has none).
+    pub fn output_loss(mut self, output: &str, loss: Loss) -> Self {
+        self.named_losses.push((output.into(), Some(loss)));
+        self
+    }
+    /// The output named `output` has no loss.
+    pub fn no_loss(mut self, output: &str) -> Self {
+        self.named_losses.push((output.into(), None));
+        self
+    }
+    /// A weight per output, in output order: the loss minimised is the weighted sum.
+    pub fn loss_weights(mut self, w: &[f64]) -> Self {
+        self.loss_weights = Some(w.to_vec());
+        self
+    }
+    /// The weight of one output's loss (the others keep 1).
+    pub fn output_loss_weight(mut self, output: &str, w: f64) -> Self {
+        self.named_weights.push((output.into(), w));
+        self
+    }
+    /// Metrics per output, in output order (Keras's list of lists).
+    pub fn metrics(mut self, per_output: &[&[&str]]) -> Self {
+        self.metrics = Some(
+            per_output
+                .iter()
+                .map(|m| m.iter().map(|s| s.to_string()).collect())
+                .collect(),
+        );
+        self
+    }
+    /// Metrics of the output named `output` (logged as `<output>_<metric>`).
+    pub fn output_metrics(mut self, output: &str, metrics: &[&str]) -> Self {
+        self.named_metrics.push((
+            output.into(),
+            metrics.iter().map(|s| s.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// Per-output losses, weights and metrics for a model with outputs `names`.
+    fn resolve(self, names: &[String], optimizer: Optimizer) -> Result<Compiled> {
+        let n = names.len();
+        let list = names.join(", ");
+        let index = |name: &str, what: &str| -> Result<usize> {
+            names.iter().position(|o| o == name).ok_or_else(|| {
+                KilnError::invalid(
+                    "compile",
+                    format!("{what} names the output {name:?}; the model's outputs are: {list}"),
+                )
+            })
+        };
+        let forms = [
+            self.loss.is_some(),
+            self.losses.is_some(),
+            !self.named_losses.is_empty(),
+        ];
+        if forms.iter().filter(|f| **f).count() != 1 {
+            return Err(KilnError::invalid(
+                "compile",
+                "give the loss one way: CompileArgs::loss (every output), losses (one per output) or output_loss (by name)",
+            ));
+        }
+        let losses: Vec<Option<Loss>> = if let Some(l) = self.loss {
+            vec![Some(l); n]
+        } else if let Some(ls) = self.losses {
+            if ls.len() != n {
+                return Err(KilnError::invalid(
+                    "compile",
+                    format!(
+                        "{} losses for a model of {n} outputs ({list}); give one per output (None for an output without a loss)",
+                        ls.len()
+                    ),
+                ));
+            }
+            ls
+        } else {
+            let mut ls: Vec<Option<Option<Loss>>> = vec![None; n];
+            for (name, l) in self.named_losses {
+                let i = index(&name, "a loss")?;
+                if ls[i].replace(l).is_some() {
+                    return Err(KilnError::invalid(
+                        "compile",
+                        format!("the output {name:?} is given two losses"),
+                    ));
+                }
+            }
+            // Keras: a dict of losses names every output.
+            let missing: Vec<&str> = names
+                .iter()
+                .zip(&ls)
+                .filter(|(_, l)| l.is_none())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !missing.is_empty() {
+                return Err(KilnError::invalid(
+                    "compile",
+                    format!(
+                        "no loss for the output(s) {}; give each output a loss (or CompileArgs::no_loss)",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+            ls.into_iter().map(|l| l.flatten()).collect()
+        };
+        if losses.iter().all(|l| l.is_none()) {
+            return Err(KilnError::invalid(
+                "compile",
+                "no output has a loss: there is nothing to train",
+            ));
+        }
+        let mut weights = match self.loss_weights {
+            Some(w) if w.len() != n => {
+                return Err(KilnError::invalid(
+                    "compile",
+                    format!(
+                        "`loss_weights` must match the number of outputs: {} weights for {n} outputs ({list})",
+                        w.len()
+                    ),
+                ))
+            }
+            Some(w) => w,
+            None => vec![1.0; n],
+        };
+        for (name, w) in self.named_weights {
+            weights[index(&name, "a loss weight")?] = w;
+        }
+        if let Some(w) = weights.iter().find(|w| !w.is_finite()) {
+            return Err(KilnError::invalid(
+                "compile",
+                format!("a loss weight is {w}; loss weights must be finite"),
+            ));
+        }
+        let mut metrics = match self.metrics {
+            Some(m) if m.len() != n => {
+                return Err(KilnError::invalid(
+                    "compile",
+                    format!(
+                        "{} metric lists for a model of {n} outputs ({list}); give one list per output, or name the output with output_metrics",
+                        m.len()
+                    ),
+                ))
+            }
+            Some(m) => m,
+            None => vec![Vec::new(); n],
+        };
+        for (name, m) in self.named_metrics {
+            metrics[index(&name, "a metric list")?].extend(m);
+        }
+        for m in metrics.iter().flatten() {
+            Metric::get(m, &[1], &[None, Some(2)])?;
+        }
+        Ok(Compiled {
+            optimizer,
+            losses,
+            loss_weights: weights,
+            metrics,
+        })
+    }
+}
+
+struct Compiled {
+    optimizer: Optimizer,
+    /// One per output (`None`: the output is not trained).
+    losses: Vec<Option<Loss>>,
+    loss_weights: Vec<f64>,
+    /// Metric names per output.
+    metrics: Vec<Vec<String>>,
+}
+
+/// What a model is made of.
+enum Body {
+    /// A stack of layers, each reading the previous one's output.
+    Stack {
+        layers: Vec<Box<dyn Layer>>,
+        /// The per-sample input shape, once known.
+        input: Option<Vec<usize>>,
+        built: bool,
+    },
+    /// A functional graph.
+    Graph { graph: Functional, built: bool },
+}
+
+/// A trainable model (Keras's `Model`): a functional graph of layer calls from any number of
+/// inputs to any number of outputs, trained with a loss per output.
+///
+/// ```
+/// use kiln::nn::{CompileArgs, Concatenate, Dense, FitArgs, Graph, Loss, Model, SGD, Verbose};
+/// use kiln::ArrayData;
+/// let mut g = Graph::new();
+/// let (a, b) = (g.input(&[3]), g.input(&[2]));
+/// let h = g.apply(Concatenate::new(), &[a, b]).unwrap();
+/// let h = g.apply(Dense::new(8).activation("relu"), &[h]).unwrap();
+/// let reg = g.apply(Dense::new(1).name("reg"), &[h]).unwrap();
+/// let cls = g.apply(Dense::new(3).name("cls"), &[h]).unwrap();
+/// let mut model = Model::new(g, &[a, b], &[reg, cls]).unwrap();
+/// model.compile_with(SGD::new(0.1), CompileArgs::new()
+///     .losses([Loss::MeanSquaredError, Loss::sparse_categorical_crossentropy(true)])
+///     .loss_weights(&[1.0, 0.5])
+///     .output_metrics("cls", &["accuracy"])).unwrap();
+/// let xa = ArrayData::from_shape_vec(&[4, 3], vec![0.5f64; 12]).unwrap();
+/// let xb = ArrayData::from_shape_vec(&[4, 2], vec![0.1f64; 8]).unwrap();
+/// let yr = ArrayData::from_shape_vec(&[4, 1], vec![1.0f64; 4]).unwrap();
+/// let yc = ArrayData::from_shape_vec(&[4], vec![0i64, 1, 2, 1]).unwrap();
+/// let h = model.fit(&[&xa, &xb], &[&yr, &yc], FitArgs::default().verbose(Verbose::Silent)).unwrap();
+/// for key in ["loss", "reg_loss", "cls_loss", "cls_accuracy"] {
+///     assert!(h.get(key).is_some(), "{key}");
+/// }
+/// ```
+pub struct Model {
     name: String,
-    layers: Vec<Box<dyn Layer>>,
-    input: Option<Vec<usize>>,
-    built: bool,
+    body: Body,
     policy: Option<DTypePolicy>,
     device: Option<Device>,
     seed: u64,
@@ -166,20 +452,125 @@ pub struct Sequential {
     last_step: Option<StepRecord>,
 }
 
+/// A linear stack of layers (Keras's `Sequential`): a [`Model`] built layer by layer, so
+/// every `Model` method (`compile`, `fit`, `summary`...) works on it.
+///
+/// ```
+/// use kiln::nn::{Sequential, Input, Dense, Adam, Loss};
+/// let mut model = Sequential::new()
+///     .add(Input::new(&[4]))
+///     .add(Dense::new(8).activation("relu"))
+///     .add(Dense::new(3));
+/// model.compile(Adam::new(1e-3), Loss::sparse_categorical_crossentropy(true), &["accuracy"]).unwrap();
+/// assert!(model.summary().unwrap().contains("Total params: 67"));
+/// ```
+pub struct Sequential(Model);
+
+impl std::ops::Deref for Sequential {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sequential {
+    fn deref_mut(&mut self) -> &mut Model {
+        &mut self.0
+    }
+}
+
 impl Default for Sequential {
     fn default() -> Self {
         Sequential::new()
     }
 }
 
+/// The builder settings both model kinds take.
+macro_rules! model_builders {
+    ($t:ident, $m:ident => $inner:expr) => {
+        impl $t {
+            /// The seed of the initializers (each variable takes the next) and of the dropout
+            /// masks.
+            pub fn seed(mut self, seed: u64) -> $t {
+                let $m = &mut self;
+                $inner.seed = seed;
+                self
+            }
+            /// The dtype policy of every layer without one (default: floatx's).
+            pub fn dtype_policy(mut self, policy: DTypePolicy) -> $t {
+                let $m = &mut self;
+                $inner.policy = Some(policy);
+                self
+            }
+            /// The device (default: the configured one).
+            pub fn device(mut self, device: Device) -> $t {
+                let $m = &mut self;
+                $inner.device = Some(device);
+                self
+            }
+            /// The model's name.
+            pub fn name(mut self, name: &str) -> $t {
+                let $m = &mut self;
+                $inner.name = name.into();
+                self
+            }
+            /// Adds a callback to every `fit`.
+            pub fn callback(mut self, cb: impl Callback + 'static) -> $t {
+                let $m = &mut self;
+                $inner.callbacks.push(Box::new(cb));
+                self
+            }
+        }
+    };
+}
+model_builders!(Sequential, m => m.0);
+model_builders!(Model, m => m);
+
 impl Sequential {
     /// An empty model named `sequential`.
     pub fn new() -> Sequential {
-        Sequential {
-            name: "sequential".into(),
-            layers: Vec::new(),
-            input: None,
-            built: false,
+        Sequential(Model::with_body(
+            "sequential",
+            Body::Stack {
+                layers: Vec::new(),
+                input: None,
+                built: false,
+            },
+        ))
+    }
+    /// Appends a layer (an `Input` sets the model's input shape).
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Layer + 'static) -> Sequential {
+        self.push(Box::new(layer));
+        self
+    }
+    /// Appends a boxed layer.
+    pub fn push(&mut self, layer: Box<dyn Layer>) {
+        if let Body::Stack {
+            layers,
+            input,
+            built,
+        } = &mut self.0.body
+        {
+            if let Some(s) = layer.input_shape() {
+                *input = Some(s.to_vec());
+                return;
+            }
+            *built = false;
+            layers.push(layer);
+        }
+    }
+    /// The model, as a `Model` value.
+    pub fn into_model(self) -> Model {
+        self.0
+    }
+}
+
+impl Model {
+    fn with_body(name: &str, body: Body) -> Model {
+        Model {
+            name: name.into(),
+            body,
             policy: None,
             device: None,
             seed: 0,
@@ -190,53 +581,63 @@ impl Sequential {
             last_step: None,
         }
     }
-    /// Appends a layer (an `Input` sets the model's input shape).
-    #[allow(clippy::should_implement_trait)]
-    pub fn add(mut self, layer: impl Layer + 'static) -> Sequential {
-        self.push(Box::new(layer));
-        self
+
+    /// The model of `graph` from `inputs` to `outputs` (Keras's `Model(inputs, outputs)`);
+    /// a shape mismatch was already an error when the graph was built.
+    pub fn new(graph: Graph, inputs: &[KerasTensor], outputs: &[KerasTensor]) -> Result<Model> {
+        Ok(Model::from_functional(graph.build(inputs, outputs)?))
     }
-    /// Appends a boxed layer.
-    pub fn push(&mut self, layer: Box<dyn Layer>) {
-        if let Some(s) = layer.input_shape() {
-            self.input = Some(s.to_vec());
-            return;
-        }
-        self.built = false;
-        self.layers.push(layer);
+
+    /// A trainable model around a functional graph (named as the graph, default
+    /// `functional`).
+    pub fn from_functional(graph: Functional) -> Model {
+        let name = if Layer::name(&graph).is_empty() {
+            "functional".to_string()
+        } else {
+            Layer::name(&graph).to_string()
+        };
+        Model::with_body(
+            &name,
+            Body::Graph {
+                graph,
+                built: false,
+            },
+        )
     }
-    /// The seed of the initializers (each variable takes the next) and of the dropout masks.
-    pub fn seed(mut self, seed: u64) -> Sequential {
-        self.seed = seed;
-        self
-    }
-    /// The dtype policy of every layer without one (default: floatx's).
-    pub fn dtype_policy(mut self, policy: DTypePolicy) -> Sequential {
-        self.policy = Some(policy);
-        self
-    }
-    /// The device (default: the configured one).
-    pub fn device(mut self, device: Device) -> Sequential {
-        self.device = Some(device);
-        self
-    }
-    /// The model's name.
-    pub fn name(mut self, name: &str) -> Sequential {
-        self.name = name.into();
-        self
-    }
-    /// Adds a callback to every `fit`.
-    pub fn callback(mut self, cb: impl Callback + 'static) -> Sequential {
-        self.callbacks.push(Box::new(cb));
-        self
-    }
-    /// The layers.
+
+    /// The layers (each once, shared or not).
     pub fn layers(&self) -> &[Box<dyn Layer>] {
-        &self.layers
+        match &self.body {
+            Body::Stack { layers, .. } => layers,
+            Body::Graph { graph, .. } => graph.layers(),
+        }
     }
     /// The layers, mutably (to freeze one).
     pub fn layers_mut(&mut self) -> &mut [Box<dyn Layer>] {
-        &mut self.layers
+        match &mut self.body {
+            Body::Stack { layers, .. } => layers,
+            Body::Graph { graph, .. } => graph.layers_mut(),
+        }
+    }
+    /// The number of inputs.
+    pub fn num_inputs(&self) -> usize {
+        match &self.body {
+            Body::Stack { .. } => 1,
+            Body::Graph { graph, .. } => graph.num_inputs(),
+        }
+    }
+    /// The names of the outputs (Keras's `output_names`: the layers that make them), which
+    /// name their losses and metrics in the logs.
+    pub fn output_names(&self) -> Vec<String> {
+        match &self.body {
+            Body::Stack { layers, .. } => {
+                vec![layers
+                    .last()
+                    .map(|l| l.name().to_string())
+                    .unwrap_or_default()]
+            }
+            Body::Graph { graph, .. } => graph.output_names(),
+        }
     }
     /// Whether the model computes in a 64-bit float (its data then converts under x64).
     fn wide(&self) -> bool {
@@ -253,82 +654,152 @@ impl Sequential {
         })
     }
 
-    /// Creates every variable for samples of `input_shape` (no batch axis).
-    pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
-        if let Some(s) = &self.input {
-            if s != input_shape {
-                return Err(KilnError::shape(
-                    "Sequential.build",
-                    s,
-                    input_shape,
-                    "the model's Input has another shape",
-                ));
-            }
-        }
-        self.input = Some(input_shape.to_vec());
+    fn build_context(&self) -> Result<BuildContext> {
         let policy = match self.policy {
             Some(p) => p,
             None => DTypePolicy::default_policy()?,
         };
-        let mut ctx = BuildContext {
+        Ok(BuildContext {
             policy,
             device: self.current_device()?,
             seed: self.seed,
-        };
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut shape: Shape = std::iter::once(None)
-            .chain(input_shape.iter().map(|d| Some(*d)))
-            .collect();
-        for l in self.layers.iter_mut() {
-            if l.name().is_empty() {
-                let base = snake(l.class_name());
-                let n = counts.entry(base.clone()).or_insert(0);
-                l.set_name(if *n == 0 {
-                    base.clone()
-                } else {
-                    format!("{base}_{n}")
-                });
-                *n += 1;
+        })
+    }
+
+    /// Creates every variable, for samples of `input_shape` (no batch axis). A functional
+    /// model knows its input shapes: `input_shape` must be its (one) input's, or empty.
+    pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
+        let mut ctx = self.build_context()?;
+        match &mut self.body {
+            Body::Stack {
+                layers,
+                input,
+                built,
+            } => {
+                if let Some(s) = input {
+                    if s != input_shape {
+                        return Err(KilnError::shape(
+                            "Sequential.build",
+                            s,
+                            input_shape,
+                            "the model's Input has another shape",
+                        ));
+                    }
+                }
+                *input = Some(input_shape.to_vec());
+                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                let mut shape: Shape = std::iter::once(None)
+                    .chain(input_shape.iter().map(|d| Some(*d)))
+                    .collect();
+                for l in layers.iter_mut() {
+                    if l.name().is_empty() {
+                        let base = snake(l.class_name());
+                        let n = counts.entry(base.clone()).or_insert(0);
+                        l.set_name(if *n == 0 {
+                            base.clone()
+                        } else {
+                            format!("{base}_{n}")
+                        });
+                        *n += 1;
+                    }
+                    l.build(&shape, &mut ctx)?;
+                    shape = l.output_shape(&shape)?;
+                }
+                *built = true;
             }
-            l.build(&shape, &mut ctx)?;
-            shape = l.output_shape(&shape)?;
+            Body::Graph { graph, built } => {
+                let shapes = graph.input_shapes();
+                if !input_shape.is_empty() && (shapes.len() != 1 || shapes[0] != input_shape) {
+                    return Err(KilnError::invalid(
+                        "Model.build",
+                        format!(
+                            "the model's inputs have shapes {shapes:?}, not {input_shape:?}; a functional model builds from its own Input shapes (call build(&[]))"
+                        ),
+                    ));
+                }
+                graph.build_graph(&mut ctx)?;
+                *built = true;
+            }
         }
-        self.built = true;
         Ok(())
     }
 
-    fn ensure_built(&mut self, sample_shape: &[usize]) -> Result<()> {
-        if !self.built {
-            let s = self.input.clone().unwrap_or_else(|| sample_shape.to_vec());
-            self.build(&s)?;
+    fn is_built(&self) -> bool {
+        match &self.body {
+            Body::Stack { built, .. } | Body::Graph { built, .. } => *built,
         }
-        Ok(())
     }
 
-    /// The output shape (batch axis `None`) without computing anything.
+    /// Builds on first use: a stack from the first input's sample shape (unless it has an
+    /// `Input`), a graph from its own inputs.
+    fn ensure_built(&mut self, first: &Tensor) -> Result<()> {
+        if self.is_built() {
+            return Ok(());
+        }
+        match &self.body {
+            Body::Stack { input, .. } => {
+                let s = input
+                    .clone()
+                    .unwrap_or_else(|| first.shape()[1.min(first.ndim())..].to_vec());
+                self.build(&s)
+            }
+            Body::Graph { .. } => self.build(&[]),
+        }
+    }
+
+    /// The per-sample input shapes, where known.
+    fn input_shapes(&self) -> Option<Vec<Vec<usize>>> {
+        match &self.body {
+            Body::Stack { input, .. } => input.clone().map(|i| vec![i]),
+            Body::Graph { graph, .. } => Some(graph.input_shapes()),
+        }
+    }
+
+    /// The output shapes (batch axis `None`) without computing anything.
+    pub fn output_shapes(&self) -> Result<Vec<Shape>> {
+        match &self.body {
+            Body::Stack { layers, input, .. } => {
+                let input = input.as_ref().ok_or_else(|| {
+                    KilnError::invalid(
+                        "Sequential",
+                        "the model has no input shape yet: add an Input, call build, or fit it",
+                    )
+                })?;
+                let mut s: Shape = std::iter::once(None)
+                    .chain(input.iter().map(|d| Some(*d)))
+                    .collect();
+                for l in layers {
+                    s = l.output_shape(&s)?;
+                }
+                Ok(vec![s])
+            }
+            Body::Graph { graph, .. } => Ok(graph.output_shapes()),
+        }
+    }
+
+    /// The output shape of a model of one output.
     pub fn output_shape(&self) -> Result<Shape> {
-        let input = self.input.as_ref().ok_or_else(|| {
-            KilnError::invalid(
-                "Sequential",
-                "the model has no input shape yet: add an Input, call build, or fit it",
-            )
-        })?;
-        let mut s: Shape = std::iter::once(None)
-            .chain(input.iter().map(|d| Some(*d)))
-            .collect();
-        for l in &self.layers {
-            s = l.output_shape(&s)?;
+        let mut s = self.output_shapes()?;
+        if s.len() != 1 {
+            return Err(KilnError::invalid(
+                "Model.output_shape",
+                format!(
+                    "the model has {} outputs ({}); use output_shapes",
+                    s.len(),
+                    self.output_names().join(", ")
+                ),
+            ));
         }
-        Ok(s)
+        Ok(s.remove(0))
     }
 
     /// Every variable, layer by layer.
     pub fn variables(&self) -> Vec<&Variable> {
-        self.layers.iter().flat_map(|l| l.variables()).collect()
+        self.layers().iter().flat_map(|l| l.variables()).collect()
     }
 
     fn variables_mut(&mut self) -> Vec<&mut Variable> {
-        self.layers
+        self.layers_mut()
             .iter_mut()
             .flat_map(|l| l.variables_mut())
             .collect()
@@ -342,75 +813,57 @@ impl Sequential {
             .collect()
     }
 
-    /// Keras's summary table: each layer's name, class, output shape and parameter count,
-    /// then the totals with their sizes.
+    /// Keras's summary table: each layer's name, class, output shape and parameter count
+    /// (and, for a functional model, what each call is connected to), then the totals with
+    /// their sizes.
     pub fn summary(&mut self) -> Result<String> {
-        if let Some(s) = self.input.clone() {
-            self.ensure_built(&s)?;
-        }
-        let widths = [33usize, 24, 15];
-        let line = |l: char, m: char, r: char, f: char| {
-            let mut s = String::new();
-            s.push(l);
-            for (i, w) in widths.iter().enumerate() {
-                s.extend(std::iter::repeat_n(f, *w));
-                s.push(if i + 1 == widths.len() { r } else { m });
+        if self.input_shapes().is_some() && !self.is_built() {
+            match &self.body {
+                Body::Stack { input, .. } => {
+                    let s = input.clone().unwrap_or_default();
+                    self.build(&s)?;
+                }
+                Body::Graph { .. } => self.build(&[])?,
             }
-            s
-        };
-        let row = |a: &str, b: &str, c: &str, edge: char| {
-            format!(
-                "{edge} {:<w0$}{edge} {:<w1$}{edge} {:>w2$} {edge}",
-                a,
-                b,
-                c,
-                w0 = widths[0] - 1,
-                w1 = widths[1] - 1,
-                w2 = widths[2] - 2
-            )
+        }
+        let (columns, rows): (Vec<&str>, Vec<Vec<String>>) = match &self.body {
+            Body::Stack { layers, input, .. } => {
+                let mut shape: Option<Shape> = input.as_ref().map(|i| {
+                    std::iter::once(None)
+                        .chain(i.iter().map(|d| Some(*d)))
+                        .collect()
+                });
+                let mut rows = Vec::new();
+                for l in layers {
+                    shape = match &shape {
+                        Some(s) => Some(l.output_shape(s)?),
+                        None => None,
+                    };
+                    let params: usize = l.variables().iter().map(|v| v.value().size()).sum();
+                    rows.push(vec![
+                        format!("{} ({})", l.name(), l.class_name()),
+                        shape.as_ref().map(|s| fmt_shape(s)).unwrap_or("?".into()),
+                        group(params),
+                    ]);
+                }
+                (vec!["Layer (type)", "Output Shape", "Param #"], rows)
+            }
+            Body::Graph { graph, .. } => (
+                vec!["Layer (type)", "Output Shape", "Param #", "Connected to"],
+                graph.summary_rows(),
+            ),
         };
         let mut out = format!("Model: \"{}\"\n", self.name);
-        out += &line('┏', '┳', '┓', '━');
-        out += "\n";
-        out += &row("Layer (type)", "Output Shape", "Param #", '┃');
-        out += "\n";
-        out += &line('┡', '╇', '┩', '━');
-        out += "\n";
-        let mut shape: Option<Shape> = self.input.as_ref().map(|i| {
-            std::iter::once(None)
-                .chain(i.iter().map(|d| Some(*d)))
-                .collect()
-        });
+        out += &summary_table(&columns, &rows);
         let (mut total, mut trainable, mut bytes, mut tbytes) = (0usize, 0usize, 0usize, 0usize);
-        for (i, l) in self.layers.iter().enumerate() {
-            shape = match &shape {
-                Some(s) => Some(l.output_shape(s)?),
-                None => None,
-            };
-            let params: usize = l.variables().iter().map(|v| v.value().size()).sum();
-            for v in l.variables() {
-                let b = v.value().size() * v.dtype().itemsize();
-                total += v.value().size();
-                bytes += b;
-                if v.trainable() {
-                    trainable += v.value().size();
-                    tbytes += b;
-                }
+        for v in self.variables() {
+            let b = v.value().size() * v.dtype().itemsize();
+            total += v.value().size();
+            bytes += b;
+            if v.trainable() {
+                trainable += v.value().size();
+                tbytes += b;
             }
-            let shape_s = shape.as_ref().map(|s| fmt_shape(s)).unwrap_or("?".into());
-            out += &row(
-                &format!("{} ({})", l.name(), l.class_name()),
-                &shape_s,
-                &group(params),
-                '│',
-            );
-            out += "\n";
-            out += &if i + 1 == self.layers.len() {
-                line('└', '┴', '┘', '─')
-            } else {
-                line('├', '┼', '┤', '─')
-            };
-            out += "\n";
         }
         out += &format!(" Total params: {} ({})\n", group(total), size(bytes));
         out += &format!(
@@ -427,26 +880,47 @@ impl Sequential {
     }
 
     /// Sets the optimizer, the loss and the metrics (Keras names; `"accuracy"` is resolved
-    /// from the loss and shapes when training starts).
+    /// from the loss and shapes when training starts). On a model of several outputs the
+    /// loss applies to each of them (as in Keras); give metrics, per-output losses and loss
+    /// weights with [`compile_with`](Self::compile_with).
     pub fn compile(
         &mut self,
         optimizer: impl Into<Optimizer>,
         loss: Loss,
         metrics: &[&str],
     ) -> Result<()> {
-        for m in metrics {
-            Metric::get(m, &[1], &[None, Some(2)])?;
+        let names = self.output_names();
+        if names.len() > 1 && !metrics.is_empty() {
+            return Err(KilnError::invalid(
+                "compile",
+                format!(
+                    "the model has {} outputs ({}): say which output each metric is for, with compile_with(optimizer, CompileArgs::new().loss(..).output_metrics(\"{}\", &{metrics:?}))",
+                    names.len(),
+                    names.join(", "),
+                    names[names.len() - 1]
+                ),
+            ));
         }
+        let metrics: Vec<&[&str]> = if names.len() == 1 {
+            vec![metrics]
+        } else {
+            vec![&[]; names.len()]
+        };
+        self.compile_with(optimizer, CompileArgs::new().loss(loss).metrics(&metrics))
+    }
+
+    /// `compile` with per-output losses, loss weights and metrics (see [`CompileArgs`]).
+    pub fn compile_with(
+        &mut self,
+        optimizer: impl Into<Optimizer>,
+        args: CompileArgs,
+    ) -> Result<()> {
         let mut optimizer: Optimizer = optimizer.into();
         // Keras wraps the optimizer in a LossScaleOptimizer under mixed_float16.
         if self.policy.is_some_and(|p| p.name() == "mixed_float16") && !optimizer.is_loss_scaled() {
             optimizer = super::optimizers::LossScaleOptimizer::new(optimizer).into();
         }
-        self.compiled = Some(Compiled {
-            optimizer,
-            loss,
-            metrics: metrics.iter().map(|m| m.to_string()).collect(),
-        });
+        self.compiled = Some(args.resolve(&self.output_names(), optimizer)?);
         Ok(())
     }
 
@@ -455,26 +929,76 @@ impl Sequential {
         self.compiled.as_ref().map(|c| &c.optimizer)
     }
 
-    /// The forward pass on a batch.
-    pub fn call(&mut self, x: &Tensor, training: bool) -> Result<Tensor> {
-        self.ensure_built(&x.shape()[1.min(x.ndim())..])?;
-        self.check_input(x, "x")?;
-        let ctx = CallContext {
+    fn context(&self, training: bool) -> CallContext {
+        CallContext {
             training,
             seed: self
                 .seed
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 .wrapping_add(self.step),
-        };
-        let mut h = x.clone();
-        for l in &self.layers {
-            h = l.call(&h, &ctx)?;
         }
-        Ok(h)
     }
 
-    fn check_input(&self, x: &Tensor, arg: &str) -> Result<()> {
-        if let Some(s) = &self.input {
+    /// The forward pass on a batch of a model of one input and one output.
+    pub fn call(&mut self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let mut out = self.call_many(std::slice::from_ref(x), training)?;
+        if out.len() != 1 {
+            return Err(KilnError::invalid(
+                "Model.call",
+                format!(
+                    "the model has {} outputs ({}); use call_many",
+                    out.len(),
+                    self.output_names().join(", ")
+                ),
+            ));
+        }
+        Ok(out.remove(0))
+    }
+
+    /// The forward pass on one batch per input: one tensor per output.
+    pub fn call_many(&mut self, xs: &[Tensor], training: bool) -> Result<Vec<Tensor>> {
+        let first = xs.first().ok_or_else(|| {
+            KilnError::invalid("Model.call", "the model needs at least one input tensor")
+        })?;
+        self.ensure_built(first)?;
+        self.check_inputs(xs, "x")?;
+        let ctx = self.context(training);
+        match &self.body {
+            Body::Stack { layers, .. } => {
+                let mut h = xs[0].clone();
+                for l in layers {
+                    h = l.call(&h, &ctx)?;
+                }
+                Ok(vec![h])
+            }
+            Body::Graph { graph, .. } => graph.call_all(xs, &ctx),
+        }
+    }
+
+    /// `arg`'s name for input (or output) `i` of `n`: `x`, or `x[1]` on several.
+    fn arg_name(arg: &str, i: usize, n: usize) -> String {
+        if n == 1 {
+            arg.to_string()
+        } else {
+            format!("{arg}[{i}]")
+        }
+    }
+
+    fn check_inputs(&self, xs: &[Tensor], arg: &str) -> Result<()> {
+        let n = self.num_inputs();
+        if xs.len() != n {
+            return Err(KilnError::invalid(
+                "fit",
+                format!(
+                    "`{arg}` holds {} arrays; the model takes {n} input(s): pass one array per input, in the model's input order",
+                    xs.len()
+                ),
+            ));
+        }
+        let Some(shapes) = self.input_shapes() else {
+            return Ok(());
+        };
+        for (i, (x, s)) in xs.iter().zip(&shapes).enumerate() {
             if x.ndim() != s.len() + 1 || &x.shape()[1..] != s.as_slice() {
                 let want: Vec<String> = std::iter::once("batch".to_string())
                     .chain(s.iter().map(|d| d.to_string()))
@@ -482,7 +1006,8 @@ impl Sequential {
                 return Err(KilnError::invalid(
                     "fit",
                     format!(
-                        "`{arg}` has shape {:?}; the model takes [{}]{}",
+                        "`{}` has shape {:?}; the model takes [{}]{}",
+                        Self::arg_name(arg, i, n),
                         x.shape(),
                         want.join(", "),
                         if x.ndim() == s.len() {
@@ -497,12 +1022,28 @@ impl Sequential {
         Ok(())
     }
 
-    fn metrics_for(&self, y: &Tensor) -> Result<Vec<Metric>> {
+    /// Fresh metrics per output, resolved against the labels' shapes.
+    fn metrics_for(&self, ys: &[Tensor]) -> Result<Vec<Vec<Metric>>> {
         let c = self.compiled()?;
-        let out = self.output_shape()?;
+        let outs = self.output_shapes()?;
+        let names = self.output_names();
+        let several = outs.len() > 1;
         c.metrics
             .iter()
-            .map(|m| Metric::get(m, y.shape(), &out))
+            .zip(ys.iter().zip(&outs))
+            .zip(&names)
+            .map(|((ms, (y, out)), name)| {
+                ms.iter()
+                    .map(|m| {
+                        let metric = Metric::get(m, y.shape(), out)?;
+                        Ok(if several {
+                            Metric::new(&format!("{name}_{}", metric.name()), metric.kind().clone())
+                        } else {
+                            metric
+                        })
+                    })
+                    .collect()
+            })
             .collect()
     }
 
@@ -515,30 +1056,106 @@ impl Sequential {
         })
     }
 
-    /// One gradient step on a batch: the loss and metric values of that batch.
+    /// One gradient step on a batch of a model of one input and one output: the loss and
+    /// metric values of that batch.
     pub fn train_on_batch(&mut self, x: &Tensor, y: &Tensor) -> Result<Logs> {
-        let mut metrics = self.metrics_for(y)?;
-        let (loss, pred) = self.step(x, y, None, (0, 0))?;
+        self.train_on_batch_many(std::slice::from_ref(x), std::slice::from_ref(y))
+    }
+
+    /// One gradient step on a batch (one tensor per input and per output).
+    pub fn train_on_batch_many(&mut self, xs: &[Tensor], ys: &[Tensor]) -> Result<Logs> {
+        let first = xs.first().ok_or_else(|| {
+            KilnError::invalid(
+                "train_on_batch",
+                "the model needs at least one input tensor",
+            )
+        })?;
+        self.ensure_built(first)?;
+        self.check_targets(ys, "y")?;
+        let mut metrics = self.metrics_for(ys)?;
+        let out = self.step(xs, ys, None, (0, 0))?;
+        let mut losses = LossMeans::new(&self.output_names(), &self.compiled()?.losses);
+        losses.update(&out, first.shape()[0] as f64);
         let mut logs = Logs::new();
-        logs.insert("loss".into(), loss);
-        for m in metrics.iter_mut() {
-            m.update_state(y, &pred, None)?;
-            logs.insert(m.name().to_string(), m.result());
+        losses.log(&mut logs);
+        for (ms, (y, p)) in metrics.iter_mut().zip(ys.iter().zip(&out.preds)) {
+            for m in ms.iter_mut() {
+                m.update_state(y, p, None)?;
+                logs.insert(m.name().to_string(), m.result());
+            }
         }
         Ok(logs)
+    }
+
+    fn check_targets(&self, ys: &[Tensor], arg: &str) -> Result<()> {
+        let n = self.output_names().len();
+        if ys.len() != n {
+            return Err(KilnError::invalid(
+                "fit",
+                format!(
+                    "`{arg}` holds {} arrays; the model has {n} output(s) ({}): pass one array per output, in output order",
+                    ys.len(),
+                    self.output_names().join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The loss of a batch: each output's unweighted loss (`None` where it has none) and the
+    /// total, the weighted sum plus the layers' regularization (Keras's `compute_loss`).
+    fn compute_loss(
+        &self,
+        ys: &[Tensor],
+        preds: &[Tensor],
+        sw: Option<&Tensor>,
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        let c = self.compiled()?;
+        let mut total: Option<Tensor> = None;
+        let mut each = Vec::with_capacity(preds.len());
+        for ((loss, w), (y, p)) in c
+            .losses
+            .iter()
+            .zip(&c.loss_weights)
+            .zip(ys.iter().zip(preds))
+        {
+            let Some(loss) = loss else {
+                each.push(None);
+                continue;
+            };
+            let v = loss.compute(y, p, sw)?;
+            let weighted = if *w == 1.0 {
+                v.clone()
+            } else {
+                ops::multiply(&v, *w)?
+            };
+            total = Some(match total {
+                Some(t) => ops::add(&t, &ops::cast(&weighted, t.dtype())?)?,
+                None => weighted,
+            });
+            each.push(Some(v));
+        }
+        let mut total = total.ok_or_else(|| KilnError::invalid("fit", "no output has a loss"))?;
+        for l in self.layers() {
+            if let Some(r) = l.regularization()? {
+                total = ops::add(&total, &ops::cast(&r, total.dtype())?)?;
+            }
+        }
+        Ok((total, each))
     }
 
     /// The training step: forward with the trainable variables watched, the loss (plus the
     /// layers' regularization), the gradients, non-finite checks, the optimizer's update.
     fn step(
         &mut self,
-        x: &Tensor,
-        y: &Tensor,
+        xs: &[Tensor],
+        ys: &[Tensor],
         sw: Option<&Tensor>,
         at: (usize, usize),
-    ) -> Result<(f64, Tensor)> {
-        self.ensure_built(&x.shape()[1.min(x.ndim())..])?;
-        let loss_fn = self.compiled()?.loss;
+    ) -> Result<StepOut> {
+        if let Some(first) = xs.first() {
+            self.ensure_built(first)?;
+        }
         let scale = self.compiled()?.optimizer.loss_scale();
         let mut watched = Vec::new();
         for v in self.variables_mut() {
@@ -548,17 +1165,12 @@ impl Sequential {
                 watched.push(w);
             }
         }
-        let run = |m: &mut Sequential| -> Result<(Tensor, Tensor)> {
-            let pred = m.call(x, true)?;
-            let mut loss = loss_fn.compute(y, &pred, sw)?;
-            for l in &m.layers {
-                if let Some(r) = l.regularization()? {
-                    loss = ops::add(&loss, &ops::cast(&r, loss.dtype())?)?;
-                }
-            }
-            Ok((loss, pred))
+        let run = |m: &mut Model| -> Result<(Tensor, Vec<Option<Tensor>>, Vec<Tensor>)> {
+            let preds = m.call_many(xs, true)?;
+            let (loss, each) = m.compute_loss(ys, &preds, sw)?;
+            Ok((loss, each, preds))
         };
-        let result = run(self).and_then(|(loss, pred)| {
+        let result = run(self).and_then(|(loss, each, preds)| {
             let refs: Vec<&Tensor> = watched.iter().collect();
             // Under loss scaling the gradients are of the scaled loss (Keras's scale_loss).
             let target = match scale {
@@ -566,7 +1178,7 @@ impl Sequential {
                 None => loss.clone(),
             };
             let grads = autodiff::gradients(&target, &refs)?;
-            Ok((loss, pred, grads))
+            Ok((loss, each, preds, grads))
         });
         // The variables get their plain values back whatever happened.
         let mut i = 0;
@@ -577,7 +1189,7 @@ impl Sequential {
             }
         }
         drop(watched);
-        let (loss, pred, grads) = result?;
+        let (loss, each, preds, grads) = result?;
         let value = loss.to_f64_vec()?[0];
         let (epoch, batch) = at;
         if !value.is_finite() {
@@ -587,8 +1199,12 @@ impl Sequential {
                 what: format!("the loss ({value})"),
             });
         }
+        let each: Vec<Option<f64>> = each
+            .iter()
+            .map(|l| l.as_ref().map(|l| Ok(l.to_f64_vec()?[0])).transpose())
+            .collect::<Result<_>>()?;
         let names: Vec<String> = self
-            .layers
+            .layers()
             .iter()
             .flat_map(|l| {
                 l.variables()
@@ -614,9 +1230,8 @@ impl Sequential {
         }
         self.step += 1;
         let before: Vec<Tensor> = if self.observe_steps {
-            self.variables()
+            self.trainable_variables()
                 .into_iter()
-                .filter(|v| v.trainable())
                 .map(|v| v.value().clone())
                 .collect()
         } else {
@@ -642,14 +1257,13 @@ impl Sequential {
             c.optimizer = opt;
         }
         let applied = r?;
-        for l in self.layers.iter_mut() {
+        for l in self.layers_mut().iter_mut() {
             l.finish_step()?;
         }
         if self.observe_steps {
             let after = self
-                .variables()
+                .trainable_variables()
                 .into_iter()
-                .filter(|v| v.trainable())
                 .map(|v| v.value().clone())
                 .collect();
             let compute_dtype = match self.policy {
@@ -668,10 +1282,43 @@ impl Sequential {
                 compute_dtype,
             });
         }
-        Ok((value, autodiff::stop_gradient(&pred)))
+        Ok(StepOut {
+            loss: value,
+            each,
+            preds: preds.iter().map(autodiff::stop_gradient).collect(),
+        })
     }
 
-    /// Trains for `args.epochs` epochs; the history of every metric per epoch.
+    /// Converts model data, printing what the conversion cost when asked.
+    fn convert<D: ModelData + ?Sized>(
+        &self,
+        data: &D,
+        device: Device,
+        arg: &str,
+        verbose: u8,
+    ) -> Result<Vec<Tensor>> {
+        let converted = data.to_model(device, self.wide())?;
+        let n = converted.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, (t, report)) in converted.into_iter().enumerate() {
+            if verbose > 0 {
+                if let Some(r) = &report {
+                    println!(
+                        "data: {} converted to {} on {}: {}",
+                        Self::arg_name(arg, i, n),
+                        t.dtype(),
+                        device,
+                        r.summary()
+                    );
+                }
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Trains for `args.epochs` epochs; the history of every metric per epoch. `x` holds one
+    /// array per input and `y` one per output (a single array for a model of one).
     pub fn fit<X: ModelData + ?Sized, Y: ModelData + ?Sized>(
         &mut self,
         x: &X,
@@ -693,26 +1340,19 @@ impl Sequential {
         }
         let device = self.current_device()?;
         let verbose = args.verbose.resolve();
-        let (xt, xr) = x.to_model(device, self.wide())?;
-        let (yt, _) = y.to_model(device, self.wide())?;
-        if verbose > 0 {
-            if let Some(r) = &xr {
-                println!(
-                    "data: x converted to {} on {}: {}",
-                    xt.dtype(),
-                    device,
-                    r.summary()
-                );
-            }
-        }
+        let xt = self.convert(x, device, "x", verbose)?;
+        let yt = self.convert(y, device, "y", verbose)?;
         self.validate(&xt, &yt, args.check_finite, "x", "y")?;
-        let n = xt.shape()[0];
+        let n = xt[0].shape()[0];
         let sw = self.sample_weights(&yt, &args, device)?;
+        let rows_all = |ts: &[Tensor], a: usize, b: usize| -> Result<Vec<Tensor>> {
+            ts.iter().map(|t| rows(t, a, b)).collect()
+        };
         // Keras: the last fraction, before shuffling.
         let split_at = ((n as f64) * (1.0 - args.validation_split)).floor() as usize;
         let (x_train, y_train, sw_train, val) = if let Some((vx, vy)) = &args.validation_data {
-            let (vx, _) = vx.to_model(device, self.wide())?;
-            let (vy, _) = vy.to_model(device, self.wide())?;
+            let vx = self.convert(vx.as_slice(), device, "validation_data x", 0)?;
+            let vy = self.convert(vy.as_slice(), device, "validation_data y", 0)?;
             self.validate(
                 &vx,
                 &vy,
@@ -720,7 +1360,7 @@ impl Sequential {
                 "validation_data x",
                 "validation_data y",
             )?;
-            (xt, yt, sw, Some((vx, vy)))
+            (xt, yt, sw, Some((vx, vy, None)))
         } else if split_at < n {
             if split_at == 0 {
                 return Err(KilnError::invalid(
@@ -729,21 +1369,27 @@ impl Sequential {
                 ));
             }
             (
-                rows(&xt, 0, split_at)?,
-                rows(&yt, 0, split_at)?,
+                rows_all(&xt, 0, split_at)?,
+                rows_all(&yt, 0, split_at)?,
                 sw.as_ref().map(|w| rows(w, 0, split_at)).transpose()?,
-                Some((rows(&xt, split_at, n)?, rows(&yt, split_at, n)?)),
+                // Keras splits the sample weights too, and validates with them.
+                Some((
+                    rows_all(&xt, split_at, n)?,
+                    rows_all(&yt, split_at, n)?,
+                    sw.as_ref().map(|w| rows(w, split_at, n)).transpose()?,
+                )),
             )
         } else {
             (xt, yt, sw, None)
         };
-        let n_train = x_train.shape()[0];
+        let n_train = x_train[0].shape()[0];
         let steps = n_train.div_ceil(args.batch_size);
         let params = TrainParams {
             epochs: args.epochs,
             steps,
             verbose,
         };
+        let output_names = self.output_names();
         let mut history = History::default();
         let mut stop = false;
         let mut callbacks = std::mem::take(&mut self.callbacks);
@@ -768,19 +1414,24 @@ impl Sequential {
                     (0..n_train).collect()
                 };
                 let mut metrics = self.metrics_for(&y_train)?;
-                let mut loss_mean = Metric::new("loss", MetricKind::LossMean);
+                let mut losses = LossMeans::new(&output_names, &self.compiled()?.losses);
                 for b in 0..steps {
                     for cb in callbacks.iter_mut() {
                         self.with_control(&mut stop, params, |c| cb.on_batch_begin(b, c))?;
                     }
                     let idx = &order[b * args.batch_size..((b + 1) * args.batch_size).min(n_train)];
-                    let xb = take_rows(&x_train, idx, args.shuffle, b * args.batch_size)?;
-                    let yb = take_rows(&y_train, idx, args.shuffle, b * args.batch_size)?;
+                    let batch = |ts: &[Tensor]| -> Result<Vec<Tensor>> {
+                        ts.iter()
+                            .map(|t| take_rows(t, idx, args.shuffle, b * args.batch_size))
+                            .collect()
+                    };
+                    let xb = batch(&x_train)?;
+                    let yb = batch(&y_train)?;
                     let wb = sw_train
                         .as_ref()
                         .map(|w| take_rows(w, idx, args.shuffle, b * args.batch_size))
                         .transpose()?;
-                    let (loss, pred) = match self.step(&xb, &yb, wb.as_ref(), (epoch, b)) {
+                    let out = match self.step(&xb, &yb, wb.as_ref(), (epoch, b)) {
                         Ok(r) => r,
                         Err(e @ KilnError::NonFinite { .. }) => {
                             // The step was not applied. A callback may end training cleanly.
@@ -818,15 +1469,13 @@ impl Sequential {
                     }
                     // Keras weights each batch's loss by its size; compiled metrics are not
                     // weighted by sample or class weights (only weighted_metrics would be).
-                    loss_mean.update_mean(loss, idx.len() as f64);
-                    for m in metrics.iter_mut() {
-                        m.update_state(&yb, &pred, None)?;
+                    losses.update(&out, idx.len() as f64);
+                    for (ms, (y, p)) in metrics.iter_mut().zip(yb.iter().zip(&out.preds)) {
+                        for m in ms.iter_mut() {
+                            m.update_state(y, p, None)?;
+                        }
                     }
-                    let mut logs = Logs::new();
-                    logs.insert("loss".into(), loss_mean.result());
-                    for m in &metrics {
-                        logs.insert(m.name().to_string(), m.result());
-                    }
+                    let logs = epoch_logs(&losses, &metrics);
                     for cb in callbacks.iter_mut() {
                         self.with_control(&mut stop, params, |c| cb.on_batch_end(b, &logs, c))?;
                     }
@@ -835,13 +1484,9 @@ impl Sequential {
                         break;
                     }
                 }
-                let mut logs = Logs::new();
-                logs.insert("loss".into(), loss_mean.result());
-                for m in &metrics {
-                    logs.insert(m.name().to_string(), m.result());
-                }
-                if let Some((vx, vy)) = &val {
-                    let v = self.evaluate_tensors(vx, vy, args.batch_size)?;
+                let mut logs = epoch_logs(&losses, &metrics);
+                if let Some((vx, vy, vw)) = &val {
+                    let v = self.evaluate_tensors(vx, vy, vw.as_ref(), args.batch_size)?;
                     for (k, val) in v {
                         logs.insert(format!("val_{k}"), val);
                     }
@@ -882,49 +1527,62 @@ impl Sequential {
         Ok(history)
     }
 
-    /// Checks `fit`'s data before the first step: lengths, ranks, finiteness, labels for
-    /// the loss.
+    /// Checks `fit`'s data before the first step: counts, lengths, ranks, finiteness, labels
+    /// for each output's loss.
     fn validate(
         &mut self,
-        x: &Tensor,
-        y: &Tensor,
+        xs: &[Tensor],
+        ys: &[Tensor],
         check_finite: bool,
         xn: &str,
         yn: &str,
     ) -> Result<()> {
-        if x.ndim() == 0 || y.ndim() == 0 {
+        self.check_targets(ys, yn)?;
+        if xs.len() != self.num_inputs() {
+            return self.check_inputs(xs, xn);
+        }
+        let (nx, ny) = (xs.len(), ys.len());
+        let named = |ts: &[Tensor], base: &str| -> Vec<(Tensor, String)> {
+            let n = ts.len();
+            ts.iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), Self::arg_name(base, i, n)))
+                .collect()
+        };
+        let all: Vec<(Tensor, String)> = named(xs, xn).into_iter().chain(named(ys, yn)).collect();
+        if let Some((t, name)) = all.iter().find(|(t, _)| t.ndim() == 0) {
+            return Err(KilnError::invalid(
+                "fit",
+                format!("`{name}` needs a sample axis; got shape {:?}", t.shape()),
+            ));
+        }
+        let n = xs[0].shape()[0];
+        if let Some((t, name)) = all.iter().find(|(t, _)| t.shape()[0] != n) {
             return Err(KilnError::invalid(
                 "fit",
                 format!(
-                    "`{xn}` and `{yn}` need a sample axis; got shapes {:?} and {:?}",
-                    x.shape(),
-                    y.shape()
+                    "`{}` has {n} samples but `{name}` has {}; they must match",
+                    Self::arg_name(xn, 0, nx),
+                    t.shape()[0]
                 ),
             ));
         }
-        if x.shape()[0] != y.shape()[0] {
+        if n == 0 {
             return Err(KilnError::invalid(
                 "fit",
-                format!(
-                    "`{xn}` has {} samples but `{yn}` has {}; they must match",
-                    x.shape()[0],
-                    y.shape()[0]
-                ),
+                format!("`{}` has no samples", Self::arg_name(xn, 0, nx)),
             ));
         }
-        if x.shape()[0] == 0 {
-            return Err(KilnError::invalid("fit", format!("`{xn}` has no samples")));
-        }
-        if self.input.is_none() && x.ndim() == 1 {
+        if self.input_shapes().is_none() && xs[0].ndim() == 1 {
             return Err(KilnError::invalid(
                 "fit",
-                format!("`{xn}` is 1-d (shape {:?}); a model takes [samples, features]: reshape it to [n, 1] for one feature", x.shape()),
+                format!("`{xn}` is 1-d (shape {:?}); a model takes [samples, features]: reshape it to [n, 1] for one feature", xs[0].shape()),
             ));
         }
-        self.ensure_built(&x.shape()[1..])?;
-        self.check_input(x, xn)?;
+        self.ensure_built(&xs[0])?;
+        self.check_inputs(xs, xn)?;
         if check_finite {
-            for (t, name) in [(x, xn), (y, yn)] {
+            for (t, name) in &all {
                 if t.dtype().is_inexact() {
                     let _q = autodiff::no_grad();
                     let bad = ops::logical_not(&ops::isfinite(t)?)?;
@@ -944,77 +1602,29 @@ impl Sequential {
                 }
             }
         }
-        let loss = self.compiled()?.loss;
-        let out = self.output_shape()?;
-        let classes = out.last().copied().flatten();
-        if loss.sparse_labels() {
-            let labels = y.to_f64_vec()?;
-            let c = classes.unwrap_or(0);
-            if let Some((i, v)) = labels
-                .iter()
-                .enumerate()
-                .find(|(_, v)| **v < 0.0 || **v >= c as f64 || v.fract() != 0.0)
-            {
-                return Err(KilnError::invalid(
-                    "fit",
-                    format!(
-                        "`{yn}` holds the label {v} at sample {i}; {} needs class indices in [0, {c}) for a model with {c} outputs (relabel the data, or widen the last layer)",
-                        loss.name()
-                    ),
-                ));
-            }
-            if !(y.ndim() + 1 == out.len()
-                || (y.ndim() == out.len() && y.shape().last() == Some(&1)))
-            {
-                return Err(KilnError::shape(
-                    "fit",
-                    y.shape(),
-                    &out.iter().map(|d| d.unwrap_or(0)).collect::<Vec<_>>(),
-                    format!("{} takes one class index per sample", loss.name()),
-                ));
-            }
-        } else {
-            let want_last = classes.unwrap_or(1);
-            let y_last = if y.ndim() + 1 == out.len() {
-                1
-            } else {
-                *y.shape().last().unwrap_or(&1)
-            };
-            if y.ndim() + 1 != out.len() && y.ndim() != out.len() || y_last != want_last {
-                return Err(KilnError::shape(
-                    "fit",
-                    y.shape(),
-                    &out.iter().map(|d| d.unwrap_or(0)).collect::<Vec<_>>(),
-                    format!(
-                        "{} needs labels shaped like the model's output (batch, {want_last}){}",
-                        loss.name(),
-                        if y.ndim() == 1 && want_last > 1 {
-                            "; for integer class labels use sparse_categorical_crossentropy"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
-            }
-            if matches!(loss, Loss::BinaryCrossentropy { .. }) {
-                let v = y.to_f64_vec()?;
-                if let Some((i, bad)) = v
-                    .iter()
-                    .enumerate()
-                    .find(|(_, v)| !(0.0..=1.0).contains(*v))
-                {
-                    return Err(KilnError::invalid(
-                        "fit",
-                        format!("`{yn}` holds {bad} at index {i}; binary_crossentropy needs labels in [0, 1]"),
-                    ));
-                }
+        let losses = self.compiled()?.losses.clone();
+        let outs = self.output_shapes()?;
+        let names = self.output_names();
+        for (i, ((loss, out), y)) in losses.iter().zip(&outs).zip(ys).enumerate() {
+            if let Some(loss) = loss {
+                let which = if ny > 1 {
+                    format!(" (output {:?})", names[i])
+                } else {
+                    String::new()
+                };
+                check_labels(*loss, y, out, &Self::arg_name(yn, i, ny), &which)?;
             }
         }
         Ok(())
     }
 
-    fn sample_weights(&self, y: &Tensor, args: &FitArgs, device: Device) -> Result<Option<Tensor>> {
-        let n = y.shape()[0];
+    fn sample_weights(
+        &self,
+        ys: &[Tensor],
+        args: &FitArgs,
+        device: Device,
+    ) -> Result<Option<Tensor>> {
+        let n = ys[0].shape()[0];
         let mut w: Option<Vec<f64>> = None;
         if let Some(s) = &args.sample_weight {
             let v = s.to_f64_vec();
@@ -1027,6 +1637,16 @@ impl Sequential {
             w = Some(v);
         }
         if let Some(cw) = &args.class_weight {
+            if ys.len() != 1 {
+                return Err(KilnError::invalid(
+                    "fit",
+                    format!(
+                        "`class_weight` is only supported for models with a single output (this one has {}); weigh the samples with sample_weight instead",
+                        ys.len()
+                    ),
+                ));
+            }
+            let y = &ys[0];
             let labels: Vec<usize> = if y.ndim() >= 2 && y.shape().last().copied().unwrap_or(1) > 1
             {
                 ops::argmax(y, Some(-1), false)?
@@ -1056,7 +1676,8 @@ impl Sequential {
         .transpose()
     }
 
-    /// The loss and metrics on data, batch by batch (Keras's `evaluate`).
+    /// The loss and metrics on data, batch by batch (Keras's `evaluate`): `loss` (the
+    /// weighted sum plus regularization) and, on several outputs, each output's `_loss`.
     pub fn evaluate<X: ModelData + ?Sized, Y: ModelData + ?Sized>(
         &mut self,
         x: &X,
@@ -1064,65 +1685,116 @@ impl Sequential {
         batch_size: usize,
     ) -> Result<Logs> {
         let device = self.current_device()?;
-        let (xt, _) = x.to_model(device, self.wide())?;
-        let (yt, _) = y.to_model(device, self.wide())?;
+        let xt = self.convert(x, device, "x", 0)?;
+        let yt = self.convert(y, device, "y", 0)?;
         self.compiled()?;
         self.validate(&xt, &yt, false, "x", "y")?;
-        self.evaluate_tensors(&xt, &yt, batch_size)
+        self.evaluate_tensors(&xt, &yt, None, batch_size)
     }
 
-    fn evaluate_tensors(&mut self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<Logs> {
+    fn evaluate_tensors(
+        &mut self,
+        xs: &[Tensor],
+        ys: &[Tensor],
+        sw: Option<&Tensor>,
+        batch_size: usize,
+    ) -> Result<Logs> {
         let _q = autodiff::no_grad();
-        let loss_fn = self.compiled()?.loss;
-        let mut metrics = self.metrics_for(y)?;
-        let n = x.shape()[0];
+        let mut metrics = self.metrics_for(ys)?;
+        let mut losses = LossMeans::new(&self.output_names(), &self.compiled()?.losses);
+        let n = xs[0].shape()[0];
         let bs = batch_size.max(1);
-        let mut total = 0.0;
         for start in (0..n).step_by(bs) {
             let end = (start + bs).min(n);
-            let xb = rows(x, start, end)?;
-            let yb = rows(y, start, end)?;
-            let p = self.call(&xb, false)?;
-            let mut l = loss_fn.compute(&yb, &p, None)?.to_f64_vec()?[0];
+            let xb: Vec<Tensor> = xs
+                .iter()
+                .map(|t| rows(t, start, end))
+                .collect::<Result<_>>()?;
+            let yb: Vec<Tensor> = ys
+                .iter()
+                .map(|t| rows(t, start, end))
+                .collect::<Result<_>>()?;
+            let preds = self.call_many(&xb, false)?;
             // As Keras's compute_loss: the layers' regularization losses count here too.
-            for layer in &self.layers {
-                if let Some(r) = layer.regularization()? {
-                    l += r.to_f64_vec()?[0];
+            let wb = sw.map(|w| rows(w, start, end)).transpose()?;
+            let (total, each) = self.compute_loss(&yb, &preds, wb.as_ref())?;
+            let out = StepOut {
+                loss: total.to_f64_vec()?[0],
+                each: each
+                    .iter()
+                    .map(|l| l.as_ref().map(|l| Ok(l.to_f64_vec()?[0])).transpose())
+                    .collect::<Result<_>>()?,
+                preds,
+            };
+            losses.update(&out, (end - start) as f64);
+            for (ms, (y, p)) in metrics.iter_mut().zip(yb.iter().zip(&out.preds)) {
+                for m in ms.iter_mut() {
+                    m.update_state(y, p, None)?;
                 }
             }
-            total += l * (end - start) as f64;
-            for m in metrics.iter_mut() {
-                m.update_state(&yb, &p, None)?;
-            }
         }
-        let mut logs = Logs::new();
-        logs.insert("loss".into(), total / n.max(1) as f64);
-        for m in &metrics {
-            logs.insert(m.name().to_string(), m.result());
-        }
-        Ok(logs)
+        Ok(epoch_logs(&losses, &metrics))
     }
 
-    /// The model's outputs on data, batch by batch (inference: dropout off).
+    /// The outputs of a model of one output on data, batch by batch (inference: dropout
+    /// off).
     pub fn predict<X: ModelData + ?Sized>(&mut self, x: &X, batch_size: usize) -> Result<Tensor> {
+        let mut out = self.predict_many(x, batch_size)?;
+        if out.len() != 1 {
+            return Err(KilnError::invalid(
+                "predict",
+                format!(
+                    "the model has {} outputs ({}); use predict_many",
+                    out.len(),
+                    self.output_names().join(", ")
+                ),
+            ));
+        }
+        Ok(out.remove(0))
+    }
+
+    /// Every output on data, batch by batch, in output order.
+    pub fn predict_many<X: ModelData + ?Sized>(
+        &mut self,
+        x: &X,
+        batch_size: usize,
+    ) -> Result<Vec<Tensor>> {
         let _q = autodiff::no_grad();
-        let (xt, _) = x.to_model(self.current_device()?, self.wide())?;
-        if xt.ndim() == 0 || xt.shape()[0] == 0 {
+        let xt = self.convert(x, self.current_device()?, "x", 0)?;
+        if xt.is_empty() || xt.iter().any(|t| t.ndim() == 0 || t.shape()[0] == 0) {
             return Err(KilnError::invalid(
                 "predict",
                 "`x` needs at least one sample",
             ));
         }
-        self.ensure_built(&xt.shape()[1..])?;
-        self.check_input(&xt, "x")?;
-        let n = xt.shape()[0];
-        let bs = batch_size.max(1);
-        let mut parts = Vec::new();
-        for start in (0..n).step_by(bs) {
-            parts.push(self.call(&rows(&xt, start, (start + bs).min(n))?, false)?);
+        self.ensure_built(&xt[0])?;
+        self.check_inputs(&xt, "x")?;
+        let n = xt[0].shape()[0];
+        if let Some(t) = xt.iter().find(|t| t.shape()[0] != n) {
+            return Err(KilnError::invalid(
+                "predict",
+                format!(
+                    "the inputs have {n} and {} samples; they must match",
+                    t.shape()[0]
+                ),
+            ));
         }
-        let refs: Vec<&Tensor> = parts.iter().collect();
-        ops::concatenate(&refs, 0)
+        let bs = batch_size.max(1);
+        let mut parts: Vec<Vec<Tensor>> = Vec::new();
+        for start in (0..n).step_by(bs) {
+            let xb: Vec<Tensor> = xt
+                .iter()
+                .map(|t| rows(t, start, (start + bs).min(n)))
+                .collect::<Result<_>>()?;
+            parts.push(self.call_many(&xb, false)?);
+        }
+        let outputs = parts.first().map(|p| p.len()).unwrap_or(0);
+        (0..outputs)
+            .map(|o| {
+                let refs: Vec<&Tensor> = parts.iter().map(|p| &p[o]).collect();
+                ops::concatenate(&refs, 0)
+            })
+            .collect()
     }
 
     /// Runs one callback hook with a control over this model, carrying `stop` across hooks.
@@ -1142,7 +1814,7 @@ impl Sequential {
     /// The weights by name (`layer/variable`, Keras's weight paths), in `get_weights`'s order.
     fn named_weights(&self) -> Result<Vec<(String, ArrayData)>> {
         let mut out = Vec::new();
-        for l in &self.layers {
+        for l in self.layers() {
             for v in l.variables() {
                 out.push((format!("{}/{}", l.name(), v.name()), v.value().to_host()?));
             }
@@ -1241,6 +1913,183 @@ impl Sequential {
     }
 }
 
+/// What a training or evaluation batch gave.
+struct StepOut {
+    /// The total loss.
+    loss: f64,
+    /// Each output's unweighted loss.
+    each: Vec<Option<f64>>,
+    preds: Vec<Tensor>,
+}
+
+/// The running means of the total loss and, where there are several, of each output's loss
+/// (Keras's `<output>_loss` metrics), weighted by batch size.
+struct LossMeans {
+    total: Metric,
+    each: Vec<Option<Metric>>,
+}
+
+impl LossMeans {
+    fn new(names: &[String], losses: &[Option<Loss>]) -> LossMeans {
+        let several = losses.iter().filter(|l| l.is_some()).count() > 1;
+        LossMeans {
+            total: Metric::new("loss", MetricKind::LossMean),
+            each: names
+                .iter()
+                .zip(losses)
+                .map(|(n, l)| {
+                    (several && l.is_some())
+                        .then(|| Metric::new(&format!("{n}_loss"), MetricKind::LossMean))
+                })
+                .collect(),
+        }
+    }
+    fn update(&mut self, out: &StepOut, n: f64) {
+        self.total.update_mean(out.loss, n);
+        for (m, v) in self.each.iter_mut().zip(&out.each) {
+            if let (Some(m), Some(v)) = (m, v) {
+                m.update_mean(*v, n);
+            }
+        }
+    }
+    fn log(&self, logs: &mut Logs) {
+        logs.insert("loss".into(), self.total.result());
+        for m in self.each.iter().flatten() {
+            logs.insert(m.name().to_string(), m.result());
+        }
+    }
+}
+
+fn epoch_logs(losses: &LossMeans, metrics: &[Vec<Metric>]) -> Logs {
+    let mut logs = Logs::new();
+    losses.log(&mut logs);
+    for m in metrics.iter().flatten() {
+        logs.insert(m.name().to_string(), m.result());
+    }
+    logs
+}
+
+/// Whether `y` holds labels `loss` can compare with outputs of shape `out`.
+fn check_labels(
+    loss: Loss,
+    y: &Tensor,
+    out: &[Option<usize>],
+    yn: &str,
+    which: &str,
+) -> Result<()> {
+    let classes = out.last().copied().flatten();
+    if loss.sparse_labels() {
+        let labels = y.to_f64_vec()?;
+        let c = classes.unwrap_or(0);
+        if let Some((i, v)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, v)| **v < 0.0 || **v >= c as f64 || v.fract() != 0.0)
+        {
+            return Err(KilnError::invalid(
+                "fit",
+                format!(
+                    "`{yn}`{which} holds the label {v} at sample {i}; {} needs class indices in [0, {c}) for a model with {c} outputs (relabel the data, or widen the last layer)",
+                    loss.name()
+                ),
+            ));
+        }
+        if !(y.ndim() + 1 == out.len() || (y.ndim() == out.len() && y.shape().last() == Some(&1))) {
+            return Err(KilnError::shape(
+                "fit",
+                y.shape(),
+                &out.iter().map(|d| d.unwrap_or(0)).collect::<Vec<_>>(),
+                format!(
+                    "`{yn}`{which}: {} takes one class index per sample",
+                    loss.name()
+                ),
+            ));
+        }
+    } else {
+        let want_last = classes.unwrap_or(1);
+        let y_last = if y.ndim() + 1 == out.len() {
+            1
+        } else {
+            *y.shape().last().unwrap_or(&1)
+        };
+        if y.ndim() + 1 != out.len() && y.ndim() != out.len() || y_last != want_last {
+            return Err(KilnError::shape(
+                "fit",
+                y.shape(),
+                &out.iter().map(|d| d.unwrap_or(0)).collect::<Vec<_>>(),
+                format!(
+                    "`{yn}`{which}: {} needs labels shaped like the model's output (batch, {want_last}){}",
+                    loss.name(),
+                    if y.ndim() == 1 && want_last > 1 {
+                        "; for integer class labels use sparse_categorical_crossentropy"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        if matches!(loss, Loss::BinaryCrossentropy { .. }) {
+            let v = y.to_f64_vec()?;
+            if let Some((i, bad)) = v
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(0.0..=1.0).contains(*v))
+            {
+                return Err(KilnError::invalid(
+                    "fit",
+                    format!("`{yn}`{which} holds {bad} at index {i}; binary_crossentropy needs labels in [0, 1]"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keras's summary table with box-drawing rules; columns after the first two are
+/// right-aligned numbers except a last "Connected to".
+pub(crate) fn summary_table(columns: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = match columns.len() {
+        3 => vec![33, 24, 15],
+        _ => vec![31, 22, 12, 24],
+    };
+    let line = |l: char, m: char, r: char, f: char| {
+        let mut s = String::new();
+        s.push(l);
+        for (i, w) in widths.iter().enumerate() {
+            s.extend(std::iter::repeat_n(f, *w));
+            s.push(if i + 1 == widths.len() { r } else { m });
+        }
+        s.push('\n');
+        s
+    };
+    let row = |cells: &[String], edge: char| {
+        let mut s = String::new();
+        s.push(edge);
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == 2 {
+                s += &format!(" {:>w$} {edge}", c, w = w - 2);
+            } else {
+                s += &format!(" {:<w$}{edge}", c, w = w - 1);
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let mut out = line('┏', '┳', '┓', '━');
+    out += &row(&header, '┃');
+    out += &line('┡', '╇', '┩', '━');
+    for (i, r) in rows.iter().enumerate() {
+        out += &row(r, '│');
+        out += &if i + 1 == rows.len() {
+            line('└', '┴', '┘', '─')
+        } else {
+            line('├', '┼', '┤', '─')
+        };
+    }
+    out
+}
+
 /// Rows `a..b` of `t` (a view where the engine can).
 fn rows(t: &Tensor, a: usize, b: usize) -> Result<Tensor> {
     ops::strided_slice(t, &[ops::SliceArg::range(a as isize, b as isize)])
@@ -1334,12 +2183,12 @@ fn size(bytes: usize) -> String {
     format!("{v:.2} {}", units[u])
 }
 
-impl TrainModel for Sequential {
+impl TrainModel for Model {
     fn get_weights(&self) -> Result<Vec<ArrayData>> {
-        Sequential::get_weights(self)
+        Model::get_weights(self)
     }
     fn set_weights(&mut self, weights: &[ArrayData]) -> Result<()> {
-        Sequential::set_weights(self, weights)
+        Model::set_weights(self, weights)
     }
     fn learning_rate(&self) -> Result<f64> {
         Ok(self.compiled()?.optimizer.current_learning_rate())
@@ -1354,7 +2203,7 @@ impl TrainModel for Sequential {
         }
     }
     fn save_weights(&self, path: &str) -> Result<()> {
-        Sequential::save_weights(self, path)
+        Model::save_weights(self, path)
     }
     fn optimizer(&self) -> Result<Optimizer> {
         Ok(self.compiled()?.optimizer.clone())

@@ -14,6 +14,21 @@ pub fn load_cases(name: &str) -> Vec<Value> {
     v["cases"].as_array().expect("cases").clone()
 }
 
+/// A whole fixture file of tests/data.
+pub fn fixture(name: &str) -> Value {
+    let p = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture file")).expect("json")
+}
+
+/// A JSON array of numbers.
+pub fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
 /// The dtypes of an oracle case's inputs.
 pub fn case_dtypes(c: &Value) -> Vec<DType> {
     c["inputs"]

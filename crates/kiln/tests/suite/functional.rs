@@ -5,6 +5,7 @@
 
 use kiln::nn::*;
 use kiln::{convert_to_tensor, ops, ArrayData, DType, Device, Tensor};
+use serde_json::Value;
 
 fn t(shape: &[usize], v: Vec<f32>) -> Tensor {
     convert_to_tensor(
@@ -73,12 +74,17 @@ fn a_shared_layer_is_one_set_of_weights() {
     let s = f.summary();
     assert!(s.contains("Connected to"), "{s}");
     assert!(s.contains("concatenate (Concatenate)"), "{s}");
-    assert!(s.contains("dense, dense"), "{s}");
-    assert!(s.contains("Total params: 31"), "{s}");
+    // Keras's `layer[call][tensor]`: the shared layer's first and second calls.
+    assert!(s.contains("dense[0][0], dense[1][0]"), "{s}");
+    assert!(s.contains("input_layer (InputLayer)"), "{s}");
     // Both calls of the shared layer in Keras's config.
     let cfg = f.config();
     let inbound = &cfg["layers"][0]["inbound_nodes"];
     assert_eq!(inbound.as_array().unwrap().len(), 2, "{cfg}");
+    let mut m = f.into_model();
+    let s = m.summary().unwrap();
+    assert!(s.contains("Total params: 31"), "{s}");
+    assert!(s.contains("Connected to"), "{s}");
 }
 
 /// A shape mismatch is an error when the graph is built, naming both layers and shapes.
@@ -116,7 +122,7 @@ fn shape_mismatches_are_errors_at_build_time() {
 }
 
 /// A functional model trains through `fit`, nests inside another, and gives several outputs
-/// through `call_all` (fit takes one of each for now, and says so).
+/// through `call_all`.
 #[test]
 fn functional_models_train_nest_and_give_several_outputs() {
     // Three blobs in 4-d.
@@ -140,7 +146,7 @@ fn functional_models_train_nest_and_give_several_outputs() {
     let h = g.apply(Dense::new(8).activation("relu"), &[x0]).unwrap();
     let b = g.apply(inner, &[h]).unwrap();
     let out = g.apply(Dense::new(3), &[b]).unwrap();
-    let mut m = g.build(&[x0], &[out]).unwrap().into_sequential().unwrap();
+    let mut m = Model::new(g, &[x0], &[out]).unwrap();
     m.compile(
         Adam::new(0.05),
         Loss::sparse_categorical_crossentropy(true),
@@ -173,6 +179,284 @@ fn functional_models_train_nest_and_give_several_outputs() {
         (outs[0].shape(), outs[1].shape()),
         (&[5, 3][..], &[5, 1][..])
     );
-    let e = f.into_sequential().err().unwrap().to_string();
-    assert!(e.contains("one input and one output"), "{e}");
+    let mut m = f.into_model();
+    assert_eq!(m.output_names(), ["dense", "dense_1"]);
+    let e = m
+        .predict(&t(&[5, 2], vec![0.5; 10]), 32)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("use predict_many"), "{e}");
+    let e = m
+        .compile(SGD::default(), Loss::MeanSquaredError, &["mae"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output_metrics"), "{e}");
+}
+
+fn fixtures() -> Value {
+    crate::common::fixture("functional_fixtures.json")
+}
+
+use crate::common::f64s;
+
+fn shape(v: &Value) -> Vec<usize> {
+    v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn array(v: &Value) -> ArrayData {
+    let vals = f64s(&v["values"]);
+    if v["int"].as_bool() == Some(true) {
+        ArrayData::from_shape_vec(
+            &shape(v),
+            vals.iter().map(|x| *x as i64).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    } else {
+        ArrayData::from_shape_vec(
+            &shape(v),
+            vals.iter().map(|x| *x as f32).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+}
+
+fn arrays(v: &Value) -> Vec<ArrayData> {
+    v.as_array().unwrap().iter().map(array).collect()
+}
+
+fn loss_named(name: &str) -> Loss {
+    match name {
+        "mse" => Loss::MeanSquaredError,
+        "mae" => Loss::MeanAbsoluteError,
+        "sparse_categorical_crossentropy_logits" => Loss::sparse_categorical_crossentropy(true),
+        other => panic!("no loss {other}"),
+    }
+}
+
+/// The fixture's models, layer for layer (the same names, so the same log keys).
+fn fixture_model(name: &str, l2: bool) -> Model {
+    let mut g = Graph::new();
+    match name {
+        "shared_siamese" => {
+            let a = g.input(&[3]);
+            let b = g.input(&[3]);
+            let d = g.layer(Dense::new(4).activation("tanh"));
+            let da = g.call(d, &[a]).unwrap();
+            let db = g.call(d, &[b]).unwrap();
+            let s = g.apply(Add::new(), &[da, db]).unwrap();
+            let out = g.apply(Dense::new(1).name("out"), &[s]).unwrap();
+            let da2 = g.call(d, &[a]).unwrap();
+            let aux = g.apply(Dense::new(1).name("aux"), &[da2]).unwrap();
+            Model::new(g, &[a, b], &[out, aux]).unwrap()
+        }
+        _ => {
+            let a = g.input(&[3]);
+            let b = g.input(&[2]);
+            let h = g.apply(Concatenate::new(), &[a, b]).unwrap();
+            let mut trunk = Dense::new(6).activation("relu");
+            if l2 {
+                trunk = trunk.kernel_regularizer(Regularizer::L2(0.01));
+            }
+            let h = g.apply(trunk, &[h]).unwrap();
+            let reg = g.apply(Dense::new(1).name("reg"), &[h]).unwrap();
+            let cls = g.apply(Dense::new(3).name("cls"), &[h]).unwrap();
+            Model::new(g, &[a, b], &[reg, cls]).unwrap()
+        }
+    }
+}
+
+/// Functional models of two inputs and two outputs trained by `fit` against Keras 3 (JAX)
+/// from the same initial weights, without shuffling: per-output losses (as a list, by name,
+/// one for both outputs), loss weights, per-output metrics, a shared layer called three
+/// times, an L2 penalty, sample weights and a validation split. Every log key per epoch,
+/// `evaluate` and the final weights agree (float32 on both sides).
+#[test]
+fn multi_output_fit_matches_keras() {
+    let fx = fixtures();
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let k = &case["kiln"];
+        let mut m = fixture_model(name, k["l2"].as_bool().unwrap());
+        let names: Vec<String> = case["output_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(m.output_names(), names, "{name}");
+        let losses: Vec<Loss> = k["losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| loss_named(l.as_str().unwrap()))
+            .collect();
+        let metrics: Vec<Vec<&str>> = k["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ms| {
+                ms.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap())
+                    .collect()
+            })
+            .collect();
+        let metric_refs: Vec<&[&str]> = metrics.iter().map(|m| m.as_slice()).collect();
+        let mut args = match name {
+            // Keras's dict form, by output name.
+            "two_heads_dict_l2_sample_weight" => CompileArgs::new()
+                .output_loss("cls", losses[1])
+                .output_loss("reg", losses[0])
+                .output_loss_weight("reg", 2.0)
+                .output_metrics("cls", &["accuracy"]),
+            "two_heads_one_loss" => CompileArgs::new().loss(losses[0]),
+            _ => CompileArgs::new()
+                .losses(losses.clone())
+                .metrics(&metric_refs),
+        };
+        if let Some(w) = k["loss_weights"].as_array() {
+            if name != "two_heads_dict_l2_sample_weight" {
+                args = args.loss_weights(&f64s(&Value::Array(w.clone())));
+            }
+        }
+        m.compile_with(SGD::new(0.1), args).unwrap();
+        m.build(&[]).unwrap();
+        let init: Vec<ArrayData> = case["init"].as_array().unwrap().iter().map(array).collect();
+        m.set_weights(&init).unwrap();
+        let (xs, ys) = (arrays(&case["inputs"]), arrays(&case["targets"]));
+        let history = &case["history"];
+        let epochs = history["loss"].as_array().unwrap().len();
+        let batch_size = match name {
+            "two_heads_list" | "shared_siamese" => 8,
+            "two_heads_dict_l2_sample_weight" => 5,
+            _ => 6,
+        };
+        let mut fa = FitArgs::default()
+            .epochs(epochs)
+            .batch_size(batch_size)
+            .shuffle(false)
+            .verbose(Verbose::Silent);
+        if let Some(sw) = case["sample_weight"].as_array() {
+            let w = f64s(&Value::Array(sw.clone()));
+            fa = fa
+                .sample_weight(ArrayData::from_shape_vec(&[w.len()], w).unwrap())
+                .validation_split(0.25);
+        }
+        let h = m.fit(&xs, &ys, fa).unwrap();
+        let want_keys: Vec<&String> = history.as_object().unwrap().keys().collect();
+        let got_keys: Vec<&String> = h.history.keys().collect();
+        assert_eq!(got_keys, want_keys, "{name}: log keys");
+        for (key, want) in history.as_object().unwrap() {
+            let got = h.get(key).unwrap();
+            for (e, (g, w)) in got.iter().zip(f64s(want)).enumerate() {
+                assert!(
+                    (g - w).abs() <= 2e-5 * w.abs().max(1.0),
+                    "{name}: {key} epoch {e}: kiln {g}, Keras {w}"
+                );
+            }
+        }
+        let ev = m.evaluate(&xs, &ys, batch_size).unwrap();
+        for (key, want) in case["evaluate"].as_object().unwrap() {
+            let (g, w) = (ev[key], want.as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= 2e-5 * w.abs().max(1.0),
+                "{name}: evaluate {key}: kiln {g}, Keras {w}"
+            );
+        }
+        for (i, (got, want)) in m
+            .get_weights()
+            .unwrap()
+            .iter()
+            .zip(case["final"].as_array().unwrap())
+            .enumerate()
+        {
+            for (g, w) in got.to_f64_vec().iter().zip(f64s(&want["values"])) {
+                assert!(
+                    (g - w).abs() <= 2e-5,
+                    "{name}: weight {i}: kiln {g}, Keras {w}"
+                );
+            }
+        }
+        let preds = m.predict_many(&xs, 32).unwrap();
+        assert_eq!(preds.len(), 2);
+        assert_eq!(preds[0].shape()[0], xs[0].shape()[0]);
+    }
+}
+
+/// What a user can get wrong with several inputs and outputs is an error naming it.
+#[test]
+fn multi_output_mistakes_are_named() {
+    let m = || fixture_model("two_heads_list", false);
+    let err = |args: CompileArgs| {
+        m().compile_with(SGD::default(), args)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(CompileArgs::new().losses([Loss::MeanSquaredError]));
+    assert!(
+        e.contains("1 losses for a model of 2 outputs (reg, cls)"),
+        "{e}"
+    );
+    let e = err(CompileArgs::new().output_loss("reg", Loss::MeanSquaredError));
+    assert!(e.contains("no loss for the output(s) cls"), "{e}");
+    let e = err(CompileArgs::new().output_loss("clss", Loss::MeanSquaredError));
+    assert!(e.contains("\"clss\"") && e.contains("reg, cls"), "{e}");
+    let e = err(CompileArgs::new()
+        .loss(Loss::MeanSquaredError)
+        .loss_weights(&[1.0]));
+    assert!(e.contains("1 weights for 2 outputs"), "{e}");
+    let e = err(CompileArgs::new().losses([None, None::<Loss>]));
+    assert!(e.contains("nothing to train"), "{e}");
+    let e = err(CompileArgs::new()
+        .loss(Loss::MeanSquaredError)
+        .output_metrics("cls", &["acuracy"]));
+    assert!(e.contains("unknown metric"), "{e}");
+
+    let mut model = m();
+    model
+        .compile_with(
+            SGD::default(),
+            CompileArgs::new()
+                .losses([Some(Loss::MeanSquaredError), None])
+                .output_metrics("cls", &["accuracy"]),
+        )
+        .unwrap();
+    let fx = fixtures();
+    let case = &fx["cases"][0];
+    let (xs, ys) = (arrays(&case["inputs"]), arrays(&case["targets"]));
+    let quiet = || FitArgs::default().verbose(Verbose::Silent);
+    // One input missing, one target missing, a target of the wrong shape.
+    let e = model.fit(&xs[..1], &ys, quiet()).unwrap_err().to_string();
+    assert!(e.contains("takes 2 input(s)"), "{e}");
+    let e = model.fit(&xs, &ys[..1], quiet()).unwrap_err().to_string();
+    assert!(e.contains("2 output(s) (reg, cls)"), "{e}");
+    let wide = ArrayData::from_shape_vec(&[24, 3], vec![0f32; 72]).unwrap();
+    let e = model
+        .fit(&xs, &[&wide, &ys[1]], quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("y[0]") && e.contains("\"reg\""), "{e}");
+    let short = ArrayData::from_shape_vec(&[3, 2], vec![0f32; 6]).unwrap();
+    let e = model
+        .fit(&[&xs[0], &short], &ys, quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x[1]") && e.contains("samples"), "{e}");
+    let mut cw = std::collections::BTreeMap::new();
+    cw.insert(0, 2.0);
+    let e = model
+        .fit(&xs, &ys, quiet().class_weight(cw))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("single output"), "{e}");
+    // An output without a loss: only the other one's loss is the total, no `_loss` keys.
+    let h = model.fit(&xs, &ys, quiet()).unwrap();
+    let keys: Vec<&String> = h.history.keys().collect();
+    assert_eq!(keys, ["cls_accuracy", "loss"]);
 }

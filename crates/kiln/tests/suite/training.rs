@@ -10,20 +10,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 fn fixtures() -> Value {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/training_fixtures.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    crate::common::fixture("training_fixtures.json")
 }
 
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
+use crate::common::f64s;
 
 fn shape(v: &Value) -> Vec<usize> {
     v.as_array()

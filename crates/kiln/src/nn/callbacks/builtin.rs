@@ -589,7 +589,7 @@ impl Callback for CSVLogger {
 
 /// Saves the model's weights after epochs (Keras's `ModelCheckpoint`, weights only for now:
 /// kiln's native weights file, an `.npz` of `layer/variable` arrays that
-/// `Sequential::load_weights` reads). `filepath` may name the epoch and any log value, as in
+/// `Model::load_weights` reads). `filepath` may name the epoch and any log value, as in
 /// Keras: `"ckpt/{epoch:02d}-{val_loss:.2f}.weights.npz"` (the epoch counted from 1).
 /// Defaults: monitor `val_loss`, not only the best, mode auto, every epoch.
 #[derive(Clone, Debug)]

@@ -82,7 +82,7 @@ impl std::fmt::Debug for TrainControl<'_> {
 impl<'a> TrainControl<'a> {
     /// A control over `model` (what `fit` hands each hook; also for driving a callback by
     /// hand).
-    pub fn new(model: &'a mut crate::nn::Sequential, params: TrainParams) -> Self {
+    pub fn new(model: &'a mut crate::nn::Model, params: TrainParams) -> Self {
         TrainControl {
             stop_training: false,
             model: Some(model),
@@ -120,11 +120,11 @@ impl<'a> TrainControl<'a> {
             )),
         }
     }
-    /// The model's weights, as `Sequential::get_weights`.
+    /// The model's weights, as `Model::get_weights`.
     pub fn get_weights(&self) -> Result<Vec<ArrayData>> {
         self.model("get_weights")?.get_weights()
     }
-    /// Sets the model's weights, as `Sequential::set_weights`.
+    /// Sets the model's weights, as `Model::set_weights`.
     pub fn set_weights(&mut self, weights: &[ArrayData]) -> Result<()> {
         self.model_mut("set_weights")?.set_weights(weights)
     }
@@ -140,7 +140,7 @@ impl<'a> TrainControl<'a> {
     pub fn optimizer(&self) -> Result<crate::nn::optimizers::Optimizer> {
         self.model("optimizer")?.optimizer()
     }
-    /// Saves the weights (as `Sequential::save_weights`).
+    /// Saves the weights (as `Model::save_weights`).
     pub fn save_weights(&self, path: &str) -> Result<()> {
         self.model("save_weights")?.save_weights(path)
     }
