@@ -218,6 +218,19 @@ impl Graph {
                 ));
             }
         }
+        // Weight paths and log keys are by layer name (Keras refuses duplicates too).
+        let mut seen = std::collections::BTreeSet::new();
+        for l in &self.layers {
+            if !seen.insert(l.name()) {
+                return Err(KilnError::invalid(
+                    "Model",
+                    format!(
+                        "two layers are named {:?}; the layers of a model need unique names (rename one with .name(..))",
+                        l.name()
+                    ),
+                ));
+            }
+        }
         // Every input a needed node reads must be one of the model's inputs.
         let mut needed = vec![false; self.nodes.len()];
         let mut stack: Vec<usize> = outputs.iter().map(|t| t.node).collect();
@@ -541,6 +554,17 @@ impl Layer for Functional {
             v.extend(l.variables());
         }
         v
+    }
+    fn variable_paths(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                l.variable_paths()
+                    .into_iter()
+                    .map(|p| format!("{}/{p}", l.name()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
     fn variables_mut(&mut self) -> Vec<&mut Variable> {
         let mut v: Vec<&mut Variable> = Vec::new();

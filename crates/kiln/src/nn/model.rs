@@ -1204,15 +1204,11 @@ impl Model {
             .map(|l| l.as_ref().map(|l| Ok(l.to_f64_vec()?[0])).transpose())
             .collect::<Result<_>>()?;
         let names: Vec<String> = self
-            .layers()
-            .iter()
-            .flat_map(|l| {
-                l.variables()
-                    .into_iter()
-                    .filter(|v| v.trainable())
-                    .map(|v| format!("{}/{}", l.name(), v.name()))
-                    .collect::<Vec<_>>()
-            })
+            .variable_paths()
+            .into_iter()
+            .zip(self.variables())
+            .filter(|(_, v)| v.trainable())
+            .map(|(p, _)| p)
             .collect();
         let mut all_finite = true;
         for (g, name) in grads.iter().zip(&names) {
@@ -1813,13 +1809,25 @@ impl Model {
 
     /// The weights by name (`layer/variable`, Keras's weight paths), in `get_weights`'s order.
     fn named_weights(&self) -> Result<Vec<(String, ArrayData)>> {
-        let mut out = Vec::new();
-        for l in self.layers() {
-            for v in l.variables() {
-                out.push((format!("{}/{}", l.name(), v.name()), v.value().to_host()?));
-            }
-        }
-        Ok(out)
+        self.variable_paths()
+            .into_iter()
+            .zip(self.variables())
+            .map(|(p, v)| Ok((p, v.value().to_host()?)))
+            .collect()
+    }
+
+    /// Every variable's path (`layer/variable`, `model/layer/variable` inside a nested
+    /// model: Keras's weight paths), in `variables`'s order.
+    pub fn variable_paths(&self) -> Vec<String> {
+        self.layers()
+            .iter()
+            .flat_map(|l| {
+                l.variable_paths()
+                    .into_iter()
+                    .map(|p| format!("{}/{p}", l.name()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Saves the weights to kiln's native weights file: an `.npz` of one array per variable,

@@ -166,6 +166,42 @@ fn functional_models_train_nest_and_give_several_outputs() {
     assert!(loss[loss.len() - 1] < loss[0] / 3.0, "{loss:?}");
     // 4*8+8 + (8*8+8) + 8*3+3 parameters, all trainable.
     assert!(m.summary().unwrap().contains("Total params: 139"));
+    // The nested model's weights have paths of their own (Keras's), so they save and load
+    // one for one; a model whose weights are scrambled gets them back.
+    let paths = m.variable_paths();
+    assert_eq!(
+        paths,
+        [
+            "dense/kernel",
+            "dense/bias",
+            "block/dense/kernel",
+            "block/dense/bias",
+            "dense_1/kernel",
+            "dense_1/bias"
+        ]
+    );
+    let dir = std::env::temp_dir().join(format!("kiln_nested_{}", std::process::id()));
+    let file = dir.join("w.npz");
+    let file = file.to_str().unwrap();
+    m.save_weights(file).unwrap();
+    let want = m.predict(&x, 32).unwrap().to_vec::<f32>().unwrap();
+    let zeros: Vec<ArrayData> = m
+        .get_weights()
+        .unwrap()
+        .iter()
+        .map(|w| ArrayData::from_shape_vec(w.shape(), vec![0f32; w.len()]).unwrap())
+        .collect();
+    m.set_weights(&zeros).unwrap();
+    m.load_weights(file).unwrap();
+    assert_eq!(m.predict(&x, 32).unwrap().to_vec::<f32>().unwrap(), want);
+    std::fs::remove_dir_all(&dir).ok();
+    // Two layers of one name are refused when the model is made.
+    let mut g = Graph::new();
+    let x1 = g.input(&[2]);
+    let a = g.apply(Dense::new(2).name("same"), &[x1]).unwrap();
+    let b = g.apply(Dense::new(2).name("same"), &[a]).unwrap();
+    let e = Model::new(g, &[x1], &[b]).err().unwrap().to_string();
+    assert!(e.contains("two layers are named \"same\""), "{e}");
 
     // Two outputs.
     let mut g = Graph::new();

@@ -235,6 +235,15 @@ pub trait Layer: Send + std::fmt::Debug {
     fn variables_mut(&mut self) -> Vec<&mut Variable> {
         Vec::new()
     }
+    /// Each variable's path inside the layer, in `variables`'s order: its name (`kernel`),
+    /// or `sublayer/kernel` in a layer made of layers (a nested model), so the paths of a
+    /// model's weights are unique.
+    fn variable_paths(&self) -> Vec<String> {
+        self.variables()
+            .iter()
+            .map(|v| v.name().to_string())
+            .collect()
+    }
     /// Applies what the last training call left to do to the layer's own state (the moving
     /// statistics of `BatchNormalization`); `fit` calls it after each training step.
     fn finish_step(&mut self) -> Result<()> {
