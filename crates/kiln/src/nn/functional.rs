@@ -556,15 +556,7 @@ impl Layer for Functional {
         v
     }
     fn variable_paths(&self) -> Vec<String> {
-        self.layers
-            .iter()
-            .flat_map(|l| {
-                l.variable_paths()
-                    .into_iter()
-                    .map(|p| format!("{}/{p}", l.name()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        super::layers::paths_of(&self.layers)
     }
     fn variables_mut(&mut self) -> Vec<&mut Variable> {
         let mut v: Vec<&mut Variable> = Vec::new();

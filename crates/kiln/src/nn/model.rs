@@ -1819,15 +1819,7 @@ impl Model {
     /// Every variable's path (`layer/variable`, `model/layer/variable` inside a nested
     /// model: Keras's weight paths), in `variables`'s order.
     pub fn variable_paths(&self) -> Vec<String> {
-        self.layers()
-            .iter()
-            .flat_map(|l| {
-                l.variable_paths()
-                    .into_iter()
-                    .map(|p| format!("{}/{p}", l.name()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        super::layers::paths_of(self.layers())
     }
 
     /// Saves the weights to kiln's native weights file: an `.npz` of one array per variable,

@@ -802,3 +802,16 @@ impl Layer for Identity {
         base_config(&self.name, true, None)
     }
 }
+
+/// The paths of the variables of `layers`: `layer/variable` (`layer/sublayer/variable`).
+pub(crate) fn paths_of(layers: &[Box<dyn Layer>]) -> Vec<String> {
+    layers
+        .iter()
+        .flat_map(|l| {
+            l.variable_paths()
+                .into_iter()
+                .map(|p| format!("{}/{p}", l.name()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
