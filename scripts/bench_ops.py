@@ -7,7 +7,7 @@ at three sizes, against NumPy, in one run on one machine. Prints NumPy time / ki
     /tmp/venv/bin/python scripts/bench_ops.py [--engine candle] [--only REGEX] [--markdown FILE]
 
 Sizes: small [32, 128] (a batch-32 MLP), medium [256, 784], large [1000, 10000]; matmul at
-32x64x128, 256x784x512 and 1024^3. float32 for every op; float64, float16 and bfloat16 for the
+32x64x128, 256x784x512 and 1024^3; and a 1-element add (size "one", bar: under 0.5 us). float32 for every op; float64, float16 and bfloat16 for the
 memory-bound ones (NumPy's bfloat16 is ml_dtypes', the type JAX hands NumPy).
 
 Both sides time alike: one warm-up call, then batches of calls (about 2 ms a batch), the best batch
@@ -221,11 +221,15 @@ def cases(unary, binary, only):
             for op in ("add_row", "where", "clip"):
                 if sel(op):
                     add(op, dtype, [shp, [shp[1]]] if op == "add_row" else [shp, shp], size)
+    # Per-op latency: a 1-element add, whose bar is absolute (under 0.5 us) as well.
+    add("add", "float32", [[1], [1]], "one")
     return out
 
 
 def bar(case):
     op, size = case["op"], case["size"]
+    if size == "one":
+        return None  # absolute: under 0.5 us
     if op in ("matmul", "dot", "matmul_bt", "matmul_at"):
         if case["dtype"] in ("float16", "bfloat16"):
             return None  # against kiln's float32 (see half_matmul_bars)
@@ -318,6 +322,9 @@ def main():
                 note = f"{half:.2f}x kiln float32" + ("" if half >= 0.5 else "  MISS(<0.5)")
                 if half < 0.5:
                     misses.append(c["id"])
+        elif c["size"] == "one" and kt > 0.5e-6:
+            note = "MISS(>0.5 us)"
+            misses.append(c["id"])
         elif ratio is not None and b is not None and ratio < b:
             note = f"MISS(<{b})"
             misses.append(c["id"])

@@ -17,3 +17,10 @@ show("erf small: erf(x)/x = sum c u^k, u = x^2 <= 1, relative", c, e, list(range
 f = lambda t: (lambda z: mp.log(mp.erfc(z) / t) + z * z)(2 * (1 / t - 1))
 c, e = remez(f, 1 / mp.mpf(6.25), 1, list(range(0, 13)), grid=1000)
 show("erfc_pos: log(erfc(z)/t) + z^2 = sum c t^k, t = 1/(1+z/2), z in [0, 10.5], absolute", c, e, list(range(0, 13)))
+# tanh in f32 lanes: tanh(a) = a + a^3 P(z), z = a^2 <= (9/16)^2; the weight makes the error
+# relative to tanh(a) (a^3 err / tanh a = z a err / tanh a).
+T = mp.mpf(9) / 16
+g = lambda z: (mp.tanh(mp.sqrt(z)) - mp.sqrt(z)) / mp.sqrt(z) ** 3 if z > 0 else -mp.mpf(1) / 3
+c, e = remez(g, 0, T * T, list(range(0, 5)),
+             w=lambda z: z * mp.sqrt(z) / mp.tanh(mp.sqrt(z)) if z > 0 else mp.mpf("1e-40"))
+show("tanh small: tanh(a) = a + a^3 sum c z^k, z = a^2 <= (9/16)^2, relative", c, e, list(range(0, 5)))
