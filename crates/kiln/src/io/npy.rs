@@ -95,7 +95,10 @@ struct Header {
 
 /// A small parser for the Python dict literal NumPy writes.
 fn parse_header(h: &str, path: &str) -> Result<Header> {
-    let bad = |m: &str| fmt_err(path, format!("malformed .npy header ({m}): {h:?}"));
+    // The header may be 10 kB of anything: show its start, escaped.
+    let shown: String = format!("{h:?}").chars().take(160).collect();
+    let more = if h.len() > 120 { "..." } else { "" };
+    let bad = |m: &str| fmt_err(path, format!("malformed .npy header ({m}): {shown}{more}"));
     let s = h.trim();
     let s = s
         .strip_prefix('{')
@@ -278,8 +281,19 @@ impl ArrayDataVec {
 }
 
 /// Decodes `.npy` bytes from a reader. `path` is only for messages. Reads at most the
-/// declared data size (plus one byte, to notice nothing).
-pub fn decode_npy(mut r: impl Read, path: &str) -> Result<ArrayData> {
+/// declared data size.
+pub fn decode_npy(r: impl Read, path: &str) -> Result<ArrayData> {
+    decode_npy_limited(r, path, u64::MAX)
+}
+
+/// [`decode_npy`] of a source known to hold `available` bytes (a file's length, a zip
+/// member's declared size): a header that declares more is refused before anything is
+/// allocated.
+pub(crate) fn decode_npy_limited(
+    mut r: impl Read,
+    path: &str,
+    available: u64,
+) -> Result<ArrayData> {
     let mut pre = [0u8; 8];
     r.read_exact(&mut pre)
         .map_err(|_| fmt_err(path, "truncated: shorter than the 8-byte .npy preamble"))?;
@@ -342,8 +356,43 @@ pub fn decode_npy(mut r: impl Read, path: &str) -> Result<ArrayData> {
             ),
         )
     })?;
+    // A zero-size array whose other axes could never be addressed (NumPy accepts
+    // `(0, 2**62)`; an op over its empty axis would then ask for the rest).
+    let nonzero = header
+        .shape
+        .iter()
+        .filter(|d| **d != 0)
+        .try_fold(dtype.itemsize(), |a, d| a.checked_mul(*d))
+        .filter(|b| *b <= isize::MAX as usize);
+    if nonzero.is_none() {
+        return Err(fmt_err(
+            path,
+            format!(
+                "shape {:?} of {dtype}: its non-empty axes alone exceed the address space",
+                header.shape
+            ),
+        ));
+    }
+    let preamble = (if pre[6] == 1 { 10 } else { 12 }) + hlen as u64;
+    if preamble.saturating_add(nbytes as u64) > available {
+        return Err(fmt_err(
+            path,
+            format!(
+                "truncated: header declares shape {:?} of {dtype} ({nbytes} bytes) but the source holds only {} data bytes",
+                header.shape,
+                available.saturating_sub(preamble)
+            ),
+        ));
+    }
     let mut data = Vec::new();
-    // `take` bounds the read; the Vec only grows with bytes actually present.
+    data.try_reserve_exact(nbytes)
+        .map_err(|_| KilnError::OutOfMemory {
+            op: format!("read_npy ({path})"),
+            dtype,
+            shape: header.shape.clone(),
+            bytes: nbytes as u128,
+        })?;
+    // `take` bounds the read; the Vec was reserved once, at the size the source holds.
     r.take(nbytes as u64)
         .read_to_end(&mut data)
         .map_err(|e| fmt_err(path, e.to_string()))?;
@@ -369,7 +418,8 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<ArrayData> {
         path: name.clone(),
         message: e.to_string(),
     })?;
-    decode_npy(std::io::BufReader::new(f), &name)
+    let len = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    decode_npy_limited(std::io::BufReader::new(f), &name, len)
 }
 
 /// Encodes an array as `.npy` (version 1.0, or 2.0 for huge headers), little-endian, C order.
@@ -452,9 +502,28 @@ pub fn encode_npy(a: &ArrayData) -> Vec<u8> {
     out
 }
 
+/// NumPy's limit on dimensions (`NPY_MAXDIMS`): a file with more is one NumPy (and kiln's
+/// reader, whose header limit it would exceed) cannot read.
+pub(crate) const MAX_DIMS: usize = 64;
+
+/// Refuses to write what could not be read back.
+pub(crate) fn check_writable(a: &ArrayData, path: &str) -> Result<()> {
+    if a.shape().len() > MAX_DIMS {
+        return Err(fmt_err(
+            path,
+            format!(
+                "cannot write an array of {} dimensions: .npy readers (NumPy's and kiln's) take at most {MAX_DIMS}; reshape it first",
+                a.shape().len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes a `.npy` file.
 pub fn write_npy(path: impl AsRef<Path>, a: &ArrayData) -> Result<()> {
     let p = path.as_ref();
+    check_writable(a, &p.display().to_string())?;
     let io = |e: std::io::Error| KilnError::Io {
         path: p.display().to_string(),
         message: e.to_string(),

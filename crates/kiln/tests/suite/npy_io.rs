@@ -218,3 +218,291 @@ fn write_then_read_file() {
     assert!(b.to_vec::<f32>().unwrap()[2].is_nan());
     assert!(b.to_vec::<f32>().unwrap()[3].is_sign_negative());
 }
+
+// ---- hostile zip archives: each hole the model-files issue found, closed ----------------
+
+/// One member of a hand-built archive: what the central directory declares may differ from
+/// the data (that is the point).
+struct Raw {
+    name: Vec<u8>,
+    local_name: Option<Vec<u8>>,
+    data: Vec<u8>,
+    deflate: bool,
+    crc: u32,
+    size: u64,
+}
+
+fn deflated(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn member(name: &str, payload: &[u8], deflate: bool) -> Raw {
+    Raw {
+        name: name.as_bytes().to_vec(),
+        local_name: None,
+        data: if deflate {
+            deflated(payload)
+        } else {
+            payload.to_vec()
+        },
+        deflate,
+        crc: crc32fast::hash(payload),
+        size: payload.len() as u64,
+    }
+}
+
+/// A zip file of `members`; `offsets` overrides the central directory's local offsets.
+fn zip_of(members: &[Raw], offsets: Option<&[u32]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut locals = Vec::new();
+    for m in members {
+        locals.push(out.len() as u32);
+        let name = m.local_name.as_ref().unwrap_or(&m.name);
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[20, 0, 0, 0]);
+        out.extend_from_slice(&(if m.deflate { 8u16 } else { 0 }).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&m.crc.to_le_bytes());
+        out.extend_from_slice(&(m.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(m.size as u32).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&m.data);
+    }
+    let cd = out.len() as u32;
+    for (i, m) in members.iter().enumerate() {
+        out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[20, 0, 20, 0, 0, 0]);
+        out.extend_from_slice(&(if m.deflate { 8u16 } else { 0 }).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&m.crc.to_le_bytes());
+        out.extend_from_slice(&(m.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(m.size.min(u32::MAX as u64 - 1) as u32).to_le_bytes());
+        out.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0; 12]);
+        let off = offsets.map(|o| o[i]).unwrap_or(locals[i]);
+        out.extend_from_slice(&off.to_le_bytes());
+        out.extend_from_slice(&m.name);
+    }
+    let cd_size = out.len() as u32 - cd;
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let n = (members.len() as u16).to_le_bytes();
+    out.extend_from_slice(&n);
+    out.extend_from_slice(&n);
+    out.extend_from_slice(&cd_size.to_le_bytes());
+    out.extend_from_slice(&cd.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+#[track_caller]
+fn npz_err(bytes: &[u8]) -> String {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    read_npz(f.path()).unwrap_err().to_string()
+}
+
+fn small_npy() -> Vec<u8> {
+    encode_npy(&ArrayData::from_shape_vec(&[4], vec![1.0f64, 2.0, 3.0, 4.0]).unwrap())
+}
+
+#[test]
+fn the_zip_reader_builds_what_it_reads() {
+    // The test's own archive builder is right: a well-formed pair of members reads back.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let bytes = zip_of(
+        &[
+            member("a.npy", &small_npy(), true),
+            member("b.npy", &small_npy(), false),
+        ],
+        None,
+    );
+    std::fs::write(f.path(), bytes).unwrap();
+    let got = read_npz(f.path()).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].1.to_f64_vec(), [1.0, 2.0, 3.0, 4.0]);
+}
+
+/// A member that inflates past what the directory declares, a declared size beyond the
+/// ratio limit, and headers that claim more than the member holds: refused before any
+/// allocation of that size.
+#[test]
+fn members_never_inflate_past_their_declared_size() {
+    // 4 small values, then 64 MiB of zeros in the deflate stream (about 64 KiB compressed).
+    let mut payload = small_npy();
+    let declared = payload.len() as u64;
+    payload.resize(payload.len() + (64 << 20), 0);
+    let mut m = member("x.npy", &payload, true);
+    m.size = declared;
+    m.crc = crc32fast::hash(&payload[..declared as usize]);
+    let e = npz_err(&zip_of(&[m], None));
+    assert!(e.contains("inflates past its declared"), "{e}");
+    // A directory that declares 3 GiB from a few KB.
+    let mut m = member("x.npy", &small_npy(), true);
+    m.size = 3 << 30;
+    let e = npz_err(&zip_of(&[m], None));
+    assert!(e.contains("1100:1 limit"), "{e}");
+    // A header that declares a 6 GiB array in a member of 200 bytes.
+    let lie = with_header(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (805306368,), }\n",
+        &[0; 8],
+    );
+    let e = npz_err(&zip_of(&[member("x.npy", &lie, true)], None));
+    assert!(e.contains("holds only"), "{e}");
+    // The total cap is configurable.
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        f.path(),
+        zip_of(&[member("x.npy", &small_npy(), true)], None),
+    )
+    .unwrap();
+    let tight = kiln::io::ZipLimits {
+        max_total: 10,
+        ..Default::default()
+    };
+    let e = kiln::io::read_npz_with(f.path(), tight)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_total"), "{e}");
+}
+
+/// A wrong CRC is an error (NumPy: `Bad CRC-32`); and flipping any one byte of a NumPy-written
+/// `savez_compressed` file never gives different values silently.
+#[test]
+fn corrupted_members_are_errors_not_other_values() {
+    let mut m = member("x.npy", &small_npy(), false);
+    m.crc ^= 1;
+    let e = npz_err(&zip_of(&[m], None));
+    assert!(e.contains("Bad CRC-32"), "{e}");
+    let mut m = member("x.npy", &small_npy(), false);
+    let last = m.data.len() - 1;
+    m.data[last] ^= 0x40; // the last value's top byte
+    let e = npz_err(&zip_of(&[m], None));
+    assert!(e.contains("Bad CRC-32"), "{e}");
+    let good = std::fs::read(data("all_compressed.npz")).unwrap();
+    let want = read_npz(data("all_compressed.npz")).unwrap();
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let (mut refused, mut same) = (0, 0);
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x10;
+        std::fs::write(f.path(), &bad).unwrap();
+        match read_npz(f.path()) {
+            Err(_) => refused += 1,
+            Ok(got) => {
+                // Bytes no reader looks at (timestamps, version fields) may change freely.
+                assert_eq!(got.len(), want.len(), "byte {i}");
+                for ((kg, g), (kw, w)) in got.iter().zip(&want) {
+                    assert_eq!(kg, kw, "byte {i}");
+                    assert_eq!(g, w, "byte {i}: a flipped byte changed {kw}'s values");
+                }
+                same += 1;
+            }
+        }
+    }
+    println!(
+        "{} single-byte flips: {refused} refused, {same} read back unchanged",
+        good.len()
+    );
+    assert!(
+        refused > good.len() / 2,
+        "{refused} refused, {same} unchanged"
+    );
+}
+
+/// Directory entries that alias one member, names that disagree, repeated end records.
+#[test]
+fn archive_structure_is_checked() {
+    // 200 directory entries at offset 0, under one name and under distinct names.
+    let one: Vec<Raw> = (0..200)
+        .map(|_| member("x.npy", &small_npy(), true))
+        .collect();
+    let e = npz_err(&zip_of(&one, Some(&[0; 200])));
+    assert!(e.contains("appears twice"), "{e}");
+    let named: Vec<Raw> = (0..200)
+        .map(|i| member(&format!("x{i}.npy"), &small_npy(), true))
+        .collect();
+    let e = npz_err(&zip_of(&named, Some(&[0; 200])));
+    assert!(e.contains("local header names it"), "{e}");
+    // The local header names another member than the directory does.
+    let mut m = member("a.npy", &small_npy(), true);
+    m.local_name = Some(b"b.npy".to_vec());
+    let e = npz_err(&zip_of(&[m], None));
+    assert!(e.contains("local header names it \"b.npy\""), "{e}");
+    // 4 MiB of end-of-directory records: one scan of the last 64 KiB, then an error.
+    let mut eocds = Vec::new();
+    while eocds.len() < (4 << 20) {
+        eocds.extend_from_slice(b"PK\x05\x06");
+        eocds.extend_from_slice(&[0; 18]);
+    }
+    let e = npz_err(&eocds);
+    assert!(e.contains("not a valid zip"), "{e}");
+    // A directory that claims more entries than it has room for.
+    let mut bytes = zip_of(&[member("x.npy", &small_npy(), true)], None);
+    let n = bytes.len();
+    for at in [n - 14, n - 12] {
+        bytes[at..at + 2].copy_from_slice(&60000u16.to_le_bytes());
+    }
+    let e = npz_err(&bytes);
+    assert!(e.contains("cannot fit"), "{e}");
+}
+
+/// Member names: no `..`, no absolute paths, no control characters (shown escaped), no two
+/// members for one array.
+#[test]
+fn member_names_are_validated_and_shown_escaped() {
+    for (name, why) in [
+        ("../x.npy", "'..'"),
+        ("/etc/x.npy", "absolute"),
+        ("C:x.npy", "drive letter"),
+        ("a\u{1b}[31mred.npy", "control characters"),
+    ] {
+        let e = npz_err(&zip_of(&[member(name, &small_npy(), false)], None));
+        assert!(e.contains(why), "{name}: {e}");
+        assert!(
+            !e.contains('\u{1b}'),
+            "an escape byte reached the message: {e:?}"
+        );
+    }
+    let e = npz_err(&zip_of(
+        &[
+            member("a", &small_npy(), false),
+            member("a.npy", &small_npy(), false),
+        ],
+        None,
+    ));
+    assert!(e.contains("two members hold the array \"a\""), "{e}");
+}
+
+/// A zero-size array whose other axes could not be addressed is refused; messages do not
+/// echo a whole 9 kB header; kiln does not write a file it could not read back.
+#[test]
+fn absurd_shapes_long_headers_and_unreadable_writes() {
+    let zero = with_header(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 4611686018427387904), }\n",
+        &[],
+    );
+    assert!(err_of(&zero).contains("address space"), "{}", err_of(&zero));
+    let ok = with_header(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 3), }\n",
+        &[],
+    );
+    assert_eq!(decode_npy(&ok[..], "<mem>").unwrap().shape(), &[0, 3]);
+    let long = format!("{{'descr': '<f8', 'junk': '{}' }}\n", "x".repeat(9000));
+    let e = err_of(&with_header(&long, &[]));
+    assert!(e.len() < 400, "{} bytes: {e}", e.len());
+    let dims = vec![1usize; 4000];
+    let a = ArrayData::from_shape_vec(&dims, vec![1.0f32]).unwrap();
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let e = write_npy(f.path(), &a).unwrap_err().to_string();
+    assert!(e.contains("at most 64"), "{e}");
+    let e = write_npz(f.path(), &[("a", &a)], false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at most 64"), "{e}");
+}
