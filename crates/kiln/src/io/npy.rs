@@ -188,58 +188,6 @@ fn typed<T: HostElement>(
     Ok(T::wrap(a))
 }
 
-macro_rules! decode_num {
-    ($bytes:expr, $t:ty, $n:expr, $big:expr) => {
-        $bytes
-            .chunks_exact($n)
-            .map(|c| {
-                let arr: [u8; $n] = c.try_into().expect("chunk size");
-                if $big {
-                    <$t>::from_be_bytes(arr)
-                } else {
-                    <$t>::from_le_bytes(arr)
-                }
-            })
-            .collect::<Vec<$t>>()
-    };
-}
-
-fn decode_data(d: DType, big: bool, bytes: &[u8]) -> ArrayDataVec {
-    match d {
-        DType::Bool => ArrayDataVec::Bool(bytes.iter().map(|b| *b != 0).collect()),
-        DType::Int8 => ArrayDataVec::I8(bytes.iter().map(|b| *b as i8).collect()),
-        DType::UInt8 => ArrayDataVec::U8(bytes.to_vec()),
-        DType::Int16 => ArrayDataVec::I16(decode_num!(bytes, i16, 2, big)),
-        DType::Int32 => ArrayDataVec::I32(decode_num!(bytes, i32, 4, big)),
-        DType::Int64 => ArrayDataVec::I64(decode_num!(bytes, i64, 8, big)),
-        DType::UInt16 => ArrayDataVec::U16(decode_num!(bytes, u16, 2, big)),
-        DType::UInt32 => ArrayDataVec::U32(decode_num!(bytes, u32, 4, big)),
-        DType::UInt64 => ArrayDataVec::U64(decode_num!(bytes, u64, 8, big)),
-        DType::Float16 => ArrayDataVec::F16(
-            decode_num!(bytes, u16, 2, big)
-                .into_iter()
-                .map(f16::from_bits)
-                .collect(),
-        ),
-        DType::BFloat16 => ArrayDataVec::BF16(
-            decode_num!(bytes, u16, 2, big)
-                .into_iter()
-                .map(bf16::from_bits)
-                .collect(),
-        ),
-        DType::Float32 => ArrayDataVec::F32(decode_num!(bytes, f32, 4, big)),
-        DType::Float64 => ArrayDataVec::F64(decode_num!(bytes, f64, 8, big)),
-        DType::Complex64 => {
-            let p = decode_num!(bytes, f32, 4, big);
-            ArrayDataVec::C64(p.chunks_exact(2).map(|c| C64::new(c[0], c[1])).collect())
-        }
-        DType::Complex128 => {
-            let p = decode_num!(bytes, f64, 8, big);
-            ArrayDataVec::C128(p.chunks_exact(2).map(|c| C128::new(c[0], c[1])).collect())
-        }
-    }
-}
-
 enum ArrayDataVec {
     Bool(Vec<bool>),
     I8(Vec<i8>),
@@ -384,25 +332,103 @@ pub(crate) fn decode_npy_limited(
             ),
         ));
     }
-    let mut data = Vec::new();
-    data.try_reserve_exact(nbytes)
-        .map_err(|_| KilnError::OutOfMemory {
-            op: format!("read_npy ({path})"),
-            dtype,
-            shape: header.shape.clone(),
-            bytes: nbytes as u128,
-        })?;
-    // `take` bounds the read; the Vec was reserved once, at the size the source holds.
-    r.take(nbytes as u64)
-        .read_to_end(&mut data)
-        .map_err(|e| fmt_err(path, e.to_string()))?;
-    if data.len() != nbytes {
-        return Err(fmt_err(
+    let oom = || KilnError::OutOfMemory {
+        op: format!("read_npy ({path})"),
+        dtype,
+        shape: header.shape.clone(),
+        bytes: nbytes as u128,
+    };
+    let truncated = |got: usize| {
+        fmt_err(
             path,
-            format!("truncated: header declares shape {:?} of {dtype} ({nbytes} bytes) but only {} data bytes follow", header.shape, data.len()),
-        ));
+            format!("truncated: header declares shape {:?} of {dtype} ({nbytes} bytes) but only {got} data bytes follow", header.shape),
+        )
+    };
+    read_data(dtype, big, &mut r, n, path, oom, truncated)?.shape(
+        &header.shape,
+        header.fortran,
+        path,
+    )
+}
+
+/// Fills `bytes` from `r`; the count read so far where the source ends early.
+fn fill(r: &mut impl Read, bytes: &mut [u8], path: &str) -> Result<std::result::Result<(), usize>> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match r.read(&mut bytes[at..]) {
+            Ok(0) => return Ok(Err(at)),
+            Ok(k) => at += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fmt_err(path, e.to_string())),
+        }
     }
-    decode_data(dtype, big, &data).shape(&header.shape, header.fortran, path)
+    Ok(Ok(()))
+}
+
+/// `n` elements of `T` read straight into their final buffer (one allocation of the data's
+/// size: no byte buffer beside it), byte-swapped in place from big-endian, `lane` bytes per
+/// swapped scalar.
+fn read_pod<T: Copy + Default>(
+    r: &mut impl Read,
+    n: usize,
+    big: bool,
+    lane: usize,
+    path: &str,
+    oom: &dyn Fn() -> KilnError,
+    truncated: &dyn Fn(usize) -> KilnError,
+) -> Result<Vec<T>> {
+    let mut v: Vec<T> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom())?;
+    v.resize(n, T::default());
+    let len = std::mem::size_of_val(v.as_slice());
+    // SAFETY: T is one of the plain numeric element types (integers, floats, half types,
+    // complex pairs): every bit pattern is a valid value, and the slice covers exactly the
+    // vector's initialised elements.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, len) };
+    if let Err(got) = fill(r, bytes, path)? {
+        return Err(truncated(got));
+    }
+    if big != cfg!(target_endian = "big") && lane > 1 {
+        bytes.chunks_exact_mut(lane).for_each(|c| c.reverse());
+    }
+    Ok(v)
+}
+
+fn read_data(
+    d: DType,
+    big: bool,
+    r: &mut impl Read,
+    n: usize,
+    path: &str,
+    oom: impl Fn() -> KilnError,
+    truncated: impl Fn(usize) -> KilnError,
+) -> Result<ArrayDataVec> {
+    macro_rules! pod {
+        ($variant:ident, $t:ty, $lane:expr) => {
+            ArrayDataVec::$variant(read_pod::<$t>(r, n, big, $lane, path, &oom, &truncated)?)
+        };
+    }
+    Ok(match d {
+        DType::Bool => {
+            let bytes: Vec<u8> = read_pod(r, n, big, 1, path, &oom, &truncated)?;
+            // NumPy stores a bool as one byte; anything nonzero is true.
+            ArrayDataVec::Bool(bytes.into_iter().map(|b| b != 0).collect())
+        }
+        DType::Int8 => pod!(I8, i8, 1),
+        DType::UInt8 => pod!(U8, u8, 1),
+        DType::Int16 => pod!(I16, i16, 2),
+        DType::Int32 => pod!(I32, i32, 4),
+        DType::Int64 => pod!(I64, i64, 8),
+        DType::UInt16 => pod!(U16, u16, 2),
+        DType::UInt32 => pod!(U32, u32, 4),
+        DType::UInt64 => pod!(U64, u64, 8),
+        DType::Float16 => pod!(F16, f16, 2),
+        DType::BFloat16 => pod!(BF16, bf16, 2),
+        DType::Float32 => pod!(F32, f32, 4),
+        DType::Float64 => pod!(F64, f64, 8),
+        DType::Complex64 => pod!(C64, C64, 4),
+        DType::Complex128 => pod!(C128, C128, 8),
+    })
 }
 
 /// Reads a `.npy` file.
