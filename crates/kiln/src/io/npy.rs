@@ -482,6 +482,36 @@ pub fn encode_npy(a: &ArrayData) -> Vec<u8> {
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     }
     out.extend_from_slice(header.as_bytes());
+    le_bytes(a, &mut out);
+    out
+}
+
+/// An array of `shape` from exactly its little-endian bytes (a safetensors tensor's data).
+pub(crate) fn decode_le(d: DType, shape: &[usize], bytes: &[u8], path: &str) -> Result<ArrayData> {
+    let n = checked_numel(shape, "read_safetensors")?;
+    if n.checked_mul(d.itemsize()) != Some(bytes.len()) {
+        return Err(fmt_err(
+            path,
+            format!(
+                "shape {shape:?} of {d} needs {n} elements, the data holds {} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    let oom = || KilnError::OutOfMemory {
+        op: format!("read_safetensors ({path})"),
+        dtype: d,
+        shape: shape.to_vec(),
+        bytes: bytes.len() as u128,
+    };
+    let truncated = |got: usize| fmt_err(path, format!("truncated after {got} bytes"));
+    let mut r = bytes;
+    read_data(d, false, &mut r, n, path, oom, truncated)?.shape(shape, false, path)
+}
+
+/// The elements of `a` as little-endian bytes, appended to `out` (the data of a `.npy` or a
+/// safetensors tensor).
+pub(crate) fn le_bytes(a: &ArrayData, out: &mut Vec<u8>) {
     match a {
         ArrayData::Bool(x) => out.extend(x.iter().map(|b| *b as u8)),
         ArrayData::I8(x) => out.extend(x.iter().map(|b| *b as u8)),
@@ -525,7 +555,6 @@ pub fn encode_npy(a: &ArrayData) -> Vec<u8> {
             out.extend_from_slice(&v.im.to_le_bytes());
         }),
     }
-    out
 }
 
 /// NumPy's limit on dimensions (`NPY_MAXDIMS`): a file with more is one NumPy (and kiln's

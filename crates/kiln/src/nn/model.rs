@@ -1822,9 +1822,9 @@ impl Model {
         super::layers::paths_of(self.layers())
     }
 
-    /// Saves the weights to kiln's native weights file: an `.npz` of one array per variable,
-    /// named `layer/variable` (dtypes kept). Safetensors and Keras's `.weights.h5` come with
-    /// the model-file work.
+    /// Saves the weights, one array per variable named by its path (`layer/variable`), dtypes
+    /// kept: a `.safetensors` file where the path ends so, else an `.npz` (kiln's native
+    /// weights file). Keras's `.weights.h5` comes with the model-file work.
     pub fn save_weights(&self, path: &str) -> Result<()> {
         let named = self.named_weights()?;
         let refs: Vec<(&str, &ArrayData)> = named.iter().map(|(n, a)| (n.as_str(), a)).collect();
@@ -1835,13 +1835,18 @@ impl Model {
                 })?;
             }
         }
-        crate::io::write_npz(path, &refs, false)
+        if path.ends_with(".safetensors") {
+            crate::io::write_safetensors(path, &refs)
+        } else {
+            crate::io::write_npz(path, &refs, false)
+        }
     }
 
-    /// Loads weights saved by [`save_weights`](Self::save_weights): every variable by name,
-    /// each of its shape; a missing, extra or misshapen array is an error naming it.
+    /// Loads weights saved by [`save_weights`](Self::save_weights) (`.npz` or
+    /// `.safetensors`, by extension): every variable by name, each of its shape; a missing,
+    /// extra or misshapen array is an error naming it.
     pub fn load_weights(&mut self, path: &str) -> Result<()> {
-        let file = crate::io::read_npz(path)?;
+        let file = crate::io::load_weights(path)?;
         let want = self.named_weights()?;
         let mut arrays = Vec::with_capacity(want.len());
         for (name, cur) in &want {

@@ -194,6 +194,13 @@ fn functional_models_train_nest_and_give_several_outputs() {
     m.set_weights(&zeros).unwrap();
     m.load_weights(file).unwrap();
     assert_eq!(m.predict(&x, 32).unwrap().to_vec::<f32>().unwrap(), want);
+    // The same through safetensors.
+    let st = dir.join("w.safetensors");
+    let st = st.to_str().unwrap();
+    m.save_weights(st).unwrap();
+    m.set_weights(&zeros).unwrap();
+    m.load_weights(st).unwrap();
+    assert_eq!(m.predict(&x, 32).unwrap().to_vec::<f32>().unwrap(), want);
     std::fs::remove_dir_all(&dir).ok();
     // Two layers of one name are refused when the model is made.
     let mut g = Graph::new();

@@ -532,3 +532,61 @@ fn absurd_shapes_long_headers_and_unreadable_writes() {
         .to_string();
     assert!(e.contains("at most 64"), "{e}");
 }
+
+/// safetensors written by the `safetensors` package (scripts/gen_safetensors_fixtures.py)
+/// read back with NumPy's values, and every kiln dtype but complex128 round-trips, bfloat16
+/// included; a truncated or lying file is an error.
+#[test]
+fn safetensors_from_python_and_round_trips() {
+    use kiln::io::{load_weights, read_safetensors, write_safetensors};
+    let got = read_safetensors(data("all.safetensors")).unwrap();
+    assert_eq!(got.len(), 12);
+    for (name, a) in &got {
+        assert_eq!(a.dtype().name(), name.as_str(), "{name}");
+        assert_eq!(a.shape(), &[2, 3, 4], "{name}");
+        let want: Vec<f64> = expected(name).iter().map(|c| c.re).collect();
+        assert_eq!(a.to_f64_vec(), want, "{name}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("w.safetensors");
+    let v = [0.0f64, 1.0, 2.0, -3.0, 0.5, 1.5];
+    let sh = [2usize, 3];
+    let arrays: Vec<(String, ArrayData)> = vec![
+        ArrayData::from_shape_vec(&sh, v.map(|x| x > 0.0).to_vec()).unwrap(),
+        ArrayData::from_shape_vec(&sh, v.map(|x| x as i8).to_vec()).unwrap(),
+        ArrayData::from_shape_vec(&sh, v.map(|x| x.abs() as u64 + (1 << 63)).to_vec()).unwrap(),
+        ArrayData::from_shape_vec(&sh, v.map(half::f16::from_f64).to_vec()).unwrap(),
+        ArrayData::from_shape_vec(&sh, v.map(bf16::from_f64).to_vec()).unwrap(),
+        ArrayData::from_shape_vec(&sh, v.map(|x| x as f32).to_vec()).unwrap(),
+        ArrayData::from_shape_vec(&sh, v.to_vec()).unwrap(),
+        ArrayData::from_shape_vec(
+            &sh,
+            v.map(|x| kiln::element::C64::new(x as f32, 2.0)).to_vec(),
+        )
+        .unwrap(),
+    ]
+    .into_iter()
+    .map(|a| (a.dtype().name().to_string(), a))
+    .collect();
+    let refs: Vec<(&str, &ArrayData)> = arrays.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    write_safetensors(&p, &refs).unwrap();
+    let back = load_weights(&p).unwrap();
+    for (n, a) in &arrays {
+        let b = &back.iter().find(|(m, _)| m == n).unwrap().1;
+        assert_eq!(a, b, "{n}");
+    }
+    let c128 = ArrayData::from_shape_vec(&[1], vec![C128::new(1.0, 0.0)]).unwrap();
+    let e = write_safetensors(&p, &[("c", &c128)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("complex64"), "{e}");
+    let bytes = std::fs::read(data("all.safetensors")).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+    assert!(read_safetensors(&cut).is_err());
+    let mut lie = bytes.clone();
+    lie[0] = 0xFF; // a header length past the file
+    std::fs::write(&cut, &lie).unwrap();
+    assert!(read_safetensors(&cut).is_err());
+    assert!(load_weights(dir.path().join("w.pt")).is_err());
+}
