@@ -1130,7 +1130,8 @@ impl Model {
                 ops::multiply(&v, *w)?
             };
             total = Some(match total {
-                Some(t) => ops::add(&t, &ops::cast(&weighted, t.dtype())?)?,
+                // Losses of different dtypes meet through the resolver's implicit path.
+                Some(t) => ops::add(&t, &ops::autocast(&weighted, t.dtype(), "compute_loss")?)?,
                 None => weighted,
             });
             each.push(Some(v));
@@ -1138,7 +1139,7 @@ impl Model {
         let mut total = total.ok_or_else(|| KilnError::invalid("fit", "no output has a loss"))?;
         for l in self.layers() {
             if let Some(r) = l.regularization()? {
-                total = ops::add(&total, &ops::cast(&r, total.dtype())?)?;
+                total = ops::add(&total, &ops::autocast(&r, total.dtype(), "compute_loss")?)?;
             }
         }
         Ok((total, each))
