@@ -74,9 +74,20 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, ArrayData
     buf.try_reserve_exact(len as usize)
         .map_err(|_| fmt(format!("cannot allocate {len} bytes to read the file")))?;
     std::io::Read::read_to_end(&mut f, &mut buf).map_err(io)?;
-    let st = SafeTensors::deserialize(&buf)
+    safetensors_from_bytes(&buf, &name)
+}
+
+/// Reads every tensor of safetensors bytes (a file's, or an archive member's), in the order
+/// of their data; `label` names where they came from in errors.
+pub fn safetensors_from_bytes(buf: &[u8], label: &str) -> Result<Vec<(String, ArrayData)>> {
+    let name = label.to_string();
+    let fmt = |m: String| KilnError::Format {
+        path: name.clone(),
+        message: m,
+    };
+    let st = SafeTensors::deserialize(buf)
         .map_err(|e| fmt(format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&buf)
+    let (_, meta) = SafeTensors::read_metadata(buf)
         .map_err(|e| fmt(format!("not a valid safetensors file: {e}")))?;
     let mut out = Vec::with_capacity(st.len());
     for key in meta.offset_keys() {
@@ -121,7 +132,15 @@ impl View for &Tensor<'_> {
 /// safetensors dtype).
 pub fn write_safetensors(path: impl AsRef<Path>, arrays: &[(&str, &ArrayData)]) -> Result<()> {
     let p = path.as_ref();
-    let name = p.display().to_string();
+    let bytes = safetensors_to_bytes(arrays)?;
+    std::fs::write(p, bytes).map_err(|e| KilnError::Io {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The safetensors bytes of `arrays` (see [`write_safetensors`]).
+pub fn safetensors_to_bytes(arrays: &[(&str, &ArrayData)]) -> Result<Vec<u8>> {
     let mut tensors = Vec::with_capacity(arrays.len());
     for (i, (k, a)) in arrays.iter().enumerate() {
         if arrays[..i].iter().any(|(j, _)| j == k) {
@@ -148,8 +167,6 @@ pub fn write_safetensors(path: impl AsRef<Path>, arrays: &[(&str, &ArrayData)]) 
         ));
     }
     let views = tensors.iter().map(|(k, t)| (k.as_str(), t));
-    safetensors::serialize_to_file(views, None, p).map_err(|e| KilnError::Io {
-        path: name,
-        message: e.to_string(),
-    })
+    safetensors::serialize(views, None)
+        .map_err(|e| KilnError::invalid("write_safetensors", e.to_string()))
 }

@@ -19,6 +19,7 @@
 //! another model.
 
 use super::layers::{BuildContext, CallContext, Layer, Shape};
+use super::saving::KerasTree;
 use crate::error::{KilnError, Result};
 use crate::tensor::{Tensor, Variable};
 use serde_json::json;
@@ -44,6 +45,8 @@ pub struct LayerId {
 struct Node {
     /// `None` for an input.
     layer: Option<usize>,
+    /// An input's own name (Keras's `InputLayer` name), where it was given one.
+    name: Option<String>,
     inputs: Vec<usize>,
     /// With the batch axis (`None`).
     shape: Shape,
@@ -76,6 +79,7 @@ impl Graph {
     pub fn input(&mut self, shape: &[usize]) -> KerasTensor {
         self.nodes.push(Node {
             layer: None,
+            name: None,
             inputs: Vec::new(),
             shape: std::iter::once(None)
                 .chain(shape.iter().map(|d| Some(*d)))
@@ -86,9 +90,18 @@ impl Graph {
             node: self.nodes.len() - 1,
         }
     }
+    /// An input with its own name (Keras's `keras.Input(shape, name=...)`).
+    pub fn named_input(&mut self, shape: &[usize], name: &str) -> KerasTensor {
+        let t = self.input(shape);
+        self.nodes[t.node].name = Some(name.to_string());
+        t
+    }
     /// Adds a layer without calling it (call it, once or more, with [`call`](Self::call)).
     pub fn layer(&mut self, layer: impl Layer + 'static) -> LayerId {
-        let mut layer: Box<dyn Layer> = Box::new(layer);
+        self.layer_boxed(Box::new(layer))
+    }
+    /// Adds a boxed layer without calling it (see [`layer`](Self::layer)).
+    pub fn layer_boxed(&mut self, mut layer: Box<dyn Layer>) -> LayerId {
         // Keras names a layer when it is made: `dense`, `dense_1`, ... (so errors can say).
         if layer.name().is_empty() {
             let base = super::model::snake(layer.class_name());
@@ -153,6 +166,7 @@ impl Graph {
         })?;
         self.nodes.push(Node {
             layer: Some(layer.index),
+            name: None,
             inputs: inputs.iter().map(|t| t.node).collect(),
             shape,
         });
@@ -257,6 +271,7 @@ impl Graph {
             inputs: inputs.iter().map(|t| t.node).collect(),
             outputs: outputs.iter().map(|t| t.node).collect(),
             built: false,
+            sequential: false,
         };
         Ok(f)
     }
@@ -272,9 +287,126 @@ pub struct Functional {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     built: bool,
+    /// A Keras `Sequential` nested in a model (a chain; saved under that class).
+    sequential: bool,
 }
 
 impl Functional {
+    /// Marks it a Keras `Sequential` (a chain loaded from one), saved under that class.
+    pub(crate) fn into_sequential(mut self) -> Self {
+        self.sequential = true;
+        self
+    }
+
+    /// Keras's config of the model (`layers` with their `inbound_nodes`, `input_layers`,
+    /// `output_layers`; a nested `Sequential`'s `layers` and `build_input_shape`).
+    pub(crate) fn keras_config(&self, policy: Option<&str>) -> serde_json::Value {
+        use super::saving::config::{build_shape, input_entry, wrap};
+        let name = if self.name.is_empty() {
+            "functional"
+        } else {
+            &self.name
+        };
+        // Which call of its layer made each node (Keras's node_index).
+        let call_of = |n: usize| -> usize {
+            match self.nodes[n].layer {
+                None => 0,
+                Some(l) => self.nodes[..n]
+                    .iter()
+                    .filter(|m| m.layer == Some(l))
+                    .count(),
+            }
+        };
+        let tensor = |n: usize| {
+            json!({"class_name": "__keras_tensor__", "config": {
+                "shape": self.nodes[n].shape, "dtype": "float32",
+                "keras_history": [self.node_name(n), call_of(n), 0]}})
+        };
+        let in_dtype = policy.filter(|p| *p == "float64").unwrap_or("float32");
+        let first_shapes = |i: usize| -> Vec<Shape> {
+            self.nodes
+                .iter()
+                .find(|n| n.layer == Some(i))
+                .map(|n| {
+                    n.inputs
+                        .iter()
+                        .map(|j| self.nodes[*j].shape.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if self.sequential {
+            let first = self.inputs[0];
+            let mut layers = vec![input_entry(
+                &self.input_name(first),
+                &self.nodes[first].shape,
+                in_dtype,
+            )];
+            for (i, l) in self.layers.iter().enumerate() {
+                layers.push(wrap(
+                    l.as_ref(),
+                    Some(build_shape(&first_shapes(i))),
+                    policy,
+                ));
+            }
+            return json!({
+                "name": name,
+                "trainable": self.trainable(),
+                "dtype": policy.unwrap_or("float32"),
+                "layers": layers,
+                "build_input_shape": self.nodes[first].shape,
+            });
+        }
+        let mut layers: Vec<serde_json::Value> = self
+            .inputs
+            .iter()
+            .map(|&i| {
+                let mut e = input_entry(&self.input_name(i), &self.nodes[i].shape, in_dtype);
+                e["name"] = json!(self.input_name(i));
+                e["inbound_nodes"] = json!([]);
+                e
+            })
+            .collect();
+        for (i, l) in self.layers.iter().enumerate() {
+            let mut e = wrap(l.as_ref(), Some(build_shape(&first_shapes(i))), policy);
+            e["name"] = json!(l.name());
+            e["inbound_nodes"] = json!(self
+                .nodes
+                .iter()
+                .filter(|n| n.layer == Some(i))
+                .map(|n| {
+                    let args: Vec<serde_json::Value> =
+                        n.inputs.iter().map(|j| tensor(*j)).collect();
+                    let first = if args.len() == 1 {
+                        args[0].clone()
+                    } else {
+                        json!(args)
+                    };
+                    json!({"args": [first], "kwargs": {}})
+                })
+                .collect::<Vec<_>>());
+            layers.push(e);
+        }
+        let refs = |nodes: &[usize]| -> serde_json::Value {
+            let r: Vec<serde_json::Value> = nodes
+                .iter()
+                .map(|n| json!([self.node_name(*n), call_of(*n), 0]))
+                .collect();
+            if r.len() == 1 {
+                r[0].clone()
+            } else {
+                json!(r)
+            }
+        };
+        json!({
+            "name": name,
+            "trainable": self.trainable(),
+            "layers": layers,
+            "input_layers": refs(&self.inputs),
+            "output_layers": refs(&self.outputs),
+        })
+    }
+
     /// A name (default `functional`).
     pub fn name(mut self, n: &str) -> Self {
         self.name = n.into();
@@ -327,6 +459,9 @@ impl Functional {
 
     /// Keras's name of an input node: `input_layer`, `input_layer_1`, ... in creation order.
     fn input_name(&self, node: usize) -> String {
+        if let Some(n) = &self.nodes[node].name {
+            return n.clone();
+        }
         let k = self.nodes[..node]
             .iter()
             .filter(|n| n.layer.is_none())
@@ -489,7 +624,11 @@ impl Layer for Functional {
         self.name = name;
     }
     fn class_name(&self) -> &'static str {
-        "Functional"
+        if self.sequential {
+            "Sequential"
+        } else {
+            "Functional"
+        }
     }
     fn build(&mut self, input_shape: &[Option<usize>], ctx: &mut BuildContext) -> Result<()> {
         if self.inputs.len() != 1 {
@@ -548,6 +687,11 @@ impl Layer for Functional {
     fn finish_step(&mut self) -> Result<()> {
         self.layers.iter_mut().try_for_each(|l| l.finish_step())
     }
+    /// Trainable unless every layer is frozen (a frozen layer inside does not freeze the
+    /// model, as in Keras; BatchNormalization's statistics are never trainable).
+    fn trainable(&self) -> bool {
+        self.layers.is_empty() || self.layers.iter().any(|l| l.trainable())
+    }
     fn variables(&self) -> Vec<&Variable> {
         let mut v: Vec<&Variable> = Vec::new();
         for l in &self.layers {
@@ -578,32 +722,28 @@ impl Layer for Functional {
         Ok(total)
     }
     fn config(&self) -> serde_json::Value {
-        let layer_of = |n: usize| -> serde_json::Value { json!(self.node_name(n)) };
-        let layers: Vec<serde_json::Value> = self
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let inbound: Vec<serde_json::Value> = self
-                    .nodes
-                    .iter()
-                    .filter(|n| n.layer == Some(i))
-                    .map(|n| json!(n.inputs.iter().map(|j| layer_of(*j)).collect::<Vec<_>>()))
-                    .collect();
-                json!({
-                    "class_name": l.class_name(),
-                    "name": l.name(),
-                    "config": l.config(),
-                    "inbound_nodes": inbound,
-                })
-            })
-            .collect();
-        json!({
-            "name": if self.name.is_empty() { "functional" } else { &self.name },
-            "trainable": self.trainable(),
-            "layers": layers,
-            "input_layers": self.inputs.iter().map(|n| layer_of(*n)).collect::<Vec<_>>(),
-            "output_layers": self.outputs.iter().map(|n| layer_of(*n)).collect::<Vec<_>>(),
-        })
+        self.keras_config(None)
+    }
+    fn keras_tree(&self) -> KerasTree {
+        let mut items: Vec<(&str, KerasTree)> = Vec::new();
+        if !self.sequential {
+            for &i in &self.inputs {
+                items.push((
+                    "InputLayer",
+                    KerasTree {
+                        name: self.input_name(i),
+                        ..Default::default()
+                    },
+                ));
+            }
+        }
+        for l in &self.layers {
+            items.push((l.class_name(), l.keras_tree()));
+        }
+        KerasTree {
+            name: Layer::name(self).to_string(),
+            vars: 0,
+            layers: KerasTree::keyed(items),
+        }
     }
 }

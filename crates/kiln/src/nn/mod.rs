@@ -30,6 +30,7 @@ pub mod model;
 pub mod optimizers;
 pub mod policy;
 pub mod regularizers;
+pub mod saving;
 
 pub use activations::ActivationFn;
 pub use callbacks::builtin::{
@@ -65,3 +66,4 @@ pub use optimizers::{
 };
 pub use policy::DTypePolicy;
 pub use regularizers::Regularizer;
+pub use saving::{load_model, save_model, KerasTree, ModelFormat};

@@ -1823,9 +1823,9 @@ impl Model {
         super::layers::paths_of(self.layers())
     }
 
-    /// Saves the weights, one array per variable named by its path (`layer/variable`), dtypes
-    /// kept: a `.safetensors` file where the path ends so, else an `.npz` (kiln's native
-    /// weights file). Keras's `.weights.h5` comes with the model-file work.
+    /// Saves the weights, dtypes kept: Keras's `.weights.h5` layout where the path ends in
+    /// `.h5` (what Keras's `load_weights` reads), a `.safetensors` file, else an `.npz`; the
+    /// last two hold one array per variable named by its path (`layer/variable`).
     pub fn save_weights(&self, path: &str) -> Result<()> {
         let named = self.named_weights()?;
         let refs: Vec<(&str, &ArrayData)> = named.iter().map(|(n, a)| (n.as_str(), a)).collect();
@@ -1836,7 +1836,9 @@ impl Model {
                 })?;
             }
         }
-        if path.ends_with(".safetensors") {
+        if path.ends_with(".h5") {
+            crate::nn::saving::save_weights_h5(self, path)
+        } else if path.ends_with(".safetensors") {
             crate::io::write_safetensors(path, &refs)
         } else {
             crate::io::write_npz(path, &refs, false)
@@ -1847,6 +1849,9 @@ impl Model {
     /// `.safetensors`, by extension): every variable by name, each of its shape; a missing,
     /// extra or misshapen array is an error naming it.
     pub fn load_weights(&mut self, path: &str) -> Result<()> {
+        if path.ends_with(".h5") {
+            return crate::nn::saving::load_weights_h5(self, path);
+        }
         let file = crate::io::load_weights(path)?;
         let want = self.named_weights()?;
         let mut arrays = Vec::with_capacity(want.len());
@@ -1888,6 +1893,95 @@ impl Model {
             ));
         }
         self.set_weights(&arrays)
+    }
+
+    /// Saves the whole model (config, weights, optimizer state): a `.keras` file Python
+    /// Keras 3 loads, or kiln's `.kiln` (see [`crate::nn::saving`]). Load it with
+    /// [`load_model`](crate::nn::load_model).
+    pub fn save(&mut self, path: &str) -> Result<()> {
+        crate::nn::saving::save_model(self, path)
+    }
+
+    /// The model's name.
+    pub fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stack's layers and input shape (a `Sequential`), or `None` for a graph.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn stack_parts(&self) -> Option<(&[Box<dyn Layer>], Option<&[usize]>)> {
+        match &self.body {
+            Body::Stack { layers, input, .. } => Some((layers, input.as_deref())),
+            Body::Graph { .. } => None,
+        }
+    }
+    /// The functional graph, or `None` for a stack.
+    pub(crate) fn graph_parts(&self) -> Option<&Functional> {
+        match &self.body {
+            Body::Graph { graph, .. } => Some(graph),
+            Body::Stack { .. } => None,
+        }
+    }
+    /// The model's own dtype policy, if it was given one.
+    pub(crate) fn own_policy(&self) -> Option<DTypePolicy> {
+        self.policy
+    }
+    /// The compile settings: optimizer, loss per output, loss weights, metrics per output.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn compiled_parts(
+        &self,
+    ) -> Option<(&Optimizer, &[Option<Loss>], &[f64], &[Vec<String>])> {
+        self.compiled.as_ref().map(|c| {
+            (
+                &c.optimizer,
+                c.losses.as_slice(),
+                c.loss_weights.as_slice(),
+                c.metrics.as_slice(),
+            )
+        })
+    }
+    /// The optimizer, mutably (to restore its state).
+    pub(crate) fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
+        self.compiled.as_mut().map(|c| &mut c.optimizer)
+    }
+    /// Training steps taken and the seed (what a resumed run needs to draw the same).
+    pub(crate) fn train_counters(&self) -> (u64, u64) {
+        (self.step, self.seed)
+    }
+    pub(crate) fn set_train_counters(&mut self, step: u64, seed: u64) {
+        self.step = step;
+        self.seed = seed;
+    }
+    /// Builds it if it is not built (from its own input shapes).
+    pub(crate) fn build_if_needed(&mut self) -> Result<()> {
+        if self.is_built() {
+            return Ok(());
+        }
+        match self.input_shapes() {
+            Some(s) if matches!(self.body, Body::Stack { .. }) => self.build(&s[0]),
+            _ => self.build(&[]),
+        }
+    }
+    /// Where each variable sits in Keras's weights file, in `variables()` order.
+    pub(crate) fn keras_tree(&self) -> crate::nn::saving::KerasTree {
+        use crate::nn::saving::KerasTree;
+        match &self.body {
+            Body::Stack { layers, .. } => KerasTree {
+                name: self.name.clone(),
+                vars: 0,
+                layers: KerasTree::keyed(
+                    layers
+                        .iter()
+                        .map(|l| (l.class_name(), l.keras_tree()))
+                        .collect(),
+                ),
+            },
+            Body::Graph { graph, .. } => {
+                let mut t = graph.keras_tree();
+                t.name = self.name.clone();
+                t
+            }
+        }
     }
 
     /// The weights as host arrays, layer by layer (Keras's `get_weights`).

@@ -11,6 +11,8 @@ use crate::ops;
 use crate::tensor::{Tensor, Variable};
 use std::f64::consts::PI;
 
+pub(crate) mod saving;
+
 /// A learning rate: constant or a Keras schedule of the step (`iterations`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum LearningRate {
@@ -221,6 +223,8 @@ pub struct Optimizer {
 #[derive(Clone, Debug, PartialEq)]
 struct LossScale {
     scale: f64,
+    /// The scale it started from (its config's `initial_scale`).
+    initial: f64,
     step_counter: u64,
     dynamic_growth_steps: u64,
     skipped: u64,
@@ -270,6 +274,7 @@ impl From<LossScaleOptimizer> for Optimizer {
         let mut o = l.inner;
         o.loss_scale = Some(LossScale {
             scale: l.initial_scale,
+            initial: l.initial_scale,
             step_counter: 0,
             dynamic_growth_steps: l.dynamic_growth_steps,
             skipped: 0,

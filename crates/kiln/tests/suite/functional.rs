@@ -79,8 +79,15 @@ fn a_shared_layer_is_one_set_of_weights() {
     assert!(s.contains("input_layer (InputLayer)"), "{s}");
     // Both calls of the shared layer in Keras's config.
     let cfg = f.config();
-    let inbound = &cfg["layers"][0]["inbound_nodes"];
+    // Keras's layout: the InputLayer first, then each layer with its calls.
+    assert_eq!(cfg["layers"][0]["class_name"], "InputLayer", "{cfg}");
+    let inbound = &cfg["layers"][1]["inbound_nodes"];
     assert_eq!(inbound.as_array().unwrap().len(), 2, "{cfg}");
+    assert_eq!(
+        inbound[1]["args"][0]["config"]["keras_history"],
+        serde_json::json!(["activation", 0, 0]),
+        "{cfg}"
+    );
     let mut m = f.into_model();
     let s = m.summary().unwrap();
     assert!(s.contains("Total params: 31"), "{s}");

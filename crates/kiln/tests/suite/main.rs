@@ -19,6 +19,7 @@ mod engines;
 mod functional;
 mod fused;
 mod gradients;
+mod model_files;
 mod no_panics;
 mod npy_io;
 mod ops_semantics;

@@ -255,6 +255,15 @@ pub trait Layer: Send + std::fmt::Debug {
     }
     /// Keras's `get_config` (the `config` of the layer in a `.keras` file).
     fn config(&self) -> serde_json::Value;
+    /// Where its variables sit in Keras's weights file (`vars/<i>`; a nested model's
+    /// `layers/<key>/vars/<i>`).
+    fn keras_tree(&self) -> crate::nn::saving::KerasTree {
+        crate::nn::saving::KerasTree {
+            name: self.name().to_string(),
+            vars: self.variables().len(),
+            layers: Vec::new(),
+        }
+    }
     /// Whether its variables are trained.
     fn trainable(&self) -> bool {
         self.variables().iter().all(|v| v.trainable())

@@ -217,7 +217,12 @@ impl<const N: usize> Layer for Cropping<N> {
     fn config(&self) -> serde_json::Value {
         merge(
             base_config(&self.name, true, None),
-            json!({"cropping": margins_json(&self.cropping), "data_format": self.data_format}),
+            // Keras's Cropping1D takes no data_format.
+            if N == 1 {
+                json!({"cropping": margins_json(&self.cropping)})
+            } else {
+                json!({"cropping": margins_json(&self.cropping), "data_format": self.data_format})
+            },
         )
     }
 }
