@@ -5,10 +5,14 @@
 //!   main job: an MLP trained with `kiln::nn` (Adam, batch 32, Keras's progress output) on
 //!   the shipped float64 data, converted once through the resolver on the chosen device; it
 //!   prints what the conversion did, the test score and the cpu fallbacks.
+//! * `kiln doctor FILE --device D [--policy P] [--json]`: what a file's arrays become on D.
+//! * `kiln convert IN OUT --device D [--dtype T]`: the converted file and its report.
+//! * `kiln fit|evaluate|predict MODEL DATA.npz`: a saved model from the command line.
 
 use clap::{Parser, Subcommand};
 use kiln::{DType, Device};
 
+mod run_model;
 mod train;
 use std::process::ExitCode;
 
@@ -31,13 +35,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check this build: `--matrix` runs every op on every dtype on every engine and device
-    /// available here (real and simulated) and prints pass / adapted / refused / failed.
+    /// Check this build, or a file: `--matrix` runs every op on every dtype on every engine
+    /// and device available here (real and simulated) and prints pass / adapted / refused /
+    /// failed; `kiln doctor FILE --device D` lists every array of a .npy/.npz/.safetensors/
+    /// .keras/.kiln/.h5 file, what the precision resolver would do with it on D under the
+    /// policy, and the loss of every downcast measured on the values. Exits non-zero where the
+    /// policy refuses an array.
     Doctor {
+        /// A file to check (instead of the build).
+        file: Option<String>,
+        /// The device to check the file for (default: the configured one).
+        #[arg(long)]
+        device: Option<String>,
+        /// The precision policy to check under: error, downcast or cpu-fallback (default: the
+        /// configured one).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Print the file's report as JSON.
+        #[arg(long)]
+        json: bool,
         /// Run the op x dtype x engine x device matrix.
         #[arg(long)]
         matrix: bool,
-        /// x64 modes to run: off, on or both.
+        /// x64 modes: off, on or both (the matrix runs each; a file is checked with x64 on
+        /// unless `off`, so each array is asked about in its own dtype).
         #[arg(long, default_value = "both")]
         x64: String,
         /// Engines: ndarray, candle or all.
@@ -49,6 +70,34 @@ enum Cmd {
     },
     /// Train a Keras-style MLP on a float64 .npz dataset (x, y): the main job.
     Train(train::Args),
+    /// Train a saved model (.keras or .kiln) on .npz data, with fit's progress output, and
+    /// save it with --out.
+    Fit(run_model::FitOpts),
+    /// Evaluate a saved, compiled model on .npz data.
+    Evaluate(run_model::EvalOpts),
+    /// Predict with a saved model on .npz data; writes the predictions to an .npz.
+    Predict(run_model::PredictOpts),
+    /// Convert a file for a device: every array as the resolver decides there (or to
+    /// `--dtype`), written to OUT with the report. A model file (.keras/.kiln) stays a model
+    /// whose dtype policy follows its weights.
+    Convert {
+        /// The file to read.
+        input: String,
+        /// The file to write (.npz, .safetensors, .npy; .keras or .kiln for a model).
+        output: String,
+        /// The device to convert for.
+        #[arg(long)]
+        device: Option<String>,
+        /// Cast every float array to this dtype instead of asking the resolver.
+        #[arg(long)]
+        dtype: Option<String>,
+        /// The precision policy: error, downcast or cpu-fallback.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,12 +110,39 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Devices { json } => devices(json),
         Cmd::Doctor {
+            file: Some(file),
+            device,
+            policy,
+            json,
+            x64,
+            ..
+        } => doctor_file(&file, device.as_deref(), policy.as_deref(), &x64, json),
+        Cmd::Doctor {
             matrix,
             x64,
             engine,
             devices,
+            ..
         } => doctor(matrix, &x64, &engine, devices.as_deref()),
+        Cmd::Convert {
+            input,
+            output,
+            device,
+            dtype,
+            policy,
+            json,
+        } => convert(
+            &input,
+            &output,
+            device.as_deref(),
+            dtype.as_deref(),
+            policy.as_deref(),
+            json,
+        ),
         Cmd::Train(args) => train::run(&args),
+        Cmd::Fit(o) => run_model::fit(&o),
+        Cmd::Evaluate(o) => run_model::evaluate(&o),
+        Cmd::Predict(o) => run_model::predict(&o),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +151,77 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration a file is checked under: the current one, with `--device`, `--policy`
+/// and x64 (on unless `--x64 off`).
+fn file_config(
+    device: Option<&str>,
+    policy: Option<&str>,
+    x64: &str,
+) -> kiln::Result<(Device, kiln::precision::Config)> {
+    let mut cfg = kiln::precision::config::current()?;
+    if let Some(p) = policy {
+        cfg.policy = kiln::precision::Policy::parse(p)?;
+    }
+    cfg.x64 = x64 != "off";
+    let d = match device {
+        Some(d) => Device::parse(d)?,
+        None => cfg.device,
+    };
+    Ok((d, cfg))
+}
+
+fn doctor_file(
+    file: &str,
+    device: Option<&str>,
+    policy: Option<&str>,
+    x64: &str,
+    json: bool,
+) -> kiln::Result<()> {
+    let (d, cfg) = file_config(device, policy, x64)?;
+    let check = kiln::doctor::file::check_file(file, d, &cfg)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&check).unwrap_or_default()
+        );
+    } else {
+        print!("{}", check.render());
+    }
+    match check.refused() {
+        0 => Ok(()),
+        n => Err(kiln::KilnError::InvalidArgument {
+            op: "doctor".into(),
+            message: format!(
+                "{n} arrays of {file} are refused on {d} under policy {}",
+                cfg.policy.name()
+            ),
+        }),
+    }
+}
+
+fn convert(
+    input: &str,
+    output: &str,
+    device: Option<&str>,
+    dtype: Option<&str>,
+    policy: Option<&str>,
+    json: bool,
+) -> kiln::Result<()> {
+    let (d, cfg) = file_config(device, policy, "on")?;
+    let dtype = dtype.map(DType::parse).transpose()?;
+    let check = kiln::doctor::file::convert_file(input, output, d, dtype, &cfg)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&check).unwrap_or_default()
+        );
+    } else {
+        print!("{}", check.render());
+        println!("wrote {output}");
+    }
+    Ok(())
 }
 
 fn doctor(matrix: bool, x64: &str, engine: &str, devices: Option<&str>) -> kiln::Result<()> {

@@ -367,3 +367,122 @@ fn pure_bfloat16_stalls_and_kahan_updates_recover_float32s_accuracy() {
         "kahan: {k_acc}% vs float32 {f32_acc}%\n{kout}"
     );
 }
+
+fn tmp(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("kiln-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name).display().to_string()
+}
+
+/// A float64 model saved by kiln, for `kiln doctor` to check against `sim:mps`.
+fn float64_model(path: &str) {
+    use kiln::nn::{Adam, DTypePolicy, Dense, Input, Loss, Sequential};
+    let mut m = Sequential::new()
+        .add(Input::new(&[4]))
+        .add(Dense::new(3).activation("relu"))
+        .add(Dense::new(2))
+        .dtype_policy(DTypePolicy::new("float64").unwrap());
+    m.compile(Adam::new(1e-3), Loss::MeanSquaredError, &[])
+        .unwrap();
+    m.save(path).unwrap();
+}
+
+#[test]
+fn doctor_checks_a_file_for_a_device() {
+    let p = tmp("f64.kiln");
+    float64_model(&p);
+    let (ok, out) = kiln(&["doctor", &p, "--device", "sim:mps"], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("layers/dense/vars/0")
+            && out.contains("-> float32 (downcast)")
+            && out.contains("max rel error"),
+        "{out}"
+    );
+    let (ok, out) = kiln(
+        &["doctor", &p, "--device", "sim:mps", "--policy", "error"],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("REFUSED") && out.contains("4 arrays of"),
+        "{out}"
+    );
+    let (ok, out) = kiln(&["doctor", &p, "--device", "cpu", "--json"], &[]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["arrays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["verdict"] == "keep"),
+        "{out}"
+    );
+    // Converted for mps, the file is float32 and the doctor has nothing left to change.
+    let q = tmp("f32.kiln");
+    let (ok, out) = kiln(&["convert", &p, &q, "--device", "sim:mps"], &[]);
+    assert!(ok && out.contains("wrote"), "{out}");
+    let (ok, out) = kiln(
+        &["doctor", &q, "--device", "sim:mps", "--policy", "error"],
+        &[],
+    );
+    assert!(ok && out.contains("0 arrays change dtype"), "{out}");
+}
+
+#[test]
+fn fit_evaluate_and_predict_a_keras_file() {
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../kiln/tests/data/keras/mlp.keras"
+    );
+    let data = tmp("mlp_data.npz");
+    let x: Vec<f64> = (0..32 * 8)
+        .map(|i| ((i * 13 % 29) as f64) / 14.0 - 1.0)
+        .collect();
+    let y: Vec<i64> = (0..32).map(|i| i % 3).collect();
+    let xa = kiln::ArrayData::from_shape_vec(&[32, 8], x).unwrap();
+    let ya = kiln::ArrayData::from_shape_vec(&[32], y).unwrap();
+    kiln::io::write_npz(&data, &[("x", &xa), ("y", &ya)], false).unwrap();
+    let out = tmp("mlp_trained.kiln");
+    let (ok, text) = kiln(
+        &[
+            "fit",
+            model,
+            &data,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            &out,
+            "--verbose",
+            "2",
+        ],
+        &[],
+    );
+    assert!(ok, "{text}");
+    // The Keras file's Adam had taken 8 steps; 2 epochs of 4 batches follow.
+    assert!(
+        text.contains("Epoch 2/2") && text.contains("optimizer iterations 8 -> 16"),
+        "{text}"
+    );
+    let (ok, text) = kiln(&["evaluate", &out, &data], &[]);
+    assert!(
+        ok && text.contains("evaluate: accuracy: ") && text.contains("loss: "),
+        "{text}"
+    );
+    let pred = tmp("pred.npz");
+    let (ok, text) = kiln(&["predict", &out, &data, "--out", &pred], &[]);
+    assert!(ok, "{text}");
+    let got = kiln::io::read_npz(&pred).unwrap();
+    let mut m = kiln::nn::load_model(&out).unwrap();
+    let want = m.predict(&xa, 32).unwrap().to_host().unwrap();
+    assert_eq!(got[0].0, "dense_2");
+    assert_eq!(got[0].1.to_f64_vec(), want.to_f64_vec());
+    let (ok, text) = kiln(
+        &["predict", &out, &data, "--x", "nope", "--out", &pred],
+        &[],
+    );
+    assert!(!ok && text.contains("no array \"nope\""), "{text}");
+}

@@ -304,3 +304,86 @@ fn wrong_extensions_and_missing_members_are_errors() {
     std::fs::copy(fixture("mlp.keras"), &q).unwrap();
     assert!(load_model(&q).is_err());
 }
+
+/// `kiln doctor`'s check of a float64 model for `sim:mps`: every float64 weight is a
+/// downcast with its loss measured; under policy `error` each is refused.
+#[test]
+fn doctor_reports_a_float64_models_downcast_for_mps() {
+    use kiln::doctor::file::{check_file, convert_file, Verdict};
+    use kiln::precision::{Config, Policy};
+    let (x, y) = toy();
+    let mut m = mlp_model().dtype_policy(kiln::nn::DTypePolicy::new("float64").unwrap());
+    m.compile(
+        Adam::new(1e-2),
+        Loss::sparse_categorical_crossentropy(true),
+        &[],
+    )
+    .unwrap();
+    m.fit(
+        &x,
+        &y,
+        FitArgs::default()
+            .epochs(1)
+            .batch_size(32)
+            .verbose(Verbose::Silent),
+    )
+    .unwrap();
+    let p = tmp("doctor64.kiln");
+    m.save(&p).unwrap();
+    let mps = kiln::Device::parse("sim:mps").unwrap();
+    let cfg = Config {
+        x64: true,
+        ..Config::default()
+    };
+    let c = check_file(&p, mps, &cfg).unwrap();
+    let weights: Vec<_> = c
+        .arrays
+        .iter()
+        .filter(|a| a.name.starts_with("layers/"))
+        .collect();
+    assert_eq!(weights.len(), 8);
+    for a in &weights {
+        assert_eq!(a.dtype, kiln::DType::Float64, "{}", a.name);
+        assert_eq!(a.verdict, Verdict::Downcast, "{}", a.name);
+        assert_eq!(a.to, Some(kiln::DType::Float32));
+        let r = a.report.as_ref().unwrap();
+        assert!(
+            r.max_rel_error > 0.0 && r.max_rel_error < 6e-8,
+            "{}: {r:?}",
+            a.name
+        );
+        assert!(a.values_changed > 0);
+    }
+    // The iteration count (int64) is kept on mps.
+    assert!(c
+        .arrays
+        .iter()
+        .any(|a| a.name == "optimizer/vars/0" && a.verdict == Verdict::Keep));
+    assert_eq!(c.refused(), 0);
+    assert!(
+        c.render().contains("-> float32 (downcast)"),
+        "{}",
+        c.render()
+    );
+    let strict = Config {
+        policy: Policy::Error,
+        ..cfg
+    };
+    let s = check_file(&p, mps, &strict).unwrap();
+    assert!(s.refused() >= 8, "{}", s.render());
+    assert!(convert_file(&p, &tmp("refused.kiln"), mps, None, &strict).is_err());
+    // Converted for mps, the model is float32 and predicts as the float64 one to float32 precision.
+    let out = tmp("doctor32.kiln");
+    convert_file(&p, &out, mps, None, &cfg).unwrap();
+    let mut small = load_model(&out).unwrap();
+    let a = m.predict(&x, 96).unwrap().to_f64_vec().unwrap();
+    let b = small.predict(&x, 96).unwrap();
+    assert_eq!(b.dtype(), kiln::DType::Float32);
+    let d = a
+        .iter()
+        .zip(b.to_f64_vec().unwrap())
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(d > 0.0 && d < 1e-5, "{d}");
+    assert_eq!(small.optimizer().unwrap().iterations(), 3);
+}

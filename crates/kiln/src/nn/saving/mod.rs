@@ -211,11 +211,6 @@ impl H5 {
         })
     }
 
-    /// Whether a dataset exists at `path`.
-    pub(crate) fn has(&self, path: &str) -> bool {
-        self.file.dataset(path).is_ok()
-    }
-
     /// The dataset at `path` as an array, its declared size checked before it is read.
     pub(crate) fn read(&self, path: &str) -> Result<ArrayData> {
         let shown = crate::io::zipread::shown(path);
@@ -268,11 +263,47 @@ impl H5 {
         }
     }
 
-    /// `group/0`, `group/1`, ... until one is missing.
-    pub(crate) fn read_numbered(&self, group: &str, max: usize) -> Result<Vec<ArrayData>> {
+    /// Every dataset, by path (groups walked depth first, at most 32 deep and 100,000
+    /// datasets).
+    pub(crate) fn all(&self) -> Result<Vec<(String, ArrayData)>> {
         let mut out = Vec::new();
-        while out.len() <= max && self.has(&format!("{group}/{}", out.len())) {
-            out.push(self.read(&format!("{group}/{}", out.len()))?);
+        let mut stack = vec![(String::new(), 0usize)];
+        while let Some((g, depth)) = stack.pop() {
+            let group = if g.is_empty() {
+                self.file.root()
+            } else {
+                self.file
+                    .group(&g)
+                    .map_err(|e| format_err(&self.label, format!("group {g:?}: {e}")))?
+            };
+            let join = |n: &str| {
+                if g.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{g}/{n}")
+                }
+            };
+            let mut names = group
+                .datasets()
+                .map_err(|e| format_err(&self.label, format!("group {g:?}: {e}")))?;
+            names.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
+            for d in names {
+                if out.len() >= 100_000 {
+                    return Err(format_err(&self.label, "more than 100,000 datasets"));
+                }
+                let p = join(&d);
+                out.push((p.clone(), self.read(&p)?));
+            }
+            let mut subs = group
+                .groups()
+                .map_err(|e| format_err(&self.label, format!("group {g:?}: {e}")))?;
+            if depth >= 32 && !subs.is_empty() {
+                return Err(format_err(&self.label, "groups nest deeper than 32"));
+            }
+            subs.sort();
+            for s in subs.into_iter().rev() {
+                stack.push((join(&s), depth + 1));
+            }
         }
         Ok(out)
     }
@@ -434,30 +465,28 @@ pub fn load_model(path: &str) -> Result<Model> {
 
 /// [`load_model`] with explicit bounds on what the archive may inflate to.
 pub fn load_model_with(path: &str, limits: ZipLimits) -> Result<Model> {
+    let parts = read_parts(path, limits)?;
+    assemble(parts, path)
+}
+
+/// What a model archive holds: its config, metadata and every array by its path
+/// (`layers/dense/vars/0`, `optimizer/vars/0`, `optimizer/kiln/compensation/0`).
+pub(crate) struct Parts {
+    format: ModelFormat,
+    config: Value,
+    meta: Value,
+    arrays: Vec<(String, ArrayData)>,
+}
+
+pub(crate) fn read_parts(path: &str, limits: ZipLimits) -> Result<Parts> {
     let format = ModelFormat::of(path)?;
     let mut a = Archive::open(Path::new(path), limits)?;
     let config = json_member(&mut a, "config.json", path)?;
     let meta = json_member(&mut a, "metadata.json", path)?;
-    let mut model = model_config::model_from_keras(&config).map_err(|e| with_path(e, path))?;
-    let compiled = match config.get("compile_config") {
-        Some(cc) => {
-            model_config::compile_from_keras(&mut model, cc).map_err(|e| with_path(e, path))?
-        }
-        None => false,
-    };
-    let tree = model.keras_tree();
-    let paths = tree.var_paths("");
-    let cur = model.get_weights()?;
-    let (weights, opt_arrays, comp, kiln_state) = match format {
+    let arrays = match format {
         ModelFormat::Keras => {
             let bytes = read_member(&mut a, "model.weights.h5", path)?;
-            let h5 = H5::from_bytes(bytes, &format!("{path}[\"model.weights.h5\"]"), limits)?;
-            let w = paths
-                .iter()
-                .map(|p| h5.read(p))
-                .collect::<Result<Vec<_>>>()?;
-            let o = h5.read_numbered("optimizer/vars", 4 * cur.len() + 8)?;
-            (w, o, Vec::new(), Value::Null)
+            H5::from_bytes(bytes, &format!("{path}[\"model.weights.h5\"]"), limits)?.all()?
         }
         ModelFormat::Kiln => {
             if meta.get("format").and_then(Value::as_str) != Some("kiln") {
@@ -471,49 +500,73 @@ pub fn load_model_with(path: &str, limits: ZipLimits) -> Result<Model> {
                 .and_then(Value::as_u64)
                 .is_none_or(|v| v > KILN_FORMAT_VERSION)
             {
-                return Err(format_err(path, format!("written by a newer kiln (format_version {}); this kiln reads {KILN_FORMAT_VERSION}", short_json(meta.get("format_version")))));
-            }
-            let bytes = read_member(&mut a, "model.weights.safetensors", path)?;
-            let mut all = crate::io::safetensors::safetensors_from_bytes(
-                &bytes,
-                &format!("{path}[\"model.weights.safetensors\"]"),
-            )?;
-            let mut take = |k: &str| {
-                all.iter()
-                    .position(|(n, _)| n == k)
-                    .map(|i| all.swap_remove(i).1)
-            };
-            let w = paths
-                .iter()
-                .map(|p| {
-                    take(p).ok_or_else(|| format_err(path, format!("the weights have no {p:?}")))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut o = Vec::new();
-            while let Some(x) = take(&format!("optimizer/vars/{}", o.len())) {
-                o.push(x);
-            }
-            let n_train = model.trainable_variables().len();
-            let comp: Vec<Option<ArrayData>> = (0..n_train)
-                .map(|i| take(&format!("optimizer/kiln/compensation/{i}")))
-                .collect();
-            if let Some((k, _)) = all.first() {
                 return Err(format_err(
                     path,
                     format!(
-                        "the weights hold {:?}, which the model does not have",
-                        crate::io::zipread::shown(k)
+                        "written by a newer kiln (format_version {}); this kiln reads {KILN_FORMAT_VERSION}",
+                        short_json(meta.get("format_version"))
                     ),
                 ));
             }
-            (
-                w,
-                o,
-                comp,
-                meta.get("training").cloned().unwrap_or(Value::Null),
-            )
+            let bytes = read_member(&mut a, "model.weights.safetensors", path)?;
+            crate::io::safetensors::safetensors_from_bytes(
+                &bytes,
+                &format!("{path}[\"model.weights.safetensors\"]"),
+            )?
         }
     };
+    Ok(Parts {
+        format,
+        config,
+        meta,
+        arrays,
+    })
+}
+
+/// The model a file's parts describe: built, compiled, weights and optimizer state set.
+pub(crate) fn assemble(parts: Parts, path: &str) -> Result<Model> {
+    let Parts {
+        format,
+        config,
+        meta,
+        mut arrays,
+    } = parts;
+    let mut model = model_config::model_from_keras(&config).map_err(|e| with_path(e, path))?;
+    let compiled = match config.get("compile_config") {
+        Some(cc) => {
+            model_config::compile_from_keras(&mut model, cc).map_err(|e| with_path(e, path))?
+        }
+        None => false,
+    };
+    let paths = model.keras_tree().var_paths("");
+    let cur = model.get_weights()?;
+    let mut take = |k: &str| {
+        arrays
+            .iter()
+            .position(|(n, _)| n == k)
+            .map(|i| arrays.swap_remove(i).1)
+    };
+    let weights = paths
+        .iter()
+        .map(|p| take(p).ok_or_else(|| format_err(path, format!("the weights have no {p:?}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let mut opt_arrays = Vec::new();
+    while let Some(x) = take(&format!("optimizer/vars/{}", opt_arrays.len())) {
+        opt_arrays.push(x);
+    }
+    let n_train = model.trainable_variables().len();
+    let comp: Vec<Option<ArrayData>> = (0..n_train)
+        .map(|i| take(&format!("optimizer/kiln/compensation/{i}")))
+        .collect();
+    if let (ModelFormat::Kiln, Some((k, _))) = (format, arrays.first()) {
+        return Err(format_err(
+            path,
+            format!(
+                "the weights hold {}, which the model does not have",
+                crate::io::zipread::shown(k)
+            ),
+        ));
+    }
     for ((p, w), c) in paths.iter().zip(&weights).zip(&cur) {
         if w.shape() != c.shape() {
             return Err(format_err(
@@ -530,6 +583,7 @@ pub fn load_model_with(path: &str, limits: ZipLimits) -> Result<Model> {
         }
     }
     model.set_weights(&weights)?;
+    let training = meta.get("training").cloned().unwrap_or(Value::Null);
     if compiled && !opt_arrays.is_empty() {
         let vars: Vec<crate::tensor::Variable> =
             model.trainable_variables().into_iter().cloned().collect();
@@ -537,18 +591,89 @@ pub fn load_model_with(path: &str, limits: ZipLimits) -> Result<Model> {
         if let Some(o) = model.optimizer_mut() {
             o.load_state_arrays(&opt_arrays, &refs)
                 .map_err(|e| with_path(e, path))?;
-            if let Some(extra) = kiln_state.get("optimizer").filter(|v| !v.is_null()) {
+            if let Some(extra) = training.get("optimizer").filter(|v| !v.is_null()) {
                 o.load_kiln_state(extra, comp)?;
             }
         }
     }
     if let (Some(step), Some(seed)) = (
-        kiln_state.get("step").and_then(Value::as_u64),
-        kiln_state.get("seed").and_then(Value::as_u64),
+        training.get("step").and_then(Value::as_u64),
+        training.get("seed").and_then(Value::as_u64),
     ) {
         model.set_train_counters(step, seed);
     }
     Ok(model)
+}
+
+/// Every array of a `.keras` or `.kiln` file, by its path in the file.
+pub(crate) fn archive_arrays(path: &str) -> Result<Vec<(String, ArrayData)>> {
+    Ok(read_parts(path, ZipLimits::default())?.arrays)
+}
+
+/// Every dataset of an HDF5 file, by its path.
+pub(crate) fn h5_arrays(path: &str) -> Result<Vec<(String, ArrayData)>> {
+    let limits = ZipLimits::default();
+    let len = std::fs::metadata(path).map_err(|e| io_err(path, e))?.len();
+    if len > limits.max_total {
+        return Err(format_err(
+            path,
+            format!("{len} bytes, over the {} byte cap", limits.max_total),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    H5::from_bytes(bytes, path, limits)?.all()
+}
+
+/// Rewrites a model archive with `arrays` (its own, converted): the config's dtype
+/// policies follow the weights' new float dtype, and the model is rebuilt, checked and
+/// saved in `output`'s format.
+pub(crate) fn convert_archive(
+    input: &str,
+    output: &str,
+    arrays: &[(String, ArrayData)],
+) -> Result<()> {
+    let mut parts = read_parts(input, ZipLimits::default())?;
+    let change = parts.arrays.iter().find_map(|(n, a)| {
+        let to = arrays.iter().find(|(m, _)| m == n)?.1.dtype();
+        (a.dtype().is_float() && to != a.dtype()).then(|| (a.dtype(), to))
+    });
+    if let Some((from, to)) = change {
+        rewrite_policies(&mut parts.config, from.name(), to.name(), 0);
+    }
+    parts.arrays = arrays.to_vec();
+    let mut model = assemble(parts, input)?;
+    save_model(&mut model, output)
+}
+
+fn rewrite_policies(v: &mut Value, from: &str, to: &str, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "dtype" {
+                    match x {
+                        Value::String(s) if s == from => *x = json!(to),
+                        Value::Object(p) => {
+                            if let Some(n) = p.get_mut("config").and_then(|c| c.get_mut("name")) {
+                                if n == from {
+                                    *n = json!(to);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                } else {
+                    rewrite_policies(x, from, to, depth + 1);
+                }
+            }
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|x| rewrite_policies(x, from, to, depth + 1)),
+        _ => {}
+    }
 }
 
 fn short_json(v: Option<&Value>) -> String {

@@ -11,7 +11,10 @@
 //! * `F` **failed**: a panic, an undocumented error, a result in a dtype the device lacks,
 //!   or a value that differs from the reference. Zero failed cells is the bar.
 //!
-//! `kiln doctor --matrix` prints it; the `device_matrix` test asserts it.
+//! `kiln doctor --matrix` prints it; the `device_matrix` test asserts it. `kiln doctor FILE`
+//! asks the same of a file's arrays ([`file`]).
+
+pub mod file;
 
 use crate::array::ArrayData;
 use crate::backend::BackendKind;
