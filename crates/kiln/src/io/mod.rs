@@ -1,5 +1,7 @@
-//! File formats: NumPy's `.npy` and `.npz`, safetensors.
+//! File formats: NumPy's `.npy` and `.npz`, safetensors (model files: `nn::saving`).
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod npy;
 pub mod npz;
 pub mod safetensors;

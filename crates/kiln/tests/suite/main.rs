@@ -18,6 +18,7 @@ mod dtype_tables;
 mod engines;
 mod functional;
 mod fused;
+mod fuzz_readers;
 mod gradients;
 mod model_files;
 mod no_panics;
