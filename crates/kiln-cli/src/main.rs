@@ -172,6 +172,18 @@ fn file_config(
     Ok((d, cfg))
 }
 
+/// A file check, as text or JSON.
+fn show(check: &kiln::doctor::file::FileCheck, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(check).unwrap_or_default()
+        );
+    } else {
+        print!("{}", check.render());
+    }
+}
+
 fn doctor_file(
     file: &str,
     device: Option<&str>,
@@ -181,14 +193,7 @@ fn doctor_file(
 ) -> kiln::Result<()> {
     let (d, cfg) = file_config(device, policy, x64)?;
     let check = kiln::doctor::file::check_file(file, d, &cfg)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&check).unwrap_or_default()
-        );
-    } else {
-        print!("{}", check.render());
-    }
+    show(&check, json);
     match check.refused() {
         0 => Ok(()),
         n => Err(kiln::KilnError::InvalidArgument {
@@ -212,13 +217,8 @@ fn convert(
     let (d, cfg) = file_config(device, policy, "on")?;
     let dtype = dtype.map(DType::parse).transpose()?;
     let check = kiln::doctor::file::convert_file(input, output, d, dtype, &cfg)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&check).unwrap_or_default()
-        );
-    } else {
-        print!("{}", check.render());
+    show(&check, json);
+    if !json {
         println!("wrote {output}");
     }
     Ok(())

@@ -118,6 +118,26 @@ fn open(c: &Common) -> Result<(Scope, Model, Arrays)> {
     Ok((scope, model, data))
 }
 
+/// The inputs and labels of a command that needs a loss (the model must be compiled).
+fn labelled(
+    model: &Model,
+    c: &Common,
+    y: &str,
+    op: &str,
+    data: &[(String, ArrayData)],
+) -> Result<(Vec<ArrayData>, Vec<ArrayData>)> {
+    if model.optimizer().is_none() {
+        return Err(KilnError::InvalidArgument {
+            op: op.into(),
+            message: format!(
+                "{} is not compiled (its file has no compile_config), so it has no loss: compile it before saving it, in Keras or kiln",
+                c.model
+            ),
+        });
+    }
+    Ok((arrays(data, &c.x, &c.data)?, arrays(data, y, &c.data)?))
+}
+
 fn print_logs(what: &str, logs: &std::collections::BTreeMap<String, f64>) {
     let parts: Vec<String> = logs.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
     println!("{what}: {}", parts.join(" - "));
@@ -127,17 +147,7 @@ fn print_logs(what: &str, logs: &std::collections::BTreeMap<String, f64>) {
 pub fn fit(o: &FitOpts) -> Result<()> {
     let (scope, mut model, data) = open(&o.common)?;
     let _s = scope.enter();
-    if model.optimizer().is_none() {
-        return Err(KilnError::InvalidArgument {
-            op: "kiln fit".into(),
-            message: format!(
-                "{} is not compiled (its file has no compile_config): compile it before saving it, in Keras or kiln",
-                o.common.model
-            ),
-        });
-    }
-    let x = arrays(&data, &o.common.x, &o.common.data)?;
-    let y = arrays(&data, &o.y, &o.common.data)?;
+    let (x, y) = labelled(&model, &o.common, &o.y, "kiln fit", &data)?;
     let verbose = o.verbose.map(Verbose::from_level).unwrap_or(Verbose::Auto);
     let start = model.optimizer().map(|o| o.iterations()).unwrap_or(0);
     let h = model.fit(
@@ -175,17 +185,7 @@ pub fn fit(o: &FitOpts) -> Result<()> {
 pub fn evaluate(o: &EvalOpts) -> Result<()> {
     let (scope, mut model, data) = open(&o.common)?;
     let _s = scope.enter();
-    if model.optimizer().is_none() {
-        return Err(KilnError::InvalidArgument {
-            op: "kiln evaluate".into(),
-            message: format!(
-                "{} is not compiled: it has no loss to evaluate",
-                o.common.model
-            ),
-        });
-    }
-    let x = arrays(&data, &o.common.x, &o.common.data)?;
-    let y = arrays(&data, &o.y, &o.common.data)?;
+    let (x, y) = labelled(&model, &o.common, &o.y, "kiln evaluate", &data)?;
     let logs = model.evaluate(&x, &y, o.common.batch_size)?;
     print_logs("evaluate", &logs);
     Ok(())

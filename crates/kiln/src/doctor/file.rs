@@ -44,6 +44,8 @@ pub enum Verdict {
     Downcast,
     /// The device lacks the dtype; it stays in it on the cpu.
     CpuFallback,
+    /// An explicit `--dtype` cast it (the resolver honours an explicit request or refuses it).
+    Cast,
     /// The policy refuses it: loading this file on the device is an error.
     Refused,
 }
@@ -77,15 +79,31 @@ pub fn check_arrays(
     device: Device,
     cfg: &Config,
 ) -> Vec<ArrayCheck> {
+    decide(arrays, device, cfg, None)
+}
+
+/// Each array's decision: as implicit data, or, for float arrays where `cast` is given, as an
+/// explicit cast to it (`Site::Cast`: honoured as asked, or refused where the device lacks it).
+fn decide(
+    arrays: &[(String, ArrayData)],
+    device: Device,
+    cfg: &Config,
+    cast: Option<DType>,
+) -> Vec<ArrayCheck> {
     let engine = crate::tensor::engine_kind_for(device, cfg);
     arrays
         .iter()
         .map(|(name, a)| {
+            let explicit = cast.filter(|_| a.dtype().is_float());
             let req = Request {
                 op: "kiln doctor",
-                site: Site::Conversion,
-                dtype: a.dtype(),
-                explicit: false,
+                site: if explicit.is_some() {
+                    Site::Cast
+                } else {
+                    Site::Conversion
+                },
+                dtype: explicit.unwrap_or(a.dtype()),
+                explicit: explicit.is_some(),
                 device,
                 engine,
                 origin: std::panic::Location::caller(),
@@ -112,6 +130,7 @@ pub fn check_arrays(
                 },
                 Ok(d) => {
                     let verdict = match d.action {
+                        Action::Keep if d.dtype != a.dtype() => Verdict::Cast,
                         Action::Keep => Verdict::Keep,
                         Action::Narrow64 { .. } => Verdict::NarrowX64,
                         Action::Substitute { .. } => Verdict::Downcast,
@@ -280,29 +299,14 @@ pub fn convert_file(
     dtype: Option<DType>,
     cfg: &Config,
 ) -> Result<FileCheck> {
-    let arrays = read_arrays(input)?;
-    let mut check = check_arrays(&arrays, device, cfg);
-    if let Some(t) = dtype {
-        if !t.is_float() {
-            return Err(KilnError::invalid(
-                "kiln convert",
-                format!("--dtype {t}: convert casts float arrays, so give a float dtype"),
-            ));
-        }
-        for (c, (_, a)) in check.iter_mut().zip(&arrays) {
-            if a.dtype().is_float() && a.dtype() != t {
-                c.verdict = Verdict::Downcast;
-                c.to = Some(t);
-                c.reason = format!("--dtype {t} asked for it");
-                (c.report, c.values_changed) = measure(a, t);
-            } else if a.dtype().is_float() {
-                c.verdict = Verdict::Keep;
-                c.to = Some(t);
-                c.report = None;
-                c.values_changed = 0;
-            }
-        }
+    if let Some(t) = dtype.filter(|t| !t.is_float()) {
+        return Err(KilnError::invalid(
+            "kiln convert",
+            format!("--dtype {t}: convert casts float arrays, so give a float dtype"),
+        ));
     }
+    let arrays = read_arrays(input)?;
+    let check = decide(&arrays, device, cfg, dtype);
     let refused: Vec<&ArrayCheck> = check
         .iter()
         .filter(|c| c.verdict == Verdict::Refused)

@@ -194,9 +194,8 @@ fn training_resumes_exactly_from_a_kiln_file() {
     assert_eq!(resumed.optimizer().unwrap().iterations(), 24);
 }
 
-/// `.kiln` keeps every dtype (float64 here) and a float64 model round-trips exactly.
-#[test]
-fn kiln_files_keep_float64() {
+/// The toy MLP in float64, trained one epoch with Adam.
+fn trained_float64() -> Sequential {
     let (x, y) = toy();
     let mut m = mlp_model().dtype_policy(kiln::nn::DTypePolicy::new("float64").unwrap());
     m.compile(
@@ -214,6 +213,14 @@ fn kiln_files_keep_float64() {
             .verbose(Verbose::Silent),
     )
     .unwrap();
+    m
+}
+
+/// `.kiln` keeps every dtype (float64 here) and a float64 model round-trips exactly.
+#[test]
+fn kiln_files_keep_float64() {
+    let (x, _) = toy();
+    let mut m = trained_float64();
     let want = m.predict(&x, 96).unwrap();
     assert_eq!(want.dtype(), kiln::DType::Float64);
     for ext in ["kiln", "keras"] {
@@ -311,23 +318,8 @@ fn wrong_extensions_and_missing_members_are_errors() {
 fn doctor_reports_a_float64_models_downcast_for_mps() {
     use kiln::doctor::file::{check_file, convert_file, Verdict};
     use kiln::precision::{Config, Policy};
-    let (x, y) = toy();
-    let mut m = mlp_model().dtype_policy(kiln::nn::DTypePolicy::new("float64").unwrap());
-    m.compile(
-        Adam::new(1e-2),
-        Loss::sparse_categorical_crossentropy(true),
-        &[],
-    )
-    .unwrap();
-    m.fit(
-        &x,
-        &y,
-        FitArgs::default()
-            .epochs(1)
-            .batch_size(32)
-            .verbose(Verbose::Silent),
-    )
-    .unwrap();
+    let (x, _) = toy();
+    let mut m = trained_float64();
     let p = tmp("doctor64.kiln");
     m.save(&p).unwrap();
     let mps = kiln::Device::parse("sim:mps").unwrap();
@@ -386,4 +378,23 @@ fn doctor_reports_a_float64_models_downcast_for_mps() {
         .fold(0.0, f64::max);
     assert!(d > 0.0 && d < 1e-5, "{d}");
     assert_eq!(small.optimizer().unwrap().iterations(), 3);
+    // `--dtype` is an explicit cast: honoured where the device has the dtype, refused where
+    // it does not (never adapted).
+    let c = convert_file(
+        &out,
+        &tmp("bf16.kiln"),
+        kiln::Device::Cpu,
+        Some(kiln::DType::BFloat16),
+        &cfg,
+    )
+    .unwrap();
+    assert!(c
+        .arrays
+        .iter()
+        .filter(|a| a.name.starts_with("layers/"))
+        .all(|a| a.verdict == Verdict::Cast && a.to == Some(kiln::DType::BFloat16)));
+    let e = convert_file(&out, &tmp("no.kiln"), mps, Some(kiln::DType::Float64), &cfg)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("explicitly"), "{e}");
 }

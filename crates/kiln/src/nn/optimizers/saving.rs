@@ -628,19 +628,19 @@ impl Optimizer {
     /// What Keras's variables cannot hold exactly, for kiln's own files: Nadam's running
     /// product and the loss scale in f64, the skipped-step count, and the Kahan
     /// compensations (arrays, per variable, `None` where a variable has none).
-    pub(crate) fn kiln_state(&self) -> (Value, Vec<Option<ArrayData>>) {
+    pub(crate) fn kiln_state(&self) -> Result<(Value, Vec<Option<ArrayData>>)> {
         let comp = self
             .compensation
             .iter()
-            .map(|c| c.as_ref().and_then(|t| t.to_host().ok()))
-            .collect();
-        (
+            .map(|c| c.as_ref().map(|t| t.to_host()).transpose())
+            .collect::<Result<_>>()?;
+        Ok((
             json!({
                 "u_product": self.u_product,
                 "loss_scale": self.loss_scale.as_ref().map(|l| json!({"scale": l.scale, "step_counter": l.step_counter, "skipped": l.skipped})),
             }),
             comp,
-        )
+        ))
     }
 
     /// Restores [`kiln_state`](Self::kiln_state) after [`load_state_arrays`](Self::load_state_arrays).

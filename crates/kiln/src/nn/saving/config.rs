@@ -37,6 +37,20 @@ macro_rules! kernel_options {
     }};
 }
 
+/// The options every normalization layer shares (`norm_builders!`'s).
+macro_rules! norm_options {
+    ($l:expr, $f:expr) => {{
+        let mut l = $l
+            .epsilon($f.f64("epsilon", 1e-3)?)
+            .center($f.bool("center", true)?)
+            .scale($f.bool("scale", true)?);
+        if let Some(p) = $f.policy()? {
+            l = l.dtype(p);
+        }
+        l
+    }};
+}
+
 /// A layer's place in Keras's weights file: its name, how many variables it owns
 /// (`vars/0..`), and the layers inside it (a nested model's `layers/<key>/...`), each under
 /// its key (snake-case class name, `_1`, `_2`... among the same class).
@@ -575,42 +589,24 @@ pub(crate) fn layer_from_keras(entry: &Value, path: &str) -> Result<Box<dyn Laye
             norm_checks(&f)?;
             f.unsupported(&["synchronized", "renorm", "renorm_clipping"])?;
             let axis = one_axis(&f)?;
-            let mut b = L::BatchNormalization::new()
+            let b = L::BatchNormalization::new()
                 .axis(axis)
-                .momentum(f.f64("momentum", 0.99)?)
-                .epsilon(f.f64("epsilon", 1e-3)?)
-                .center(f.bool("center", true)?)
-                .scale(f.bool("scale", true)?);
-            if let Some(p) = f.policy()? {
-                b = b.dtype(p);
-            }
-            Box::new(b)
+                .momentum(f.f64("momentum", 0.99)?);
+            Box::new(norm_options!(b, f))
         }
         "LayerNormalization" => {
             norm_checks(&f)?;
             f.unsupported(&["rms_scaling"])?;
-            let mut b = L::LayerNormalization::new()
-                .axis(one_axis(&f)?)
-                .epsilon(f.f64("epsilon", 1e-3)?)
-                .center(f.bool("center", true)?)
-                .scale(f.bool("scale", true)?);
-            if let Some(p) = f.policy()? {
-                b = b.dtype(p);
-            }
-            Box::new(b)
+            let b = L::LayerNormalization::new()
+                .axis(one_axis(&f)?);
+            Box::new(norm_options!(b, f))
         }
         "GroupNormalization" => {
             norm_checks(&f)?;
-            let mut b = L::GroupNormalization::new()
+            let b = L::GroupNormalization::new()
                 .groups(f.usize("groups", Some(32))?)
-                .axis(one_axis(&f)?)
-                .epsilon(f.f64("epsilon", 1e-3)?)
-                .center(f.bool("center", true)?)
-                .scale(f.bool("scale", true)?);
-            if let Some(p) = f.policy()? {
-                b = b.dtype(p);
-            }
-            Box::new(b)
+                .axis(one_axis(&f)?);
+            Box::new(norm_options!(b, f))
         }
         "MaxPooling1D" => Box::new(pool::<1, true>(&f)?),
         "MaxPooling2D" => Box::new(pool::<2, true>(&f)?),

@@ -425,7 +425,7 @@ pub fn save_model(model: &mut Model, path: &str) -> Result<()> {
                     named.push((format!("optimizer/vars/{i}"), a.clone()));
                 }
                 if let Some((o, ..)) = model.compiled_parts() {
-                    let (extra, comp) = o.kiln_state();
+                    let (extra, comp) = o.kiln_state()?;
                     kiln_opt = extra;
                     for (i, c) in comp.into_iter().enumerate() {
                         if let Some(c) = c {
