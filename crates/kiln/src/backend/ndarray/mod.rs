@@ -897,6 +897,78 @@ mod tests {
             })
     }
 
+    /// The float max/min/argmax/argmin row kernels (vector lanes, a NaN found by a second
+    /// pass, the hit searched by chunks) equal the reference on rows long enough for every
+    /// lane width, with a NaN, an infinity or a repeated extreme at the start, the middle,
+    /// the lane remainder and the end.
+    #[test]
+    fn float_extremes_of_long_rows_equal_the_reference() {
+        // 270,000 elements split across threads (a parallel max, then a parallel search).
+        for len in [
+            1usize, 7, 15, 16, 17, 63, 64, 65, 200, 784, 2047, 2048, 2049, 5000, 270_000,
+        ] {
+            let base: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 1009) as f32 * 0.01 - 5.0)
+                .collect();
+            for pos in [0, len / 2, len.saturating_sub(3), len - 1] {
+                for special in [
+                    f32::NAN,
+                    f32::INFINITY,
+                    f32::NEG_INFINITY,
+                    50.0,
+                    -50.0,
+                    -0.0,
+                ] {
+                    let mut v = base.clone();
+                    v[pos] = special;
+                    if special == 50.0 && len > 2 {
+                        v[len - 1] = 50.0; // a tie: the first occurrence wins
+                    }
+                    for dt in [DType::Float32, DType::Float64, DType::Float16] {
+                        let x = ArrayData::from_shape_vec(&[1, len], v.clone()).unwrap();
+                        let d = elementwise::cast(
+                            &NdStore {
+                                reshaped: None,
+                                data: Arc::new(x),
+                            }
+                            .view()
+                            .unwrap(),
+                            dt,
+                        )
+                        .unwrap();
+                        let st = NdStore {
+                            reshaped: None,
+                            data: Arc::new(d),
+                        };
+                        let w = st.view().unwrap();
+                        for axes in [vec![1], vec![0, 1]] {
+                            for op in [ReduceOp::Max, ReduceOp::Min] {
+                                let want = with_view!(&w, a, T => reduce::reference::reduce::<T>(op, a, &axes, false)).unwrap();
+                                let got =
+                                    reduce::reduce_fast(op, &w, &axes, false).unwrap().unwrap();
+                                assert!(
+                                    close(&got, &want, 0.0),
+                                    "{op:?} {dt} len {len} pos {pos} {special}"
+                                );
+                            }
+                        }
+                        for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
+                            let want =
+                                with_view!(&w, a, T => reduce::reference::arg::<T>(op, a, 1))
+                                    .unwrap();
+                            let got = reduce::arg_fast(op, &w, 1).unwrap().unwrap();
+                            assert_eq!(
+                                got.to_f64_vec(),
+                                want.to_f64_vec(),
+                                "{op:?} {dt} len {len} pos {pos} {special}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         /// Every fast reduction agrees with the reference path, for every set of axes of

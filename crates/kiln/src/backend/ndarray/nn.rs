@@ -216,6 +216,10 @@ impl<T: FloatIn> Reducer for Max<T> {
             a
         }
     }
+    #[inline(always)]
+    fn row_fast(self, x: &[T]) -> Option<T::W> {
+        Some(super::reduce::ext_row::<T, true>(x))
+    }
 }
 
 const LANES: usize = 16;

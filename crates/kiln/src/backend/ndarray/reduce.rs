@@ -48,6 +48,12 @@ pub(super) trait Reducer: Copy + Send + Sync {
     fn init(self) -> Self::Acc;
     fn step(self, a: Self::Acc, x: Self::In) -> Self::Acc;
     fn merge(self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    /// A whole contiguous row by a kernel of the reducer's own, where it has one faster
+    /// than the lane-wise pairwise tree (exact reductions need no tree).
+    #[inline(always)]
+    fn row_fast(self, _x: &[Self::In]) -> Option<Self::Acc> {
+        None
+    }
 }
 
 /// Merges partials of `R` (the second stage of a two-stage reduction).
@@ -285,6 +291,70 @@ impl<T: FloatIn, const MAX: bool> Reducer for ExtF<T, MAX> {
             a
         }
     }
+    #[inline(always)]
+    fn row_fast(self, x: &[T]) -> Option<T::W> {
+        Some(ext_row::<T, MAX>(x))
+    }
+}
+
+/// NaN-propagating maximum (`MAX`) or minimum of a float row, in `W`: 64 f32 or 32 f64
+/// lanes (4 vector registers, so four independent dependency chains; one register's worth
+/// is latency-bound at a third of the speed), then a quarter of the lanes over the
+/// remainder; no pairwise tree (the result does not depend on the order).
+#[inline(always)]
+pub(super) fn ext_row<T: FloatIn, const MAX: bool>(x: &[T]) -> T::W {
+    if std::mem::size_of::<T::W>() == 4 {
+        ext_row_l::<T, MAX, 64, 16>(x)
+    } else {
+        ext_row_l::<T, MAX, 32, 8>(x)
+    }
+}
+
+/// The lanes run a plain compare-select (one `vmaxps`), which drops NaN; a second
+/// accumulator sums `x - x` (0, or NaN for a NaN or an infinity), and only a row where that
+/// sum is NaN is searched for a NaN. The NaN-aware step costs four instructions an element,
+/// this one three independent ones.
+#[inline(always)]
+fn ext_row_l<T: FloatIn, const MAX: bool, const L: usize, const Q: usize>(x: &[T]) -> T::W {
+    let r = ExtF::<T, MAX>(pd());
+    let zero = <T::W as num_traits::Zero>::zero();
+    let mut m = [r.init(); L];
+    let mut u = [zero; L];
+    macro_rules! lanes {
+        ($c:expr, $n:expr) => {
+            for i in 0..$n {
+                let v = $c[i].wide();
+                let b = if MAX { v > m[i] } else { v < m[i] };
+                m[i] = if b { v } else { m[i] };
+                u[i] = u[i] + (v - v);
+            }
+        };
+    }
+    let mut chunks = x.chunks_exact(L);
+    for c in &mut chunks {
+        lanes!(c, L);
+    }
+    let mut tail = chunks.remainder().chunks_exact(Q);
+    for c in &mut tail {
+        lanes!(c, Q);
+    }
+    // Lanes merged by halves (vector operations, not L scalar steps).
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            m[i] = r.merge(m[i], m[i + w]);
+            u[i] = u[i] + u[i + w];
+        }
+    }
+    let (mut s, nonfinite) = (m[0], u[0]);
+    for v in tail.remainder() {
+        s = r.step(s, *v);
+    }
+    if Float::is_nan(nonfinite) && x.iter().fold(false, |b, v| b | Float::is_nan(v.wide())) {
+        return <T::W as Float>::nan();
+    }
+    s
 }
 
 /// Integer maximum or minimum.
@@ -391,6 +461,9 @@ fn leaf<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
 /// binary-counter cascade, iterative so that it inlines into the SIMD variant).
 #[inline(always)]
 pub(super) fn row<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
+    if let Some(v) = r.row_fast(x) {
+        return v;
+    }
     if x.len() <= BLOCK {
         return leaf(r, x);
     }
@@ -1161,20 +1234,26 @@ where
     }
     if l == 1 {
         #[inline(always)]
-        fn find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> usize {
-            // A bit per element of each 32-element chunk (one vector compare and mask move),
-            // then the lowest set bit: no scalar search for the position.
-            const W: usize = 32;
+        fn find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> Option<usize> {
+            // Whether a 256-element chunk holds a hit is a vectorised OR of compares; in the
+            // chunk that does, a bit per element of each 32 (one compare and mask move) and
+            // the lowest set bit give the position.
+            const W: usize = 256;
+            const B: usize = 32;
             for (ci, ch) in c.chunks(W).enumerate() {
-                let bits = ch
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |b, (j, v)| b | (u32::from(hit(*v, m)) << j));
-                if bits != 0 {
-                    return ci * W + bits.trailing_zeros() as usize;
+                if ch.iter().fold(false, |b, v| b | hit(*v, m)) {
+                    for (bi, bl) in ch.chunks(B).enumerate() {
+                        let bits = bl
+                            .iter()
+                            .enumerate()
+                            .fold(0u32, |b, (j, v)| b | (u32::from(hit(*v, m)) << j));
+                        if bits != 0 {
+                            return Some(ci * W + bi * B + bits.trailing_zeros() as usize);
+                        }
+                    }
                 }
             }
-            0
+            None
         }
         #[inline(always)]
         fn one<T: Copy, R: Reducer<In = T>>(
@@ -1182,7 +1261,7 @@ where
             c: &[T],
             hit: impl Fn(T, R::Acc) -> bool,
         ) -> i64 {
-            find(c, row(ext, c), hit) as i64
+            find(c, row(ext, c), hit).unwrap_or(0) as i64
         }
         simd::kernel! {
             fn arg_rows[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy](out: &mut [i64], x: &[T], r: usize, ext: R, hit: H) where [] {
@@ -1192,7 +1271,7 @@ where
             }
         }
         simd::kernel! {
-            fn find_k[T: Copy, A: Copy, H: Fn(T, A) -> bool](c: &[T], m: A, hit: H) -> usize where [] {
+            fn find_k[T: Copy, A: Copy, H: Fn(T, A) -> bool](c: &[T], m: A, hit: H) -> Option<usize> where [] {
                 find(c, m, hit)
             }
         }
@@ -1203,7 +1282,16 @@ where
                 .for_each(|(o, xs)| arg_rows(o, xs, r, ext, hit));
         } else if k == 1 {
             let m = row_par(ext, &x);
-            out[0] = find_k(&x, m, hit) as i64;
+            // The first chunk holding the extreme, searched in parallel (later chunks stop
+            // once an earlier one has found it).
+            out[0] = if x.len() < PAR_MIN_MEM {
+                find_k(&x, m, hit)
+            } else {
+                x.par_chunks(ROW_CHUNK)
+                    .enumerate()
+                    .find_map_first(|(ci, ch)| find_k(ch, m, hit).map(|j| ci * ROW_CHUNK + j))
+            }
+            .unwrap_or(0) as i64;
         } else {
             arg_rows(&mut out, &x, r, ext, hit);
         }
