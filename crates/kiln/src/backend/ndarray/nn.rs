@@ -5,7 +5,7 @@
 
 use super::arith::FloatMath;
 use super::elementwise::{map, shaped};
-use super::reduce::{row, FloatIn, Reducer};
+use super::reduce::{row, ExtF, FloatIn, Reducer};
 use super::simd;
 use super::ArrView;
 use crate::array::ArrayData;
@@ -194,33 +194,8 @@ pub(super) fn activation(a: Activation, d: &ArrView<'_>) -> Result<Option<ArrayD
     }))
 }
 
-/// Maximum of a row (NaN-propagating), in `W`.
-#[derive(Copy, Clone)]
-struct Max<T>(std::marker::PhantomData<T>);
-impl<T: FloatIn> Reducer for Max<T> {
-    type In = T;
-    type Acc = T::W;
-    #[inline(always)]
-    fn init(self) -> T::W {
-        T::W::neg_infinity()
-    }
-    #[inline(always)]
-    fn step(self, a: T::W, x: T) -> T::W {
-        self.merge(a, x.wide())
-    }
-    #[inline(always)]
-    fn merge(self, a: T::W, x: T::W) -> T::W {
-        if x > a || Float::is_nan(x) {
-            x
-        } else {
-            a
-        }
-    }
-    #[inline(always)]
-    fn row_fast(self, x: &[T]) -> Option<T::W> {
-        Some(super::reduce::ext_row::<T, true>(x))
-    }
-}
+/// Maximum of a row (NaN-propagating), in `W`: the reductions' own reducer and row kernel.
+type Max<T> = ExtF<T, true>;
 
 const LANES: usize = 16;
 
@@ -404,7 +379,7 @@ where
         return shaped(&shape, out);
     }
     let slots = &mut out.spare_capacity_mut()[..n];
-    let mx = Max::<T>(std::marker::PhantomData);
+    let mx: Max<T> = ExtF(std::marker::PhantomData);
     if l == 1 {
         if n >= PAR_MIN && n / r >= 2 {
             let per = (PAR_MIN / r).max(1);

@@ -5,7 +5,8 @@
 //! alternating *runs*. Two kernels cover every layout:
 //! * **rows**: when the innermost run is reduced, each contiguous row reduces with
 //!   `LANES` independent accumulators (SIMD lanes), blocked and combined pairwise as
-//!   NumPy's pairwise summation is;
+//!   NumPy's pairwise summation is; a reducer whose result does not depend on the order
+//!   (float max/min) brings a row kernel of its own (`Reducer::row_fast`, no tree);
 //! * **columns**: when the innermost run is kept, whole rows accumulate into the output
 //!   row (a vectorised `acc[j] op= x[j]`), for every reduced index.
 //!
@@ -265,7 +266,7 @@ impl<T: Element, const MUL: bool> Reducer for Fold<T, MUL> {
 
 /// NaN-propagating maximum (`MAX`) or minimum of floats, compared in `W`.
 #[derive(Copy, Clone)]
-struct ExtF<T, const MAX: bool>(std::marker::PhantomData<T>);
+pub(super) struct ExtF<T, const MAX: bool>(pub(super) std::marker::PhantomData<T>);
 impl<T: FloatIn, const MAX: bool> Reducer for ExtF<T, MAX> {
     type In = T;
     type Acc = T::W;
@@ -302,7 +303,7 @@ impl<T: FloatIn, const MAX: bool> Reducer for ExtF<T, MAX> {
 /// is latency-bound at a third of the speed), then a quarter of the lanes over the
 /// remainder; no pairwise tree (the result does not depend on the order).
 #[inline(always)]
-pub(super) fn ext_row<T: FloatIn, const MAX: bool>(x: &[T]) -> T::W {
+fn ext_row<T: FloatIn, const MAX: bool>(x: &[T]) -> T::W {
     if std::mem::size_of::<T::W>() == 4 {
         ext_row_l::<T, MAX, 64, 16>(x)
     } else {
