@@ -281,7 +281,7 @@ impl ArrayData {
             let buf = if zero {
                 crate::hostmem::zeroed_for::<T>(n, "full", shape)?
             } else {
-                crate::hostmem::par_fill(n, 1 << 16, "full", shape, |_, o| {
+                crate::hostmem::par_fill(n, 1 << 16, 64, "full", shape, |_, o| {
                     for s in o {
                         s.write(v);
                     }

@@ -113,6 +113,7 @@ where
             min,
             n,
             CHUNK,
+            64,
             op,
             a.shape(),
             |off, o: &mut [MaybeUninit<U>]| map_chunk(o, &s[off..], f),
@@ -256,7 +257,7 @@ where
     let n: usize = shape.iter().product();
     let (sa, sb) = (a.as_slice()?, b.as_slice()?);
     let v = if sa.len() == n && sb.len() == n {
-        par_fill(n, CHUNK, op, shape, |off, o: &mut [MaybeUninit<U>]| {
+        par_fill(n, CHUNK, 64, op, shape, |off, o: &mut [MaybeUninit<U>]| {
             zip_chunk(o, &sa[off..], &sb[off..], f)
         })
     } else if sa.len() == n || sb.len() == n {
@@ -271,7 +272,7 @@ where
         if let Some(l) = trailing_block(part_shape, shape) {
             if l == 1 {
                 let y = part[0];
-                par_fill(n, CHUNK, op, shape, |off, o: &mut [MaybeUninit<U>]| {
+                par_fill(n, CHUNK, 64, op, shape, |off, o: &mut [MaybeUninit<U>]| {
                     map_chunk(o, &full[off..], move |x| g(x, y))
                 })
             } else {
@@ -302,7 +303,7 @@ fn block_fill<U: Element>(
 ) -> Result<Vec<U>> {
     let l = l.max(1);
     let chunk = CHUNK.div_ceil(l) * l;
-    par_fill(n, chunk, op, shape, f)
+    par_fill(n, chunk, l, op, shape, f)
 }
 
 /// `f(a, b)` elementwise with broadcasting to `shape`: the fast paths, else the general
@@ -354,9 +355,14 @@ pub(super) fn select<T: Element>(
     let n: usize = shape.iter().product();
     if let (Some(sc), Some(sa), Some(sb)) = (c.as_slice(), a.as_slice(), b.as_slice()) {
         if sc.len() == n && sa.len() == n && sb.len() == n {
-            let v = par_fill(n, CHUNK, "where", shape, |off, o: &mut [MaybeUninit<T>]| {
-                select_chunk(o, &sc[off..], &sa[off..], &sb[off..])
-            })?;
+            let v = par_fill(
+                n,
+                CHUNK,
+                64,
+                "where",
+                shape,
+                |off, o: &mut [MaybeUninit<T>]| select_chunk(o, &sc[off..], &sa[off..], &sb[off..]),
+            )?;
             return shaped(shape, v);
         }
     }

@@ -312,6 +312,7 @@ pub(super) fn concat<T: Element>(parts: &[ArrayViewD<'_, T>], axis: usize) -> Re
     let out = crate::hostmem::par_fill(
         n,
         (CHUNK / row.max(1)).max(1) * row.max(1),
+        row.max(1),
         "concatenate",
         &shape,
         |off, o| {
