@@ -207,6 +207,25 @@ pub(crate) fn par_fill_from<T: crate::element::Element>(
     Ok(v)
 }
 
+/// Runs `f(first_row, out_rows, in_rows)` over `out` and `x` split into pieces of whole rows
+/// (a row is `ow` elements of `out` and `iw` of `x`), about `per` rows a piece and as equal
+/// as [`balanced_chunk`] makes them, on the calling thread and the pool together
+/// ([`par_each`]). Row-wise kernels (softmax rows, a reduction's output rows) split this way.
+pub(crate) fn par_rows<O: Send, X: Sync>(
+    out: &mut [O],
+    ow: usize,
+    x: &[X],
+    iw: usize,
+    per: usize,
+    f: impl Fn(usize, &mut [O], &[X]) + Sync,
+) {
+    let (ow, iw) = (ow.max(1), iw.max(1));
+    let rows = out.len() / ow;
+    let pr = balanced_chunk(rows, per, 1);
+    let items: Vec<(&mut [O], &[X])> = out.chunks_mut(pr * ow).zip(x.chunks(pr * iw)).collect();
+    par_each(items, |i, (o, xs)| f(i * pr, o, xs));
+}
+
 /// Runs `f(i, item)` once for every item, on the calling thread and the pool's threads
 /// together. Called from outside the pool (an op called by the user's thread), a plain
 /// `par_iter` hands all the work to the pool and puts the caller to sleep until it is done:

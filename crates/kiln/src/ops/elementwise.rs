@@ -28,6 +28,16 @@ pub(crate) fn unary_op(op: &str, rule: UnaryRule, x: &Tensor, prim: UnaryOp) -> 
     } else {
         super::to_compute_ref(x, dtype, device, op)?
     };
+    // The real part and the conjugate of a real tensor are the tensor (NumPy returns the
+    // array itself): share its storage rather than copy it; the graph still records the op.
+    if matches!(prim, UnaryOp::Real | UnaryOp::Conj)
+        && !input.dtype().is_complex()
+        && input.dtype() == dtype
+    {
+        let mut same = input.as_ref().clone();
+        same.node = None;
+        return Ok(crate::autodiff::record(P::Unary(prim), &[&input], same));
+    }
     let t = apply(P::Unary(prim), &[&input])?;
     if t.dtype() != dtype {
         return to_compute(&t, dtype, device, op);

@@ -170,9 +170,7 @@ pub(super) fn permute<T: Element>(a: &ArrayViewD<'_, T>, axes: &[usize]) -> Resu
         .flat_map(|(i, _)| (0..lp).step_by(TILE).map(move |ta| (i, ta)))
         .collect();
     if n >= PAR_MIN_MEM {
-        tasks
-            .par_iter()
-            .for_each(|&(i, ta)| simd::run(|| tile_row(&bases[i], ta)));
+        crate::hostmem::par_each(tasks, |_, (i, ta)| simd::run(|| tile_row(&bases[i], ta)));
     } else {
         simd::run(|| {
             for &(i, ta) in &tasks {
@@ -193,6 +191,10 @@ type BlockKernel = unsafe fn(*const u8, usize, *mut u8, usize);
 fn transpose_kernel<T>() -> Option<(usize, BlockKernel)> {
     #[cfg(target_arch = "x86_64")]
     {
+        // SSE2 is part of x86_64.
+        if std::mem::size_of::<T>() == 2 {
+            return Some((8, t8x8_16 as BlockKernel));
+        }
         if super::simd::level() != super::simd::Level::Baseline {
             match std::mem::size_of::<T>() {
                 4 => return Some((8, t8x8_32 as BlockKernel)),
@@ -240,6 +242,57 @@ unsafe fn t8x8_32(src: *const u8, ss: usize, dst: *mut u8, ds: usize) {
             _mm256_storeu_ps(
                 d.add((i + 4) * ds),
                 _mm256_permute2f128_ps::<0x31>(lo[i], hi[i]),
+            );
+        }
+    }
+}
+
+/// 8 x 8 transpose of 2-byte elements (float16, bfloat16, int16) in SSE2 registers: three
+/// rounds of unpacks, 16-, 32- and 64-bit. Element by element these transposes ran at 0.25x
+/// NumPy for float16 [256, 784].
+///
+/// # Safety
+/// `src` is readable for 8 rows of 8 elements at stride `ss`, `dst` writable for 8 rows of 8
+/// at stride `ds` (strides in 2-byte elements).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn t8x8_16(src: *const u8, ss: usize, dst: *mut u8, ds: usize) {
+    use std::arch::x86_64::*;
+    let (s, d) = (src as *const u16, dst as *mut u16);
+    // SAFETY (whole body): the caller's contract covers every load and store.
+    unsafe {
+        let r: [__m128i; 8] =
+            std::array::from_fn(|i| _mm_loadu_si128(s.add(i * ss) as *const __m128i));
+        // b: pairs of rows interleaved by element; c: by pairs; d: by quads (whole columns).
+        let b = [
+            _mm_unpacklo_epi16(r[0], r[1]),
+            _mm_unpackhi_epi16(r[0], r[1]),
+            _mm_unpacklo_epi16(r[2], r[3]),
+            _mm_unpackhi_epi16(r[2], r[3]),
+            _mm_unpacklo_epi16(r[4], r[5]),
+            _mm_unpackhi_epi16(r[4], r[5]),
+            _mm_unpacklo_epi16(r[6], r[7]),
+            _mm_unpackhi_epi16(r[6], r[7]),
+        ];
+        let c = [
+            _mm_unpacklo_epi32(b[0], b[2]),
+            _mm_unpackhi_epi32(b[0], b[2]),
+            _mm_unpacklo_epi32(b[1], b[3]),
+            _mm_unpackhi_epi32(b[1], b[3]),
+            _mm_unpacklo_epi32(b[4], b[6]),
+            _mm_unpackhi_epi32(b[4], b[6]),
+            _mm_unpacklo_epi32(b[5], b[7]),
+            _mm_unpackhi_epi32(b[5], b[7]),
+        ];
+        for i in 0..4 {
+            let (lo, hi) = (c[i], c[i + 4]);
+            _mm_storeu_si128(
+                d.add(2 * i * ds) as *mut __m128i,
+                _mm_unpacklo_epi64(lo, hi),
+            );
+            _mm_storeu_si128(
+                d.add((2 * i + 1) * ds) as *mut __m128i,
+                _mm_unpackhi_epi64(lo, hi),
             );
         }
     }
@@ -898,7 +951,7 @@ mod tests {
             let got = permute(&a.view(), &perm).unwrap();
             let want = a.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
             prop_assert_eq!(got, want);
-            // 8-byte (4x4 blocks) and 2-byte (scalar tiles) elements too.
+            // 8-byte (4x4 blocks) and 2-byte (8x8 SSE2 blocks) elements too.
             let d = a.mapv(|v| v as f64);
             prop_assert_eq!(permute(&d.view(), &perm).unwrap(), d.view().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned());
             let h = a.mapv(|v| (v * 100.0) as i16);

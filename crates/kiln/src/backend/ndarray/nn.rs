@@ -12,7 +12,7 @@ use crate::array::ArrayData;
 use crate::backend::{Activation, Normalize};
 use crate::element::Element;
 use crate::error::Result;
-use crate::hostmem::{alloc_for, PAR_MIN};
+use crate::hostmem::{alloc_for, par_rows, PAR_MIN};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD};
 use num_traits::{Float, NumCast, ToPrimitive};
@@ -383,10 +383,7 @@ where
     if l == 1 {
         if n >= PAR_MIN && n / r >= 2 {
             let per = (PAR_MIN / r).max(1);
-            slots
-                .par_chunks_mut(per * r)
-                .zip(x.par_chunks(per * r))
-                .for_each(|(o, xr)| rows(op, mx, o, xr, r));
+            par_rows(slots, r, &x, r, per, |_, o, xr| rows(op, mx, o, xr, r));
         } else if n >= PAR_MIN {
             // One long row: each pass split across threads.
             const C: usize = 1 << 16;
@@ -403,10 +400,11 @@ where
             rows(op, mx, slots, &x, r);
         }
     } else if n >= PAR_MIN && n / (r * l) >= 2 {
-        slots
-            .par_chunks_mut(r * l)
-            .zip(x.par_chunks(r * l))
-            .for_each(|(o, xb)| cols(op, mx, xb, o, l));
+        par_rows(slots, r * l, &x, r * l, 1, |_, o, xs| {
+            for (ob, xb) in o.chunks_mut(r * l).zip(xs.chunks(r * l)) {
+                cols(op, mx, xb, ob, l);
+            }
+        });
     } else {
         for (o, xb) in slots.chunks_mut(r * l).zip(x.chunks(r * l)) {
             cols(op, mx, xb, o, l);

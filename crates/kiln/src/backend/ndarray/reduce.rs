@@ -27,7 +27,7 @@ use crate::dtype::DType;
 use crate::element::{Element, Scalar};
 use crate::error::{KilnError, Result};
 // Reductions and copies are memory-bound: they split across threads from PAR_MIN_MEM.
-use crate::hostmem::{alloc_for, PAR_MIN_MEM};
+use crate::hostmem::{alloc_for, par_rows, PAR_MIN_MEM};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use num_traits::Float;
@@ -587,9 +587,7 @@ where
         } else if n >= PAR_MIN_MEM {
             let per = (PAR_MIN_MEM / last).max(1);
             let mut buf = vec_of(nrows, r.init(), op)?;
-            buf.par_chunks_mut(per)
-                .zip(x.par_chunks(per * last))
-                .for_each(|(o, xs)| rows_k(r, o, xs, last));
+            par_rows(&mut buf, 1, x, last, per, |_, o, xs| rows_k(r, o, xs, last));
             buf
         } else {
             let mut part = vec_of(nrows, r.init(), op)?;
@@ -647,13 +645,11 @@ where
     } else if o_rows >= 2 {
         // Output rows in groups of about PAR_MIN_MEM elements of work.
         let per = (PAR_MIN_MEM / (l * red.len()).max(1)).max(1);
-        out.par_chunks_mut(l * per)
-            .enumerate()
-            .for_each(|(ci, group)| {
-                for (i, acc) in group.chunks_mut(l).enumerate() {
-                    one_row(acc, kept[ci * per + i], 0, l);
-                }
-            });
+        par_rows(&mut out, l, &kept, 1, per, |first, group, _| {
+            for (i, acc) in group.chunks_mut(l).enumerate() {
+                one_row(acc, kept[first + i], 0, l);
+            }
+        });
     } else if l >= 1024 {
         // One output row: split its columns into stripes.
         let w = (l / 8).next_multiple_of(64).max(256);
@@ -930,16 +926,18 @@ simd::kernel! {
 
 simd::kernel! {
     /// Two-pass reductions over the rows (of `l`) of one block `x`, one output per column.
-    fn two_pass_cols[T: Copy, R1: Reducer<In = T>, R2: Reducer<In = T, Acc = f64>, S: Fn(R1::Acc) -> f64, M: Fn(f64) -> R2, F: Fn(f64, f64) -> T](dst: &mut [T], x: &[T], l: usize, first: R1, stat: S, second: M, finish: F) where [] {
-        let mut acc1 = vec![first.init(); l];
-        let mut acc2 = vec![0f64; l];
+    /// Columns `c0..c0 + dst.len()` only (a stripe, where one block is split across threads).
+    fn two_pass_cols[T: Copy, R1: Reducer<In = T>, R2: Reducer<In = T, Acc = f64>, S: Fn(R1::Acc) -> f64, M: Fn(f64) -> R2, F: Fn(f64, f64) -> T](dst: &mut [T], x: &[T], l: usize, c0: usize, first: R1, stat: S, second: M, finish: F) where [] {
+        let w = dst.len();
+        let mut acc1 = vec![first.init(); w];
+        let mut acc2 = vec![0f64; w];
         for xr in x.chunks_exact(l) {
-            accumulate(first, &mut acc1, xr);
+            accumulate(first, &mut acc1, &xr[c0..c0 + w]);
         }
         let m: Vec<f64> = acc1.iter().map(|a| stat(*a)).collect();
         let rs: Vec<R2> = m.iter().map(|mj| second(*mj)).collect();
         for xr in x.chunks_exact(l) {
-            for ((a, v), rj) in acc2.iter_mut().zip(xr).zip(&rs) {
+            for ((a, v), rj) in acc2.iter_mut().zip(&xr[c0..c0 + w]).zip(&rs) {
                 *a = rj.step(*a, *v);
             }
         }
@@ -957,6 +955,7 @@ fn two_pass_run<T, R1, R2>(
     axes: &[usize],
     keepdims: bool,
     op: &str,
+    par_min: usize,
     first: R1,
     stat: impl Fn(R1::Acc) -> f64 + Sync + Copy,
     second: impl Fn(f64) -> R2 + Sync + Copy,
@@ -982,11 +981,11 @@ where
         TwoPass::Rows(l) => {
             let rows = n / l;
             let mut v = vec_of(rows, T::zero(), op)?;
-            if n >= PAR_MIN_MEM && rows >= 2 {
-                let per = (PAR_MIN_MEM / l).max(1);
-                v.par_chunks_mut(per)
-                    .zip(x.par_chunks(per * l))
-                    .for_each(|(o, c)| two_pass_rows(o, c, l, first, stat, second, finish));
+            if n >= par_min && rows >= 2 {
+                let per = (par_min / l).max(1);
+                par_rows(&mut v, 1, &x, l, per, |_, o, c| {
+                    two_pass_rows(o, c, l, first, stat, second, finish)
+                });
             } else if rows == 1 {
                 let m = stat(row_par(first, &x));
                 v[0] = finish(m, row_par(second(m), &x));
@@ -996,18 +995,33 @@ where
             v
         }
         TwoPass::Cols { k, r, l } => {
-            let block = |o: usize, dst: &mut [T]| {
+            let block = |o: usize, c0: usize, dst: &mut [T]| {
                 let base = o * r * l;
-                two_pass_cols(dst, &x[base..base + r * l], l, first, stat, second, finish)
+                two_pass_cols(
+                    dst,
+                    &x[base..base + r * l],
+                    l,
+                    c0,
+                    first,
+                    stat,
+                    second,
+                    finish,
+                )
             };
             let mut v = vec_of(k * l, T::zero(), op)?;
-            if n >= PAR_MIN_MEM && k >= 2 {
-                v.par_chunks_mut(l)
-                    .enumerate()
-                    .for_each(|(o, d)| block(o, d));
+            if n >= par_min && k >= 2 {
+                par_rows(&mut v, l, &x, r * l, 1, |first, d, _| {
+                    for (i, di) in d.chunks_mut(l).enumerate() {
+                        block(first + i, 0, di);
+                    }
+                });
+            } else if n >= par_min && l >= 128 {
+                // One block: its columns in stripes of whole 64-column groups.
+                let w = crate::hostmem::balanced_chunk(l, l.div_ceil(2), 64);
+                crate::hostmem::par_each(v.chunks_mut(w).collect(), |i, d| block(0, i * w, d));
             } else {
                 for (o, d) in v.chunks_mut(l).enumerate() {
-                    block(o, d);
+                    block(o, 0, d);
                 }
             }
             v
@@ -1044,6 +1058,7 @@ where
                 axes,
                 keepdims,
                 if std { "std" } else { "var" },
+                PAR_MIN_MEM,
                 sum,
                 move |s| s / count,
                 |m| SqDev::<T>(m, pd()),
@@ -1060,6 +1075,8 @@ where
                 axes,
                 keepdims,
                 "logsumexp",
+                // exp is compute-bound: threads pay from fewer elements.
+                crate::hostmem::PAR_MIN,
                 ExtF::<T, true>(pd()),
                 |m: T::W| {
                     let m = num_traits::ToPrimitive::to_f64(&m).unwrap_or(f64::NAN);
@@ -1278,9 +1295,9 @@ where
         }
         if x.len() >= PAR_MIN_MEM && k >= 2 {
             let per = (PAR_MIN_MEM / r).max(1);
-            out.par_chunks_mut(per)
-                .zip(x.par_chunks(per * r))
-                .for_each(|(o, xs)| arg_rows(o, xs, r, ext, hit));
+            par_rows(&mut out, 1, &x, r, per, |_, o, xs| {
+                arg_rows(o, xs, r, ext, hit)
+            });
         } else if k == 1 {
             let m = row_par(ext, &x);
             // The first chunk holding the extreme, searched in parallel (later chunks stop
@@ -1315,9 +1332,11 @@ where
             arg_cols(idx, &x[base..base + r * l], l, key, better)
         };
         if x.len() >= PAR_MIN_MEM && k >= 2 {
-            out.par_chunks_mut(l)
-                .enumerate()
-                .for_each(|(o, d)| block(o, d));
+            par_rows(&mut out, l, &x, r * l, 1, |first, d, _| {
+                for (i, di) in d.chunks_mut(l).enumerate() {
+                    block(first + i, di);
+                }
+            });
         } else {
             for (o, d) in out.chunks_mut(l).enumerate() {
                 block(o, d);
