@@ -898,7 +898,8 @@ mod tests {
     }
 
     /// The float max/min/argmax/argmin row kernels (vector lanes, a NaN found by a second
-    /// pass, the hit searched by chunks) equal the reference on rows long enough for every
+    /// pass, the hit searched by chunks; argmax/argmin's one-pass lanes over several rows)
+    /// equal the reference on rows long enough for every
     /// lane width, with a NaN, an infinity or a repeated extreme at the start, the middle,
     /// the lane remainder and the end.
     #[test]
@@ -952,16 +953,36 @@ mod tests {
                                 );
                             }
                         }
-                        for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
-                            let want =
-                                with_view!(&w, a, T => reduce::reference::arg::<T>(op, a, 1))
-                                    .unwrap();
-                            let got = reduce::arg_fast(op, &w, 1).unwrap().unwrap();
-                            assert_eq!(
-                                got.to_f64_vec(),
-                                want.to_f64_vec(),
-                                "{op:?} {dt} len {len} pos {pos} {special}"
-                            );
+                        // Two rows (the row and its reverse) take the one-pass row kernel.
+                        let two: Vec<f32> = v.iter().chain(v.iter().rev()).copied().collect();
+                        let two = ArrayData::from_shape_vec(&[2, len], two).unwrap();
+                        let two = NdStore {
+                            reshaped: None,
+                            data: Arc::new(
+                                elementwise::cast(
+                                    &NdStore {
+                                        reshaped: None,
+                                        data: Arc::new(two),
+                                    }
+                                    .view()
+                                    .unwrap(),
+                                    dt,
+                                )
+                                .unwrap(),
+                            ),
+                        };
+                        for w in [st.view().unwrap(), two.view().unwrap()] {
+                            for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
+                                let want =
+                                    with_view!(&w, a, T => reduce::reference::arg::<T>(op, a, 1))
+                                        .unwrap();
+                                let got = reduce::arg_fast(op, &w, 1).unwrap().unwrap();
+                                assert_eq!(
+                                    got.to_f64_vec(),
+                                    want.to_f64_vec(),
+                                    "{op:?} {dt} len {len} pos {pos} {special}"
+                                );
+                            }
                         }
                     }
                 }

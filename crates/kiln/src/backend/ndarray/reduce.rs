@@ -519,10 +519,23 @@ simd::kernel! {
 
 /// [`row`] with a long row split into fixed chunks across threads.
 pub(super) fn row_par<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
-    if x.len() < PAR_MIN_MEM {
+    row_par_from(r, x, PAR_MIN_MEM, ROW_CHUNK)
+}
+
+/// [`row_par`] from `min` elements, in chunks of `chunk` (fixed, so the partials and their
+/// rounding do not depend on the thread count): smaller for compute-bound steps (an
+/// exp-sum), so two threads share a row of a few hundred thousand elements.
+pub(super) fn row_par_from<R: Reducer>(r: R, x: &[R::In], min: usize, chunk: usize) -> R::Acc {
+    if x.len() < min {
         return row_k(r, x);
     }
-    let parts: Vec<R::Acc> = x.par_chunks(ROW_CHUNK).map(|c| row_k(r, c)).collect();
+    let chunk = chunk.max(1);
+    let mut parts = vec![r.init(); x.len().div_ceil(chunk)];
+    par_rows(&mut parts, 1, x, chunk, 1, |_, o, xs| {
+        for (p, c) in o.iter_mut().zip(xs.chunks(chunk)) {
+            *p = row_k(r, c);
+        }
+    });
     row_k(Merge(r), &parts)
 }
 
@@ -988,7 +1001,12 @@ where
                 });
             } else if rows == 1 {
                 let m = stat(row_par(first, &x));
-                v[0] = finish(m, row_par(second(m), &x));
+                let chunk = if par_min < PAR_MIN_MEM {
+                    1 << 14
+                } else {
+                    ROW_CHUNK
+                };
+                v[0] = finish(m, row_par_from(second(m), &x, par_min, chunk));
             } else {
                 two_pass_rows(&mut v, &x, l, first, stat, second, finish);
             }
@@ -1153,6 +1171,8 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
                 |v: T| v.wide(),
                 move |x, b| better(x, b, true),
                 hit,
+                |x, b| x > b,
+                Float::is_nan,
             )
         } else {
             arg_layout(
@@ -1163,6 +1183,8 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
                 |v: T| v.wide(),
                 move |x, b| better(x, b, false),
                 hit,
+                |x, b| x < b,
+                Float::is_nan,
             )
         }
     }
@@ -1181,6 +1203,8 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
                 |v: T| v,
                 |x: T, b: T| x > b,
                 hit,
+                |x: T, b: T| x > b,
+                |_| false,
             )
         } else {
             arg_layout(
@@ -1191,6 +1215,8 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
                 |v: T| v,
                 |x: T, b: T| x < b,
                 hit,
+                |x: T, b: T| x < b,
+                |_| false,
             )
         }
     }
@@ -1211,8 +1237,65 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
     }))
 }
 
-/// Arg-reduction along one axis. Rows (the axis innermost): the extreme value by the
-/// vectorised reducer `ext`, then the first element that `hit`s it, searched in chunks.
+/// One pass over a row for argmax/argmin: `L` lanes of running best (`gt`, strict, so the
+/// first occurrence wins in each lane) and the chunk it came from, then the lanes and the
+/// tail combined; the two-pass search reads the row twice (0.43x NumPy's one-pass loop at
+/// [256, 784]). `None` where a NaN was seen (the two-pass search finds the first one), the
+/// row is shorter than the lanes or too long for 32-bit chunk indices.
+#[inline(always)]
+fn arg_one_pass<T: Copy, K: Copy>(
+    c: &[T],
+    key: impl Fn(T) -> K,
+    gt: impl Fn(K, K) -> bool,
+    nan: impl Fn(K) -> bool,
+) -> Option<usize> {
+    // 16 lanes: one AVX-512 register of f32 (more spilled, fewer left the lane merge as the
+    // cost of a short row). Whole arrays rebuilt each step keep the lanes in registers
+    // (element-wise updates became masked stores and reloads: 3x slower).
+    const L: usize = 16;
+    let n = c.len();
+    if n < L || n / L > u32::MAX as usize {
+        return None;
+    }
+    let mut best: [K; L] = std::array::from_fn(|j| key(c[j]));
+    let mut at = [0u32; L];
+    let mut bad: [bool; L] = std::array::from_fn(|j| nan(best[j]));
+    for (i, ch) in c[L..].chunks_exact(L).enumerate() {
+        let i = i as u32 + 1;
+        let v: [K; L] = std::array::from_fn(|j| key(ch[j]));
+        let t: [bool; L] = std::array::from_fn(|j| gt(v[j], best[j]));
+        best = std::array::from_fn(|j| if t[j] { v[j] } else { best[j] });
+        at = std::array::from_fn(|j| if t[j] { i } else { at[j] });
+        bad = std::array::from_fn(|j| bad[j] | nan(v[j]));
+    }
+    let bad = bad.iter().any(|b| *b);
+    if bad {
+        return None;
+    }
+    let (mut m, mut p) = (best[0], at[0] as usize * L);
+    for j in 1..L {
+        let q = at[j] as usize * L + j;
+        if gt(best[j], m) || (!gt(m, best[j]) && q < p) {
+            (m, p) = (best[j], q);
+        }
+    }
+    let tail = n / L * L;
+    for (t, v) in c[tail..].iter().enumerate() {
+        let v = key(*v);
+        if nan(v) {
+            return None;
+        }
+        if gt(v, m) {
+            (m, p) = (v, tail + t);
+        }
+    }
+    Some(p)
+}
+
+/// Arg-reduction along one axis. Rows (the axis innermost): one pass of lanes tracking the
+/// best `key` by the strict `gt` ([`arg_one_pass`]); a row where `nan` is seen, or too
+/// short for the lanes, takes the extreme value by the vectorised reducer `ext`, then the
+/// first element that `hit`s it, searched in chunks.
 /// Columns: a running best value (`key`) and index per output column, replaced where
 /// `better(x, best)` (strictly, so the first occurrence wins).
 #[allow(clippy::too_many_arguments)]
@@ -1224,6 +1307,8 @@ fn arg_layout<T, R>(
     key: impl Fn(T) -> R::Acc + Copy + Sync,
     better: impl Fn(R::Acc, R::Acc) -> bool + Copy + Sync,
     hit: impl Fn(T, R::Acc) -> bool + Copy + Sync,
+    gt: impl Fn(R::Acc, R::Acc) -> bool + Copy + Sync,
+    nan: impl Fn(R::Acc) -> bool + Copy + Sync,
 ) -> Result<ArrayData>
 where
     T: Copy + Send + Sync,
@@ -1282,9 +1367,12 @@ where
             find(c, row(ext, c), hit).unwrap_or(0) as i64
         }
         simd::kernel! {
-            fn arg_rows[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy](out: &mut [i64], x: &[T], r: usize, ext: R, hit: H) where [] {
+            fn arg_rows[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy, KF: Fn(T) -> R::Acc + Copy, G: Fn(R::Acc, R::Acc) -> bool + Copy, N: Fn(R::Acc) -> bool + Copy](out: &mut [i64], x: &[T], r: usize, ext: R, hit: H, key: KF, gt: G, nan: N) where [] {
                 for (slot, c) in out.iter_mut().zip(x.chunks_exact(r)) {
-                    *slot = one(ext, c, hit);
+                    *slot = match arg_one_pass(c, key, gt, nan) {
+                        Some(p) => p as i64,
+                        None => one(ext, c, hit),
+                    };
                 }
             }
         }
@@ -1293,10 +1381,12 @@ where
                 find(c, m, hit)
             }
         }
-        if x.len() >= PAR_MIN_MEM && k >= 2 {
-            let per = (PAR_MIN_MEM / r).max(1);
+        // The one-pass row kernel does about 3 elements a ns on a thread: compute-bound.
+        let par_min = crate::hostmem::PAR_MIN;
+        if x.len() >= par_min && k >= 2 {
+            let per = (par_min / r).max(1);
             par_rows(&mut out, 1, &x, r, per, |_, o, xs| {
-                arg_rows(o, xs, r, ext, hit)
+                arg_rows(o, xs, r, ext, hit, key, gt, nan)
             });
         } else if k == 1 {
             let m = row_par(ext, &x);
@@ -1311,7 +1401,7 @@ where
             }
             .unwrap_or(0) as i64;
         } else {
-            arg_rows(&mut out, &x, r, ext, hit);
+            arg_rows(&mut out, &x, r, ext, hit, key, gt, nan);
         }
     } else {
         simd::kernel! {
