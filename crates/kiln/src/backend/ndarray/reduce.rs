@@ -519,17 +519,17 @@ simd::kernel! {
 
 /// [`row`] with a long row split into fixed chunks across threads.
 pub(super) fn row_par<R: Reducer>(r: R, x: &[R::In]) -> R::Acc {
-    row_par_from(r, x, PAR_MIN_MEM, ROW_CHUNK)
+    row_par_from(r, x, PAR_MIN_MEM)
 }
 
-/// [`row_par`] from `min` elements, in chunks of `chunk` (fixed, so the partials and their
-/// rounding do not depend on the thread count): smaller for compute-bound steps (an
+/// [`row_par`] from `min` elements, in chunks of `min / 4` (fixed, so the partials and their
+/// rounding do not depend on the thread count): a smaller `min` for compute-bound steps (an
 /// exp-sum), so two threads share a row of a few hundred thousand elements.
-pub(super) fn row_par_from<R: Reducer>(r: R, x: &[R::In], min: usize, chunk: usize) -> R::Acc {
+pub(super) fn row_par_from<R: Reducer>(r: R, x: &[R::In], min: usize) -> R::Acc {
     if x.len() < min {
         return row_k(r, x);
     }
-    let chunk = chunk.max(1);
+    let chunk = (min / 4).max(1);
     let mut parts = vec![r.init(); x.len().div_ceil(chunk)];
     par_rows(&mut parts, 1, x, chunk, 1, |_, o, xs| {
         for (p, c) in o.iter_mut().zip(xs.chunks(chunk)) {
@@ -1001,12 +1001,7 @@ where
                 });
             } else if rows == 1 {
                 let m = stat(row_par(first, &x));
-                let chunk = if par_min < PAR_MIN_MEM {
-                    1 << 14
-                } else {
-                    ROW_CHUNK
-                };
-                v[0] = finish(m, row_par_from(second(m), &x, par_min, chunk));
+                v[0] = finish(m, row_par_from(second(m), &x, par_min));
             } else {
                 two_pass_rows(&mut v, &x, l, first, stat, second, finish);
             }
@@ -1154,25 +1149,17 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
         a: &ArrayViewD<'_, T>,
         axis: usize,
     ) -> Result<ArrayData> {
-        let better = |x: T::W, best: T::W, max: bool| {
-            (if max { x > best } else { x < best }) || (Float::is_nan(x) && !Float::is_nan(best))
-        };
-        // Branch-free, so the search vectorises: equal to the extreme, or NaN when it is.
-        let hit = |v: T, m: T::W| {
-            let w = v.wide();
-            (w == m) | (Float::is_nan(m) & Float::is_nan(w))
-        };
+        let key = |v: T| v.wide();
+        let nan = |w: T::W| Float::is_nan(w);
         if op == ArgOp::ArgMax {
             arg_layout(
                 a,
                 axis,
                 "argmax",
                 ExtF::<T, true>(pd()),
-                |v: T| v.wide(),
-                move |x, b| better(x, b, true),
-                hit,
+                key,
                 |x, b| x > b,
-                Float::is_nan,
+                nan,
             )
         } else {
             arg_layout(
@@ -1180,11 +1167,9 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
                 axis,
                 "argmin",
                 ExtF::<T, false>(pd()),
-                |v: T| v.wide(),
-                move |x, b| better(x, b, false),
-                hit,
+                key,
                 |x, b| x < b,
-                Float::is_nan,
+                nan,
             )
         }
     }
@@ -1193,31 +1178,13 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
         a: &ArrayViewD<'_, T>,
         axis: usize,
     ) -> Result<ArrayData> {
-        let hit = |v: T, m: T| v == m;
+        let (key, nan) = (|v: T| v, |_: T| false);
         if op == ArgOp::ArgMax {
-            arg_layout(
-                a,
-                axis,
-                "argmax",
-                ExtI::<T, true>(T::min_value()),
-                |v: T| v,
-                |x: T, b: T| x > b,
-                hit,
-                |x: T, b: T| x > b,
-                |_| false,
-            )
+            let ext = ExtI::<T, true>(T::min_value());
+            arg_layout(a, axis, "argmax", ext, key, |x: T, b: T| x > b, nan)
         } else {
-            arg_layout(
-                a,
-                axis,
-                "argmin",
-                ExtI::<T, false>(T::max_value()),
-                |v: T| v,
-                |x: T, b: T| x < b,
-                hit,
-                |x: T, b: T| x < b,
-                |_| false,
-            )
+            let ext = ExtI::<T, false>(T::max_value());
+            arg_layout(a, axis, "argmin", ext, key, |x: T, b: T| x < b, nan)
         }
     }
     Ok(Some(match d {
@@ -1292,28 +1259,32 @@ fn arg_one_pass<T: Copy, K: Copy>(
     Some(p)
 }
 
-/// Arg-reduction along one axis. Rows (the axis innermost): one pass of lanes tracking the
-/// best `key` by the strict `gt` ([`arg_one_pass`]); a row where `nan` is seen, or too
-/// short for the lanes, takes the extreme value by the vectorised reducer `ext`, then the
-/// first element that `hit`s it, searched in chunks.
-/// Columns: a running best value (`key`) and index per output column, replaced where
-/// `better(x, best)` (strictly, so the first occurrence wins).
-#[allow(clippy::too_many_arguments)]
+/// Arg-reduction along one axis, ordering values by their `key` with the strict `gt` (the
+/// first occurrence wins) and a `nan` key beating every other (NumPy's rule). Rows (the
+/// axis innermost): one pass of lanes tracking the best ([`arg_one_pass`]); a row where a
+/// NaN is seen, or too short for the lanes, takes the extreme value by the vectorised
+/// reducer `ext`, then the first element equal to it, searched in chunks. Columns: a
+/// running best value and index per output column.
 fn arg_layout<T, R>(
     a: &ArrayViewD<'_, T>,
     axis: usize,
     name: &str,
     ext: R,
     key: impl Fn(T) -> R::Acc + Copy + Sync,
-    better: impl Fn(R::Acc, R::Acc) -> bool + Copy + Sync,
-    hit: impl Fn(T, R::Acc) -> bool + Copy + Sync,
     gt: impl Fn(R::Acc, R::Acc) -> bool + Copy + Sync,
     nan: impl Fn(R::Acc) -> bool + Copy + Sync,
 ) -> Result<ArrayData>
 where
     T: Copy + Send + Sync,
     R: Reducer<In = T>,
+    R::Acc: PartialEq,
 {
+    let better = move |x: R::Acc, b: R::Acc| gt(x, b) || (nan(x) && !nan(b));
+    // Branch-free, so the search vectorises: equal to the extreme, or NaN when it is.
+    let hit = move |v: T, m: R::Acc| {
+        let w = key(v);
+        (w == m) | (nan(m) & nan(w))
+    };
     let shape = a.shape();
     let r = shape[axis];
     if r == 0 {
