@@ -127,6 +127,75 @@ where
     shaped(a.shape(), v)
 }
 
+simd::kernel! {
+    /// `o[i] = fast(x[i])`, then, in a block holding a lane where `rare`, `full` on those
+    /// lanes (the block is still in L1).
+    fn map_rare_chunk[F: Fn(f32) -> f32, P: Fn(f32) -> bool, G: Fn(f32) -> f32](o: &mut [MaybeUninit<f32>], x: &[f32], fast: F, rare: P, full: G) where [] {
+        const B: usize = 512;
+        for (ob, xb) in o.chunks_mut(B).zip(x.chunks(B)) {
+            for (slot, v) in ob.iter_mut().zip(xb) {
+                slot.write(fast(*v));
+            }
+            if xb.iter().fold(false, |a, v| a | rare(*v)) {
+                for (slot, v) in ob.iter_mut().zip(xb) {
+                    if rare(*v) {
+                        slot.write(full(*v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// float32 `op` by a fast element function without the special cases, the rare special
+/// lanes recomputed by the full one (bit-identical to mapping the full function; the
+/// logarithms' special cases were a third of their instructions). `None` for other ops.
+pub(super) fn unary_f32_rare(
+    op: crate::backend::UnaryOp,
+    a: &ArrayViewD<'_, f32>,
+) -> Result<Option<ArrayD<f32>>> {
+    use super::vmath;
+    use crate::backend::UnaryOp::*;
+    if !matches!(op, Log | Log2 | Log10 | Log1p) {
+        return Ok(None);
+    }
+    let Some(s) = a.as_slice() else {
+        return Ok(None);
+    };
+    // Each op its own closures (a function pointer would not inline into the kernel).
+    macro_rules! go {
+        ($fast:path, $rare:path, $full:path) => {
+            crate::hostmem::par_fill_from(
+                crate::hostmem::PAR_MIN,
+                s.len(),
+                CHUNK,
+                64,
+                "unary",
+                a.shape(),
+                |off, o: &mut [MaybeUninit<f32>]| {
+                    map_rare_chunk(
+                        o,
+                        &s[off..],
+                        #[inline(always)]
+                        |x| $fast(x),
+                        #[inline(always)]
+                        |x| $rare(x),
+                        #[inline(always)]
+                        |x| $full(x),
+                    )
+                },
+            )?
+        };
+    }
+    let v = match op {
+        Log => go!(vmath::log_fast, vmath::log_rare, vmath::log),
+        Log2 => go!(vmath::log2_fast, vmath::log_rare, vmath::log2),
+        Log10 => go!(vmath::log10_fast, vmath::log_rare, vmath::log10),
+        _ => go!(vmath::log1p_fast, vmath::log1p_rare, vmath::log1p),
+    };
+    Ok(Some(shaped(a.shape(), v)?))
+}
+
 /// Runs a unary element function of [`Arith`] over an array.
 pub(super) struct MapV<'a, 'v, T> {
     pub a: &'a ArrayViewD<'v, T>,

@@ -428,6 +428,11 @@ impl Backend for NdarrayBackend {
                 if let Some(r) = complex_to_real(op, &v)? {
                     return Ok(wrap(r));
                 }
+                if let ArrView::F32(a) = &v {
+                    if let Some(r) = elementwise::unary_f32_rare(op, a)? {
+                        return Ok(wrap(ArrayData::F32(r)));
+                    }
+                }
                 let mut r = with_view!(&v, a, T => elementwise::unary_arith::<T>(op, a)?);
                 if matches!(op, UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan) {
                     fix_huge_trig(op, &v, &mut r);
@@ -859,6 +864,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `v` of `shape` cast to `dt`, held as the engine holds a tensor.
+    fn stored(v: Vec<f32>, shape: &[usize], dt: DType) -> NdStore {
+        let x = NdStore {
+            reshaped: None,
+            data: Arc::new(ArrayData::from_shape_vec(shape, v).unwrap()),
+        };
+        NdStore {
+            reshaped: None,
+            data: Arc::new(elementwise::cast(&x.view().unwrap(), dt).unwrap()),
+        }
+    }
+
     fn up(v: Vec<f32>, shape: &[usize]) -> Storage {
         NdarrayBackend
             .upload(ArrayData::from_shape_vec(shape, v).unwrap())
@@ -898,13 +915,14 @@ mod tests {
     }
 
     /// The float max/min/argmax/argmin row kernels (vector lanes, a NaN found by a second
-    /// pass, the hit searched by chunks; argmax/argmin's one-pass lanes over several rows)
-    /// equal the reference on rows long enough for every
+    /// pass, the hit searched by chunks; argmax/argmin's chunk extremes, over one row and
+    /// over several, and per thread's piece of one long row) equal the reference on rows long enough for every
     /// lane width, with a NaN, an infinity or a repeated extreme at the start, the middle,
     /// the lane remainder and the end.
     #[test]
     fn float_extremes_of_long_rows_equal_the_reference() {
-        // 270,000 elements split across threads (a parallel max, then a parallel search).
+        // 270,000 elements split across threads (a parallel max, then a parallel search;
+        // argmax/argmin by pieces combined in order).
         for len in [
             1usize, 7, 15, 16, 17, 63, 64, 65, 200, 784, 2047, 2048, 2049, 5000, 270_000,
         ] {
@@ -926,21 +944,7 @@ mod tests {
                         v[len - 1] = 50.0; // a tie: the first occurrence wins
                     }
                     for dt in [DType::Float32, DType::Float64, DType::Float16] {
-                        let x = ArrayData::from_shape_vec(&[1, len], v.clone()).unwrap();
-                        let d = elementwise::cast(
-                            &NdStore {
-                                reshaped: None,
-                                data: Arc::new(x),
-                            }
-                            .view()
-                            .unwrap(),
-                            dt,
-                        )
-                        .unwrap();
-                        let st = NdStore {
-                            reshaped: None,
-                            data: Arc::new(d),
-                        };
+                        let st = stored(v.clone(), &[1, len], dt);
                         let w = st.view().unwrap();
                         for axes in [vec![1], vec![0, 1]] {
                             for op in [ReduceOp::Max, ReduceOp::Min] {
@@ -953,24 +957,9 @@ mod tests {
                                 );
                             }
                         }
-                        // Two rows (the row and its reverse) take the one-pass row kernel.
+                        // Two rows (the row and its reverse) take the several-rows kernel.
                         let two: Vec<f32> = v.iter().chain(v.iter().rev()).copied().collect();
-                        let two = ArrayData::from_shape_vec(&[2, len], two).unwrap();
-                        let two = NdStore {
-                            reshaped: None,
-                            data: Arc::new(
-                                elementwise::cast(
-                                    &NdStore {
-                                        reshaped: None,
-                                        data: Arc::new(two),
-                                    }
-                                    .view()
-                                    .unwrap(),
-                                    dt,
-                                )
-                                .unwrap(),
-                            ),
-                        };
+                        let two = stored(two, &[2, len], dt);
                         for w in [st.view().unwrap(), two.view().unwrap()] {
                             for op in [ArgOp::ArgMax, ArgOp::ArgMin] {
                                 let want =
@@ -1026,6 +1015,114 @@ mod tests {
                     let got = with_view!(&v, a, T => reduce::scan_fast::<T>(ScanOp::CumSum, a, axes[0]).unwrap());
                     prop_assert!(close(&got, &want, 0.0));
                 }
+            }
+        }
+    }
+
+    /// float32 log, log2, log10 and log1p (fast lanes, rare special lanes recomputed per
+    /// block) equal the full element function bit for bit, contiguous and transposed, with
+    /// special values in some blocks (across threads: 40,000 elements) and none in others.
+    #[test]
+    fn f32_logarithms_with_rare_lanes_equal_the_element_function() {
+        let n = 40_000usize;
+        let mut v: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 4001) as f32 * 1e-3 - 0.9)
+            .collect();
+        let specials = [
+            0.0,
+            -0.0,
+            -1.0,
+            -3.0,
+            1e-40,
+            1e-9,
+            f32::INFINITY,
+            f32::NAN,
+            f32::NEG_INFINITY,
+        ];
+        for (j, x) in specials.iter().enumerate() {
+            v[j * 3001 + 17] = *x;
+        }
+        v[n - 1] = f32::NAN;
+        type F = fn(f32) -> f32;
+        let full: [(UnaryOp, F); 4] = [
+            (UnaryOp::Log, vmath::log),
+            (UnaryOp::Log2, vmath::log2),
+            (UnaryOp::Log10, vmath::log10),
+            (UnaryOp::Log1p, vmath::log1p),
+        ];
+        let s = up(v.clone(), &[200, 200]);
+        let t = NdarrayBackend.permute(&s, &[1, 0]).unwrap();
+        let vt: Vec<f32> = (0..n).map(|i| v[(i % 200) * 200 + i / 200]).collect();
+        for (op, f) in full {
+            for (st, xs) in [(&s, &v), (&t, &vt)] {
+                let got = NdarrayBackend
+                    .download(&NdarrayBackend.unary(op, st).unwrap())
+                    .unwrap();
+                let ArrayData::F32(g) = got else {
+                    panic!("{op:?}: not float32")
+                };
+                for (i, (y, x)) in g.iter().zip(xs.iter()).enumerate() {
+                    assert_eq!(y.to_bits(), f(*x).to_bits(), "{op:?}({x:e}) at {i}");
+                }
+            }
+        }
+    }
+
+    /// count_nonzero's 32-lane row kernel counts long rows exactly (every lane width and
+    /// remainder, over one row, over rows and over all axes across threads), with -0.0,
+    /// NaN and zeros in runs, in float and integer dtypes.
+    #[test]
+    fn count_nonzero_of_long_rows_is_exact() {
+        for len in [1usize, 31, 32, 33, 100, 1000, 270_000] {
+            let v: Vec<f32> = (0..len)
+                .map(|i| match i % 7 {
+                    0 | 3 => 0.0,
+                    1 => -0.0,
+                    5 if i % 11 == 0 => f32::NAN,
+                    _ => (i % 13) as f32 - 6.0,
+                })
+                .collect();
+            let rows = if len % 2 == 0 { 2 } else { 1 };
+            let want_rows: Vec<f64> = v
+                .chunks(len / rows)
+                .map(|r| r.iter().filter(|x| **x != 0.0).count() as f64)
+                .collect();
+            let want_all = want_rows.iter().sum::<f64>();
+            for dt in [
+                DType::Float32,
+                DType::Float64,
+                DType::Float16,
+                DType::Int8,
+                DType::Int64,
+            ] {
+                let st = stored(v.clone(), &[rows, len / rows], dt);
+                let w = st.view().unwrap();
+                // Casting NaN to an integer gives 0 (NumPy's cast is undefined there).
+                let nan_zero = dt.kind() == crate::dtype::DTypeKind::Int;
+                let adj = |want: f64, r: &[f32]| {
+                    want - if nan_zero {
+                        r.iter().filter(|x| x.is_nan()).count() as f64
+                    } else {
+                        0.0
+                    }
+                };
+                let got = reduce::reduce_fused(FusedReduce::CountNonzero, &w, &[1], false)
+                    .unwrap()
+                    .unwrap();
+                let want: Vec<f64> = want_rows
+                    .iter()
+                    .zip(v.chunks(len / rows))
+                    .map(|(w, r)| adj(*w, r))
+                    .collect();
+                assert_eq!(got.to_f64_vec(), want, "{dt} len {len} axis 1");
+                let got = reduce::reduce_fused(FusedReduce::CountNonzero, &w, &[0, 1], false)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    got.to_f64_vec(),
+                    vec![adj(want_all, &v)],
+                    "{dt} len {len} all axes"
+                );
             }
         }
     }

@@ -428,6 +428,26 @@ impl<T: Element> Reducer for CountNz<T> {
     fn merge(self, a: i64, b: i64) -> i64 {
         a + b
     }
+    /// 32-bit lanes (an f32 compare widened to 64-bit lanes halved the vector width: 0.5x
+    /// NumPy at every size), blocks short enough that no lane overflows; an integer count is
+    /// exact in any order, so no tree.
+    #[inline(always)]
+    fn row_fast(self, x: &[T]) -> Option<i64> {
+        const L: usize = 32;
+        let mut total = 0i64;
+        for blk in x.chunks(1 << 30) {
+            let mut acc = [0u32; L];
+            let mut chunks = blk.chunks_exact(L);
+            for c in &mut chunks {
+                for i in 0..L {
+                    acc[i] += u32::from(c[i].nonzero());
+                }
+            }
+            let tail = chunks.remainder().iter().filter(|v| v.nonzero()).count();
+            total += acc.iter().map(|&a| i64::from(a)).sum::<i64>() + tail as i64;
+        }
+        Some(total)
+    }
 }
 
 fn pd<T>() -> std::marker::PhantomData<T> {
@@ -1204,67 +1224,66 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
     }))
 }
 
-/// One pass over a row for argmax/argmin: `L` lanes of running best (`gt`, strict, so the
-/// first occurrence wins in each lane) and the chunk it came from, then the lanes and the
-/// tail combined; the two-pass search reads the row twice (0.43x NumPy's one-pass loop at
-/// [256, 784]). `None` where a NaN was seen (the two-pass search finds the first one), the
-/// row is shorter than the lanes or too long for 32-bit chunk indices.
+/// argmax/argmin of a row in one pass: the extreme of each `W`-element chunk by the
+/// vectorised reducer `ext` (NaN-propagating), the chunk where the running extreme last
+/// strictly improved (`gt`, so the first occurrence wins), then the first hit in that chunk
+/// (in L1). A chunk whose extreme is NaN holds the answer: its first NaN (NumPy's rule).
+/// The two-pass search read the row twice (0.43x NumPy's one-pass loop at [256, 784]); lanes
+/// tracking their own index did it in one pass but only where LLVM's SLP vectoriser kept the
+/// lanes in registers, which it did in a standalone build and not inside the engine (86 us
+/// on one thread for that shape, scalar compares and `cmov`s).
 #[inline(always)]
-fn arg_one_pass<T: Copy, K: Copy>(
+fn arg_chunked<T: Copy, R: Reducer<In = T>>(
+    ext: R,
     c: &[T],
-    key: impl Fn(T) -> K,
-    gt: impl Fn(K, K) -> bool,
-    nan: impl Fn(K) -> bool,
-) -> Option<usize> {
-    // 16 lanes: one AVX-512 register of f32 (more spilled, fewer left the lane merge as the
-    // cost of a short row). Whole arrays rebuilt each step keep the lanes in registers
-    // (element-wise updates became masked stores and reloads: 3x slower).
-    const L: usize = 16;
-    let n = c.len();
-    if n < L || n / L > u32::MAX as usize {
-        return None;
-    }
-    let mut best: [K; L] = std::array::from_fn(|j| key(c[j]));
-    let mut at = [0u32; L];
-    let mut bad: [bool; L] = std::array::from_fn(|j| nan(best[j]));
-    for (i, ch) in c[L..].chunks_exact(L).enumerate() {
-        let i = i as u32 + 1;
-        let v: [K; L] = std::array::from_fn(|j| key(ch[j]));
-        let t: [bool; L] = std::array::from_fn(|j| gt(v[j], best[j]));
-        best = std::array::from_fn(|j| if t[j] { v[j] } else { best[j] });
-        at = std::array::from_fn(|j| if t[j] { i } else { at[j] });
-        bad = std::array::from_fn(|j| bad[j] | nan(v[j]));
-    }
-    let bad = bad.iter().any(|b| *b);
-    if bad {
-        return None;
-    }
-    let (mut m, mut p) = (best[0], at[0] as usize * L);
-    for j in 1..L {
-        let q = at[j] as usize * L + j;
-        if gt(best[j], m) || (!gt(m, best[j]) && q < p) {
-            (m, p) = (best[j], q);
+    gt: impl Fn(R::Acc, R::Acc) -> bool,
+    nan: impl Fn(R::Acc) -> bool,
+    hit: impl Fn(T, R::Acc) -> bool + Copy,
+) -> usize {
+    const W: usize = 512;
+    let mut best = (ext.init(), 0usize);
+    for (ci, ch) in c.chunks(W).enumerate() {
+        let m = row(ext, ch);
+        if nan(m) {
+            return ci * W + arg_find(ch, m, hit).unwrap_or(0);
+        }
+        if ci == 0 || gt(m, best.0) {
+            best = (m, ci);
         }
     }
-    let tail = n / L * L;
-    for (t, v) in c[tail..].iter().enumerate() {
-        let v = key(*v);
-        if nan(v) {
-            return None;
-        }
-        if gt(v, m) {
-            (m, p) = (v, tail + t);
+    let start = best.1 * W;
+    let end = (start + W).min(c.len());
+    start + arg_find(&c[start..end], best.0, hit).unwrap_or(0)
+}
+
+/// The first position in `c` where `hit(v, m)`. Whether a 256-element chunk holds a hit is a
+/// vectorised OR of compares; in the chunk that does, a bit per element of each 32 (one
+/// compare and mask move) and the lowest set bit give the position.
+#[inline(always)]
+fn arg_find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> Option<usize> {
+    const W: usize = 256;
+    const B: usize = 32;
+    for (ci, ch) in c.chunks(W).enumerate() {
+        if ch.iter().fold(false, |b, v| b | hit(*v, m)) {
+            for (bi, bl) in ch.chunks(B).enumerate() {
+                let bits = bl
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |b, (j, v)| b | (u32::from(hit(*v, m)) << j));
+                if bits != 0 {
+                    return Some(ci * W + bi * B + bits.trailing_zeros() as usize);
+                }
+            }
         }
     }
-    Some(p)
+    None
 }
 
 /// Arg-reduction along one axis, ordering values by their `key` with the strict `gt` (the
 /// first occurrence wins) and a `nan` key beating every other (NumPy's rule). Rows (the
-/// axis innermost): one pass of lanes tracking the best ([`arg_one_pass`]); a row where a
-/// NaN is seen, or too short for the lanes, takes the extreme value by the vectorised
-/// reducer `ext`, then the first element equal to it, searched in chunks. Columns: a
-/// running best value and index per output column.
+/// axis innermost): one pass of chunk extremes by the vectorised reducer `ext`, then the
+/// first hit in the winning chunk ([`arg_chunked`]). Columns: a running best value and
+/// index per output column.
 fn arg_layout<T, R>(
     a: &ArrayViewD<'_, T>,
     axis: usize,
@@ -1307,72 +1326,46 @@ where
         return Ok(ArrayData::I64(super::elementwise::shaped(&oshape, out)?));
     }
     if l == 1 {
-        #[inline(always)]
-        fn find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> Option<usize> {
-            // Whether a 256-element chunk holds a hit is a vectorised OR of compares; in the
-            // chunk that does, a bit per element of each 32 (one compare and mask move) and
-            // the lowest set bit give the position.
-            const W: usize = 256;
-            const B: usize = 32;
-            for (ci, ch) in c.chunks(W).enumerate() {
-                if ch.iter().fold(false, |b, v| b | hit(*v, m)) {
-                    for (bi, bl) in ch.chunks(B).enumerate() {
-                        let bits = bl
-                            .iter()
-                            .enumerate()
-                            .fold(0u32, |b, (j, v)| b | (u32::from(hit(*v, m)) << j));
-                        if bits != 0 {
-                            return Some(ci * W + bi * B + bits.trailing_zeros() as usize);
-                        }
-                    }
-                }
-            }
-            None
-        }
-        #[inline(always)]
-        fn one<T: Copy, R: Reducer<In = T>>(
-            ext: R,
-            c: &[T],
-            hit: impl Fn(T, R::Acc) -> bool,
-        ) -> i64 {
-            find(c, row(ext, c), hit).unwrap_or(0) as i64
-        }
         simd::kernel! {
-            fn arg_rows[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy, KF: Fn(T) -> R::Acc + Copy, G: Fn(R::Acc, R::Acc) -> bool + Copy, N: Fn(R::Acc) -> bool + Copy](out: &mut [i64], x: &[T], r: usize, ext: R, hit: H, key: KF, gt: G, nan: N) where [] {
+            fn arg_rows[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy, G: Fn(R::Acc, R::Acc) -> bool + Copy, N: Fn(R::Acc) -> bool + Copy](out: &mut [i64], x: &[T], r: usize, ext: R, hit: H, gt: G, nan: N) where [] {
                 for (slot, c) in out.iter_mut().zip(x.chunks_exact(r)) {
-                    *slot = match arg_one_pass(c, key, gt, nan) {
-                        Some(p) => p as i64,
-                        None => one(ext, c, hit),
-                    };
+                    *slot = arg_chunked(ext, c, gt, nan, hit) as i64;
                 }
             }
         }
-        simd::kernel! {
-            fn find_k[T: Copy, A: Copy, H: Fn(T, A) -> bool](c: &[T], m: A, hit: H) -> Option<usize> where [] {
-                find(c, m, hit)
-            }
-        }
-        // The one-pass row kernel does about 3 elements a ns on a thread: compute-bound.
+        // The row kernel is compute-bound (a compare-select and a NaN check an element).
         let par_min = crate::hostmem::PAR_MIN;
         if x.len() >= par_min && k >= 2 {
             let per = (par_min / r).max(1);
             par_rows(&mut out, 1, &x, r, per, |_, o, xs| {
-                arg_rows(o, xs, r, ext, hit, key, gt, nan)
+                arg_rows(o, xs, r, ext, hit, gt, nan)
             });
-        } else if k == 1 {
-            let m = row_par(ext, &x);
-            // The first chunk holding the extreme, searched in parallel (later chunks stop
-            // once an earlier one has found it).
-            out[0] = if x.len() < PAR_MIN_MEM {
-                find_k(&x, m, hit)
-            } else {
-                x.par_chunks(ROW_CHUNK)
-                    .enumerate()
-                    .find_map_first(|(ci, ch)| find_k(ch, m, hit).map(|j| ci * ROW_CHUNK + j))
+        } else if k == 1 && x.len() >= PAR_MIN_MEM {
+            // One long row: each thread's pieces give (extreme, position), combined in order
+            // (an earlier piece wins a tie; the first NaN piece wins outright).
+            simd::kernel! {
+                fn arg_piece[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy, G: Fn(R::Acc, R::Acc) -> bool + Copy, N: Fn(R::Acc) -> bool + Copy](c: &[T], ext: R, hit: H, gt: G, nan: N) -> (R::Acc, usize) where [] {
+                    let p = arg_chunked(ext, c, gt, nan, hit);
+                    (ext.step(ext.init(), c[p]), p)
+                }
             }
-            .unwrap_or(0) as i64;
+            let pieces: Vec<(R::Acc, usize)> = x
+                .par_chunks(ROW_CHUNK)
+                .map(|ch| arg_piece(ch, ext, hit, gt, nan))
+                .collect();
+            let mut best = (pieces[0].0, pieces[0].1);
+            for (i, &(m, p)) in pieces.iter().enumerate() {
+                if nan(m) {
+                    best = (m, i * ROW_CHUNK + p);
+                    break;
+                }
+                if i > 0 && gt(m, best.0) {
+                    best = (m, i * ROW_CHUNK + p);
+                }
+            }
+            out[0] = best.1 as i64;
         } else {
-            arg_rows(&mut out, &x, r, ext, hit, key, gt, nan);
+            arg_rows(&mut out, &x, r, ext, hit, gt, nan);
         }
     } else {
         simd::kernel! {
