@@ -39,8 +39,6 @@ const LANES: usize = 32;
 /// Elements summed lane-wise before partials combine pairwise (16 per lane, as NumPy's
 /// pairwise sum does 128 with 8 accumulators).
 const BLOCK: usize = 512;
-/// Elements per parallel chunk of a single long row (a power-of-two number of blocks).
-const ROW_CHUNK: usize = 1 << 16;
 
 /// One reduction: how an accumulator starts, takes an element and merges with another.
 pub(super) trait Reducer: Copy + Send + Sync {
@@ -428,25 +426,17 @@ impl<T: Element> Reducer for CountNz<T> {
     fn merge(self, a: i64, b: i64) -> i64 {
         a + b
     }
-    /// 32-bit lanes (an f32 compare widened to 64-bit lanes halved the vector width: 0.5x
-    /// NumPy at every size), blocks short enough that no lane overflows; an integer count is
-    /// exact in any order, so no tree.
+    /// A plain `u32` sum of the compares, which the loop vectoriser turns into 32-bit lanes
+    /// (the 64-bit accumulators of the tree halved the vector width: 0.5x NumPy at every
+    /// size; 32 explicit lanes were vectorised across chunks, with gathers, 0.6x), in
+    /// blocks short enough that no count overflows; an integer count is exact in any order.
     #[inline(always)]
     fn row_fast(self, x: &[T]) -> Option<i64> {
-        const L: usize = 32;
-        let mut total = 0i64;
-        for blk in x.chunks(1 << 30) {
-            let mut acc = [0u32; L];
-            let mut chunks = blk.chunks_exact(L);
-            for c in &mut chunks {
-                for i in 0..L {
-                    acc[i] += u32::from(c[i].nonzero());
-                }
-            }
-            let tail = chunks.remainder().iter().filter(|v| v.nonzero()).count();
-            total += acc.iter().map(|&a| i64::from(a)).sum::<i64>() + tail as i64;
-        }
-        Some(total)
+        Some(
+            x.chunks(1 << 30)
+                .map(|b| i64::from(b.iter().map(|v| u32::from(v.nonzero())).sum::<u32>()))
+                .sum(),
+        )
     }
 }
 
@@ -1340,27 +1330,32 @@ where
             par_rows(&mut out, 1, &x, r, per, |_, o, xs| {
                 arg_rows(o, xs, r, ext, hit, gt, nan)
             });
-        } else if k == 1 && x.len() >= PAR_MIN_MEM {
+        } else if k == 1 && x.len() >= par_min {
             // One long row: each thread's pieces give (extreme, position), combined in order
-            // (an earlier piece wins a tie; the first NaN piece wins outright).
+            // (an earlier piece wins a tie; the first NaN piece wins outright). Equal pieces
+            // of a multiple of the chunk length, the calling thread taking its share.
             simd::kernel! {
                 fn arg_piece[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy, G: Fn(R::Acc, R::Acc) -> bool + Copy, N: Fn(R::Acc) -> bool + Copy](c: &[T], ext: R, hit: H, gt: G, nan: N) -> (R::Acc, usize) where [] {
                     let p = arg_chunked(ext, c, gt, nan, hit);
                     (ext.step(ext.init(), c[p]), p)
                 }
             }
-            let pieces: Vec<(R::Acc, usize)> = x
-                .par_chunks(ROW_CHUNK)
-                .map(|ch| arg_piece(ch, ext, hit, gt, nan))
-                .collect();
+            let piece = crate::hostmem::balanced_chunk(x.len(), par_min, 512);
+            // One entry per 32K+ input elements: small next to the input.
+            let mut pieces = vec![(ext.init(), 0usize); x.len().div_ceil(piece)];
+            par_rows(&mut pieces, 1, &x, piece, 1, |_, o, xs| {
+                for (slot, c) in o.iter_mut().zip(xs.chunks(piece)) {
+                    *slot = arg_piece(c, ext, hit, gt, nan);
+                }
+            });
             let mut best = (pieces[0].0, pieces[0].1);
             for (i, &(m, p)) in pieces.iter().enumerate() {
                 if nan(m) {
-                    best = (m, i * ROW_CHUNK + p);
+                    best = (m, i * piece + p);
                     break;
                 }
                 if i > 0 && gt(m, best.0) {
-                    best = (m, i * ROW_CHUNK + p);
+                    best = (m, i * piece + p);
                 }
             }
             out[0] = best.1 as i64;
