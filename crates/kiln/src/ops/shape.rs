@@ -762,18 +762,11 @@ pub fn nonzero(x: &Tensor) -> Result<Vec<Tensor>> {
     let count = flat.iter().filter(|m| **m).count();
     // Built in the index dtype itself where every index fits (a cast of each column cost a
     // quarter of the op).
-    let cols: Vec<ArrayData> =
-        if out == DType::Int32 && dims.iter().all(|&d| d <= i32::MAX as usize) {
-            nonzero_columns(&flat, &dims, count, out, |i| i as i32)?
-                .into_iter()
-                .map(ArrayData::from)
-                .collect()
-        } else {
-            nonzero_columns(&flat, &dims, count, DType::Int64, |i| i as i64)?
-                .into_iter()
-                .map(ArrayData::from)
-                .collect()
-        };
+    let cols = if out == DType::Int32 && dims.iter().all(|&d| d <= i32::MAX as usize) {
+        nonzero_columns(&flat, &dims, count, out, |i| i as i32)?
+    } else {
+        nonzero_columns(&flat, &dims, count, DType::Int64, |i| i as i64)?
+    };
     cols.into_iter()
         .map(|v| {
             let t = x.upload_like(v)?;
@@ -790,7 +783,10 @@ fn nonzero_columns<I: Copy + Default>(
     count: usize,
     dtype: DType,
     idx: impl Fn(usize) -> I,
-) -> Result<Vec<Vec<I>>> {
+) -> Result<Vec<ArrayData>>
+where
+    ArrayData: From<Vec<I>>,
+{
     let nd = dims.len();
     // One index column per axis with a slot past the count: every element of a row writes
     // its last-axis index at slot k and a nonzero one advances k (branch-free: a branch an
@@ -833,8 +829,11 @@ fn nonzero_columns<I: Copy + Default>(
             }
         }
     }
-    for c in &mut cols {
-        c.truncate(count);
-    }
-    Ok(cols)
+    Ok(cols
+        .into_iter()
+        .map(|mut c| {
+            c.truncate(count);
+            ArrayData::from(c)
+        })
+        .collect())
 }

@@ -916,9 +916,9 @@ mod tests {
 
     /// The float max/min/argmax/argmin row kernels (vector lanes, a NaN found by a second
     /// pass, the hit searched by chunks; argmax/argmin's chunk extremes, over one row and
-    /// over several, and per thread's piece of one long row) equal the reference on rows long enough for every
-    /// lane width, with a NaN, an infinity or a repeated extreme at the start, the middle,
-    /// the lane remainder and the end.
+    /// over several, and per thread's piece of one long row) equal the reference on rows
+    /// long enough for every lane width, with a NaN, an infinity or a repeated extreme at
+    /// the start, the middle, the lane remainder and the end.
     #[test]
     fn float_extremes_of_long_rows_equal_the_reference() {
         // 270,000 elements split across threads (a parallel max, then a parallel search;

@@ -1231,19 +1231,37 @@ fn arg_chunked<T: Copy, R: Reducer<In = T>>(
     hit: impl Fn(T, R::Acc) -> bool + Copy,
 ) -> usize {
     const W: usize = 512;
-    let mut best = (ext.init(), 0usize);
-    for (ci, ch) in c.chunks(W).enumerate() {
-        let m = row(ext, ch);
-        if nan(m) {
-            return ci * W + arg_find(ch, m, hit).unwrap_or(0);
+    let chunks = c.chunks(W).enumerate().map(|(ci, ch)| (row(ext, ch), ci));
+    let Some((m, ci)) = first_best(chunks, gt, nan) else {
+        return 0;
+    };
+    let start = ci * W;
+    let end = (start + W).min(c.len());
+    start + arg_find(&c[start..end], m, hit).unwrap_or(0)
+}
+
+/// The first best of `(extreme, position)` candidates taken in order: a strictly greater
+/// one (`gt`) replaces it, so a tie keeps the earlier; a NaN one ends the search (NumPy's
+/// first NaN). Combines the chunks of a row and the threads' pieces of a long row alike.
+#[inline(always)]
+fn first_best<A: Copy>(
+    mut candidates: impl Iterator<Item = (A, usize)>,
+    gt: impl Fn(A, A) -> bool,
+    nan: impl Fn(A) -> bool,
+) -> Option<(A, usize)> {
+    let mut best = candidates.next()?;
+    if nan(best.0) {
+        return Some(best);
+    }
+    for c in candidates {
+        if nan(c.0) {
+            return Some(c);
         }
-        if ci == 0 || gt(m, best.0) {
-            best = (m, ci);
+        if gt(c.0, best.0) {
+            best = c;
         }
     }
-    let start = best.1 * W;
-    let end = (start + W).min(c.len());
-    start + arg_find(&c[start..end], best.0, hit).unwrap_or(0)
+    Some(best)
 }
 
 /// The first position in `c` where `hit(v, m)`. Whether a 256-element chunk holds a hit is a
@@ -1332,8 +1350,8 @@ where
             });
         } else if k == 1 && x.len() >= par_min {
             // One long row: each thread's pieces give (extreme, position), combined in order
-            // (an earlier piece wins a tie; the first NaN piece wins outright). Equal pieces
-            // of a multiple of the chunk length, the calling thread taking its share.
+            // by `first_best`. Equal pieces of a multiple of the chunk length, the calling
+            // thread taking its share.
             simd::kernel! {
                 fn arg_piece[T: Copy, R: Reducer<In = T>, H: Fn(T, R::Acc) -> bool + Copy, G: Fn(R::Acc, R::Acc) -> bool + Copy, N: Fn(R::Acc) -> bool + Copy](c: &[T], ext: R, hit: H, gt: G, nan: N) -> (R::Acc, usize) where [] {
                     let p = arg_chunked(ext, c, gt, nan, hit);
@@ -1348,17 +1366,11 @@ where
                     *slot = arg_piece(c, ext, hit, gt, nan);
                 }
             });
-            let mut best = (pieces[0].0, pieces[0].1);
-            for (i, &(m, p)) in pieces.iter().enumerate() {
-                if nan(m) {
-                    best = (m, i * piece + p);
-                    break;
-                }
-                if i > 0 && gt(m, best.0) {
-                    best = (m, i * piece + p);
-                }
-            }
-            out[0] = best.1 as i64;
+            let found = pieces
+                .iter()
+                .enumerate()
+                .map(|(i, &(m, p))| (m, i * piece + p));
+            out[0] = first_best(found, gt, nan).map_or(0, |b| b.1) as i64;
         } else {
             arg_rows(&mut out, &x, r, ext, hit, gt, nan);
         }
