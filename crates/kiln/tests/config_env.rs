@@ -71,11 +71,43 @@ fn precedence_file_env_code_scope() {
     std::env::remove_var("KILN_CONFIG");
     std::env::remove_var("KILN_DEVICE");
     std::env::remove_var("KILN_X64");
-    // Code overrides the environment; a scope overrides code.
+    // Code overrides the environment; a scope overrides code. `current()` is cached per
+    // thread: a thread that read it before `set_global` sees the new value after.
+    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let (tell, told) = std::sync::mpsc::channel::<String>();
+    let other = std::thread::spawn(move || {
+        let mut seen = vec![current().unwrap().device.to_string()];
+        tell.send(seen[0].clone()).unwrap();
+        asked.recv().unwrap();
+        seen.push(current().unwrap().device.to_string());
+        seen
+    });
+    let before = told.recv().unwrap();
+    assert_eq!(current().unwrap().device.to_string(), before);
     set_global(Config {
         device: Device::parse("sim:webgpu").unwrap(),
         ..Config::default()
     });
+    assert_eq!(current().unwrap().device.to_string(), "sim:webgpu");
+    ask.send(()).unwrap();
+    let seen = other.join().unwrap();
+    assert_eq!(seen, vec![before.clone(), "sim:webgpu".to_string()]);
+    assert_ne!(before, "sim:webgpu");
+    {
+        let _outer = Scope::new()
+            .device(Device::parse("sim:mps").unwrap())
+            .enter();
+        assert_eq!(current().unwrap().device.to_string(), "sim:mps");
+        {
+            let _inner = Scope::new().policy(Policy::Error).enter();
+            let c = current().unwrap();
+            assert_eq!(
+                (c.device.to_string().as_str(), c.policy),
+                ("sim:mps", Policy::Error)
+            );
+        }
+        assert_eq!(current().unwrap().policy, Config::default().policy);
+    }
     assert_eq!(current().unwrap().device.to_string(), "sim:webgpu");
     {
         let _g = Scope::new().device(Device::Cpu).enter();

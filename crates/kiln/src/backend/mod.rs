@@ -123,6 +123,28 @@ pub enum BinaryOp {
     Xor,
 }
 
+impl BinaryOp {
+    /// The Keras name of the op (for errors; no allocation on the op's path).
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "subtract",
+            BinaryOp::Mul => "multiply",
+            BinaryOp::Div => "divide",
+            BinaryOp::FloorDiv => "floor_divide",
+            BinaryOp::Mod => "mod",
+            BinaryOp::Pow => "power",
+            BinaryOp::Max => "maximum",
+            BinaryOp::Min => "minimum",
+            BinaryOp::Atan2 => "arctan2",
+            BinaryOp::Hypot => "hypot",
+            BinaryOp::And => "logical_and",
+            BinaryOp::Or => "logical_or",
+            BinaryOp::Xor => "logical_xor",
+        }
+    }
+}
+
 /// Comparisons (result bool). NaN compares unequal to everything; complex orders
 /// lexicographically, as NumPy does.
 #[allow(missing_docs)]

@@ -194,6 +194,37 @@ pub fn call_unary(name: &str, x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// The unary op named `name`, looked up once (for a caller that calls it many times, such
+/// as a benchmark loop; [`call_unary`] searches the table on every call).
+///
+/// ```
+/// use kiln::{convert_to_tensor, ops, ArrayData, Device};
+/// let relu = ops::registry::unary_fn("relu").unwrap();
+/// let x = convert_to_tensor(&ArrayData::from(vec![-1.0f32, 2.0]), None, &Device::Cpu).unwrap();
+/// assert_eq!(relu(&x).unwrap().to_vec::<f32>().unwrap(), vec![0.0, 2.0]);
+/// assert!(ops::registry::unary_fn("no_such_op").is_err());
+/// ```
+pub fn unary_fn(name: &str) -> Result<fn(&Tensor) -> Result<Tensor>> {
+    match UNARY_ROWS.iter().find(|e| e.name == name) {
+        Some(e) => Ok(e.call),
+        None => Err(KilnError::invalid(
+            "unary_fn",
+            format!("no unary op named {name:?}"),
+        )),
+    }
+}
+
+/// The binary op named `name`, looked up once (see [`unary_fn`]).
+pub fn binary_fn(name: &str) -> Result<for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>> {
+    match BINARY_ROWS.iter().find(|e| e.name == name) {
+        Some(e) => Ok(e.call),
+        None => Err(KilnError::invalid(
+            "binary_fn",
+            format!("no binary op named {name:?}"),
+        )),
+    }
+}
+
 /// Calls a binary op by name.
 pub fn call_binary(name: &str, a: Operand<'_>, b: Operand<'_>) -> Result<Tensor> {
     match BINARY_ROWS.iter().find(|e| e.name == name) {

@@ -17,7 +17,8 @@ use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 /// What happens when a dtype is not supported by the device it is headed for.
@@ -274,8 +275,15 @@ pub fn from_environment() -> Result<Config> {
 
 static GLOBAL: RwLock<Option<Config>> = RwLock::new(None);
 
+/// Bumped by every [`set_global`]: a thread's cached [`current`] is valid while it matches.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     static SCOPES: RefCell<Vec<ScopeSettings>> = const { RefCell::new(Vec::new()) };
+    /// This thread's last [`current`] and the generation it was computed under (`None`
+    /// after a scope was entered or left). Every op asks for the configuration; this makes
+    /// that one atomic load instead of a lock round trip and a walk over the scopes.
+    static CURRENT: Cell<Option<(u64, Config)>> = const { Cell::new(None) };
 }
 
 #[derive(Copy, Clone, Debug, Default)]
@@ -302,11 +310,24 @@ pub fn global() -> Result<Config> {
 /// Replaces the global configuration (overrides environment and file).
 pub fn set_global(c: Config) {
     *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
+    GENERATION.fetch_add(1, Ordering::Release);
 }
 
 /// The configuration in force on this thread: the global one with every entered scope
 /// applied, innermost last.
 pub fn current() -> Result<Config> {
+    let generation = GENERATION.load(Ordering::Acquire);
+    if let Some((g, c)) = CURRENT.get() {
+        if g == generation {
+            return Ok(c);
+        }
+    }
+    let c = current_uncached()?;
+    CURRENT.set(Some((generation, c)));
+    Ok(c)
+}
+
+fn current_uncached() -> Result<Config> {
     let mut c = global()?;
     SCOPES.with(|s| {
         for o in s.borrow().iter() {
@@ -381,6 +402,7 @@ impl Scope {
     /// Enters the scope on this thread.
     pub fn enter(self) -> ScopeGuard {
         SCOPES.with(|s| s.borrow_mut().push(self.0));
+        CURRENT.set(None);
         ScopeGuard { _private: () }
     }
 }
@@ -396,6 +418,7 @@ impl Drop for ScopeGuard {
         SCOPES.with(|s| {
             s.borrow_mut().pop();
         });
+        CURRENT.set(None);
     }
 }
 

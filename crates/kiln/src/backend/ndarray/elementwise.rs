@@ -78,7 +78,22 @@ simd::kernel! {
 }
 
 /// Wraps a freshly filled C-order buffer of `shape`.
+/// Every kernel output passes here, so the common case skips ndarray's general layout
+/// checks (a tenth of a 1-element op's time): a C-order buffer whose length is the shape's
+/// size, with the size in range, is valid by construction.
 pub(super) fn shaped<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize);
+    let len = if shape.contains(&0) { Some(0) } else { nonzero };
+    if nonzero.is_some() && len == Some(v.len()) {
+        // SAFETY: ndarray's contract for the unchecked constructor: the default (C-order)
+        // strides of `shape` address exactly `v.len()` elements (the length is the shape's
+        // size, checked above) and the product of the non-zero axis lengths fits an isize.
+        return Ok(unsafe { ArrayD::from_shape_vec_unchecked(IxDyn(shape), v) });
+    }
     ArrayD::from_shape_vec(IxDyn(shape), v)
         .map_err(|e| KilnError::invalid("ndarray engine", e.to_string()))
 }
@@ -258,27 +273,26 @@ pub(super) fn unary_arith<T: Arith + HostElement>(
 }
 
 /// Binary `op` of `T`, or an error if the dtype has none.
-pub(super) fn binary_arith<T: Arith + HostElement>(
+pub(super) fn binary_arith<'v, T: Arith + HostElement>(
     op: crate::backend::BinaryOp,
-    a: &ArrayViewD<'_, T>,
-    b: &ArrayViewD<'_, T>,
+    a: &ArrayViewD<'v, T>,
+    b: &ArrayViewD<'v, T>,
     shape: &[usize],
 ) -> Result<ArrayData> {
-    let name = format!("{op:?}");
-    let (a, b) = (a.view(), b.view());
+    let name = op.name();
     match T::binary(
         op,
         ZipV {
-            a: &a,
-            b: &b,
+            a,
+            b,
             shape,
-            op: &name,
+            op: name,
         },
     ) {
         Some(r) => Ok(T::wrap(r?)),
         None => Err(super::backend_err(
             super::NAME,
-            &name,
+            name,
             T::DTYPE,
             "not defined for this dtype",
         )),

@@ -44,8 +44,25 @@ const NAME: &str = "ndarray";
 /// with (equal element counts; a reshape changes only the shape). `shape: None` is the
 /// buffer's own shape (a kernel's output: no second copy of the shape).
 struct NdStore {
-    data: Arc<ArrayData>,
+    data: Buf,
     reshaped: Option<Vec<usize>>,
+}
+
+/// A store's buffer: its own (a kernel's output, one allocation with the store) or that of
+/// the store it reshapes (shared, never copied).
+enum Buf {
+    Own(ArrayData),
+    Shared(Arc<NdStore>),
+}
+
+impl std::ops::Deref for Buf {
+    type Target = ArrayData;
+    fn deref(&self) -> &ArrayData {
+        match self {
+            Buf::Own(d) => d,
+            Buf::Shared(st) => &st.data,
+        }
+    }
 }
 
 fn store(s: &Storage) -> Result<&NdStore> {
@@ -60,7 +77,7 @@ fn store(s: &Storage) -> Result<&NdStore> {
 /// Wraps a kernel's output (always standard layout).
 fn wrap(d: ArrayData) -> Storage {
     Storage(Arc::new(NdStore {
-        data: Arc::new(d),
+        data: Buf::Own(d),
         reshaped: None,
     }))
 }
@@ -639,9 +656,16 @@ impl Backend for NdarrayBackend {
                 format!("cannot reshape {} elements into {shape:?}", st.data.len()),
             ));
         }
+        // (A reshape of a reshape shares the first store's buffer: one hop at most.)
+        let base = match &st.data {
+            Buf::Own(_) => Arc::clone(&s.0)
+                .downcast::<NdStore>()
+                .map_err(|_| KilnError::invalid("reshape", "storage belongs to another backend"))?,
+            Buf::Shared(b) => Arc::clone(b),
+        };
         Ok(Storage(Arc::new(NdStore {
-            data: st.data.clone(),
-            reshaped: (shape != st.data.shape()).then(|| shape.to_vec()),
+            reshaped: (shape != base.data.shape()).then(|| shape.to_vec()),
+            data: Buf::Shared(base),
         })))
     }
 
@@ -868,11 +892,11 @@ mod tests {
     fn stored(v: Vec<f32>, shape: &[usize], dt: DType) -> NdStore {
         let x = NdStore {
             reshaped: None,
-            data: Arc::new(ArrayData::from_shape_vec(shape, v).unwrap()),
+            data: Buf::Own(ArrayData::from_shape_vec(shape, v).unwrap()),
         };
         NdStore {
             reshaped: None,
-            data: Arc::new(elementwise::cast(&x.view().unwrap(), dt).unwrap()),
+            data: Buf::Own(elementwise::cast(&x.view().unwrap(), dt).unwrap()),
         }
     }
 
@@ -988,8 +1012,8 @@ mod tests {
             let n: usize = shape.iter().product();
             let x = ArrayData::from_shape_vec(&shape, values(n, seed)).unwrap();
             for dt in [DType::Float32, DType::Float64, DType::BFloat16, DType::Int32, DType::UInt8, DType::Int64] {
-                let d = elementwise::cast(&NdStore { reshaped: None, data: Arc::new(x.clone()) }.view().unwrap(), dt).unwrap();
-                let st = NdStore { reshaped: None, data: Arc::new(d) };
+                let d = elementwise::cast(&NdStore { reshaped: None, data: Buf::Own(x.clone()) }.view().unwrap(), dt).unwrap();
+                let st = NdStore { reshaped: None, data: Buf::Own(d) };
                 let v = st.view().unwrap();
                 for op in [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::All, ReduceOp::Any] {
                     let want = with_view!(&v, a, T => reduce::reference::reduce::<T>(op, a, &axes, keep));
@@ -1131,10 +1155,17 @@ mod tests {
     fn reshape_shares_the_buffer_and_checks_the_count() {
         let s = up(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
         let r = NdarrayBackend.reshape(&s, &[3, 2]).unwrap();
-        assert!(Arc::ptr_eq(
-            &store(&s).unwrap().data,
-            &store(&r).unwrap().data
+        assert!(std::ptr::eq(
+            &*store(&s).unwrap().data,
+            &*store(&r).unwrap().data
         ));
+        // A reshape of the reshape still shares it (one hop, not a chain).
+        let r2 = NdarrayBackend.reshape(&r, &[6]).unwrap();
+        assert!(std::ptr::eq(
+            &*store(&s).unwrap().data,
+            &*store(&r2).unwrap().data
+        ));
+        assert!(matches!(&store(&r2).unwrap().data, Buf::Shared(b) if b.reshaped.is_none()));
         assert_eq!(NdarrayBackend.describe(&r).unwrap().1, vec![3, 2]);
         let t = NdarrayBackend.permute(&r, &[1, 0]).unwrap();
         assert_eq!(
