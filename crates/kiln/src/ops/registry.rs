@@ -18,33 +18,30 @@ use crate::tensor::Tensor;
 pub(crate) struct UnaryEntry {
     name: &'static str,
     diff: bool,
-    call: fn(&Tensor) -> Result<Tensor>,
+    call: UnaryFn,
 }
+
+/// A unary op of the registry.
+pub type UnaryFn = fn(&Tensor) -> Result<Tensor>;
+/// A binary op of the registry.
+pub type BinaryFn = for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>;
 
 /// A binary registry row.
 #[derive(Clone, Copy)]
 pub(crate) struct BinaryEntry {
     name: &'static str,
     diff: bool,
-    call: for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>,
+    call: BinaryFn,
 }
 
 impl UnaryEntry {
-    pub(crate) const fn new(
-        name: &'static str,
-        diff: bool,
-        call: fn(&Tensor) -> Result<Tensor>,
-    ) -> Self {
+    pub(crate) const fn new(name: &'static str, diff: bool, call: UnaryFn) -> Self {
         UnaryEntry { name, diff, call }
     }
 }
 
 impl BinaryEntry {
-    pub(crate) const fn new(
-        name: &'static str,
-        diff: bool,
-        call: for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>,
-    ) -> Self {
+    pub(crate) const fn new(name: &'static str, diff: bool, call: BinaryFn) -> Self {
         BinaryEntry { name, diff, call }
     }
 }
@@ -185,13 +182,7 @@ pub fn differentiable(name: &str) -> Option<bool> {
 /// Calls a unary op by name with Keras's default arguments (reductions over all axes,
 /// `softmax` on the last axis, `gelu` approximate, `elu` alpha 1, `leaky_relu` slope 0.2).
 pub fn call_unary(name: &str, x: &Tensor) -> Result<Tensor> {
-    match UNARY_ROWS.iter().find(|e| e.name == name) {
-        Some(e) => (e.call)(x),
-        None => Err(KilnError::invalid(
-            "call_unary",
-            format!("no unary op named {name:?}"),
-        )),
-    }
+    unary_fn(name)?(x)
 }
 
 /// The unary op named `name`, looked up once (for a caller that calls it many times, such
@@ -204,22 +195,22 @@ pub fn call_unary(name: &str, x: &Tensor) -> Result<Tensor> {
 /// assert_eq!(relu(&x).unwrap().to_vec::<f32>().unwrap(), vec![0.0, 2.0]);
 /// assert!(ops::registry::unary_fn("no_such_op").is_err());
 /// ```
-pub fn unary_fn(name: &str) -> Result<fn(&Tensor) -> Result<Tensor>> {
+pub fn unary_fn(name: &str) -> Result<UnaryFn> {
     match UNARY_ROWS.iter().find(|e| e.name == name) {
         Some(e) => Ok(e.call),
         None => Err(KilnError::invalid(
-            "unary_fn",
+            "ops::registry",
             format!("no unary op named {name:?}"),
         )),
     }
 }
 
 /// The binary op named `name`, looked up once (see [`unary_fn`]).
-pub fn binary_fn(name: &str) -> Result<for<'a, 'b> fn(Operand<'a>, Operand<'b>) -> Result<Tensor>> {
+pub fn binary_fn(name: &str) -> Result<BinaryFn> {
     match BINARY_ROWS.iter().find(|e| e.name == name) {
         Some(e) => Ok(e.call),
         None => Err(KilnError::invalid(
-            "binary_fn",
+            "ops::registry",
             format!("no binary op named {name:?}"),
         )),
     }
@@ -227,13 +218,7 @@ pub fn binary_fn(name: &str) -> Result<for<'a, 'b> fn(Operand<'a>, Operand<'b>) 
 
 /// Calls a binary op by name.
 pub fn call_binary(name: &str, a: Operand<'_>, b: Operand<'_>) -> Result<Tensor> {
-    match BINARY_ROWS.iter().find(|e| e.name == name) {
-        Some(e) => (e.call)(a, b),
-        None => Err(KilnError::invalid(
-            "call_binary",
-            format!("no binary op named {name:?}"),
-        )),
-    }
+    binary_fn(name)?(a, b)
 }
 
 // The rows of the ops not declared by a family macro.

@@ -78,20 +78,16 @@ simd::kernel! {
 }
 
 /// Wraps a freshly filled C-order buffer of `shape`.
-/// Every kernel output passes here, so the common case skips ndarray's general layout
-/// checks (a tenth of a 1-element op's time): a C-order buffer whose length is the shape's
-/// size, with the size in range, is valid by construction.
+///
+/// Every kernel output passes here, so where the buffer's length is the shape's size the
+/// checks of ndarray's general constructor are skipped (about 9% of a 1-element `add`'s
+/// profile): such a buffer is a valid C-order array by construction.
 pub(super) fn shaped<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>> {
-    let nonzero = shape
-        .iter()
-        .filter(|&&d| d != 0)
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= isize::MAX as usize);
-    let len = if shape.contains(&0) { Some(0) } else { nonzero };
-    if nonzero.is_some() && len == Some(v.len()) {
-        // SAFETY: ndarray's contract for the unchecked constructor: the default (C-order)
-        // strides of `shape` address exactly `v.len()` elements (the length is the shape's
-        // size, checked above) and the product of the non-zero axis lengths fits an isize.
+    let size = crate::array::checked_numel(shape, "shaped").ok();
+    if std::mem::size_of::<T>() > 0 && !shape.contains(&0) && size == Some(v.len()) {
+        // SAFETY: the unchecked constructor needs the default strides of `shape` to address
+        // exactly `v.len()` elements (the length is the shape's size, and no axis is empty)
+        // and that size to fit an isize (a Vec of sized elements holds at most isize::MAX).
         return Ok(unsafe { ArrayD::from_shape_vec_unchecked(IxDyn(shape), v) });
     }
     ArrayD::from_shape_vec(IxDyn(shape), v)
