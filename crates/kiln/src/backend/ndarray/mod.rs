@@ -11,6 +11,7 @@
 //! transcendentals), `half_conv` (vectorisable half <-> f32), `elementwise` (maps, zips,
 //! selects, casts), `reduce`, `nn`, `matmul`, `layout` (copies, permutes, gathers, sorts).
 
+mod arg_avx512;
 mod arith;
 mod elementwise;
 mod gemm;
@@ -948,7 +949,8 @@ mod tests {
         // 270,000 elements split across threads (a parallel max, then a parallel search;
         // argmax/argmin by pieces combined in order).
         for len in [
-            1usize, 7, 15, 16, 17, 63, 64, 65, 200, 784, 2047, 2048, 2049, 5000, 270_000,
+            1usize, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 79, 80, 127, 128, 129, 200, 784, 2047,
+            2048, 2049, 5000, 270_000,
         ] {
             let base: Vec<f32> = (0..len)
                 .map(|i| ((i * 7919) % 1009) as f32 * 0.01 - 5.0)

@@ -18,6 +18,7 @@
 //! `reference` keeps the straightforward implementation (transpose the reduced axes to the
 //! end, reduce each row); tests compare the kernels with it.
 
+use super::arg_avx512::{RowArg, SimdArg};
 use super::half_conv::{bf16_from_f32, bf16_to_f32, f16_from_f32, f16_to_f32};
 use super::simd;
 use super::ArrView;
@@ -1154,33 +1155,20 @@ pub(super) fn reduce_fused(
 
 /// Index of the extreme value along `axis` (first occurrence; NaN wins), as int64.
 pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option<ArrayData>> {
-    fn go<T: FloatIn + Element>(
+    fn go<T: FloatIn + SimdArg>(
         op: ArgOp,
         a: &ArrayViewD<'_, T>,
         axis: usize,
     ) -> Result<ArrayData> {
         let key = |v: T| v.wide();
         let nan = |w: T::W| Float::is_nan(w);
+        let fast = T::row_kernel(op == ArgOp::ArgMax);
         if op == ArgOp::ArgMax {
-            arg_layout(
-                a,
-                axis,
-                "argmax",
-                ExtF::<T, true>(pd()),
-                key,
-                |x, b| x > b,
-                nan,
-            )
+            let ext = ExtF::<T, true>(pd());
+            arg_layout(a, axis, "argmax", ext, key, |x, b| x > b, nan, fast)
         } else {
-            arg_layout(
-                a,
-                axis,
-                "argmin",
-                ExtF::<T, false>(pd()),
-                key,
-                |x, b| x < b,
-                nan,
-            )
+            let ext = ExtF::<T, false>(pd());
+            arg_layout(a, axis, "argmin", ext, key, |x, b| x < b, nan, fast)
         }
     }
     fn goi<T: Element + PartialOrd + num_traits::Bounded>(
@@ -1191,10 +1179,10 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
         let (key, nan) = (|v: T| v, |_: T| false);
         if op == ArgOp::ArgMax {
             let ext = ExtI::<T, true>(T::min_value());
-            arg_layout(a, axis, "argmax", ext, key, |x: T, b: T| x > b, nan)
+            arg_layout(a, axis, "argmax", ext, key, |x: T, b: T| x > b, nan, None)
         } else {
             let ext = ExtI::<T, false>(T::max_value());
-            arg_layout(a, axis, "argmin", ext, key, |x: T, b: T| x < b, nan)
+            arg_layout(a, axis, "argmin", ext, key, |x: T, b: T| x < b, nan, None)
         }
     }
     Ok(Some(match d {
@@ -1221,7 +1209,8 @@ pub(super) fn arg_fast(op: ArgOp, d: &ArrView<'_>, axis: usize) -> Result<Option
 /// The two-pass search read the row twice (0.43x NumPy's one-pass loop at [256, 784]); lanes
 /// tracking their own index did it in one pass but only where LLVM's SLP vectoriser kept the
 /// lanes in registers, which it did in a standalone build and not inside the engine (86 us
-/// on one thread for that shape, scalar compares and `cmov`s).
+/// on one thread for that shape, scalar compares and `cmov`s). float32 and float64 rows
+/// take the explicit AVX-512 kernel of [`super::arg_avx512`] where the CPU has it.
 #[inline(always)]
 fn arg_chunked<T: Copy, R: Reducer<In = T>>(
     ext: R,
@@ -1290,8 +1279,10 @@ fn arg_find<T: Copy, A: Copy>(c: &[T], m: A, hit: impl Fn(T, A) -> bool) -> Opti
 /// Arg-reduction along one axis, ordering values by their `key` with the strict `gt` (the
 /// first occurrence wins) and a `nan` key beating every other (NumPy's rule). Rows (the
 /// axis innermost): one pass of chunk extremes by the vectorised reducer `ext`, then the
-/// first hit in the winning chunk ([`arg_chunked`]). Columns: a running best value and
-/// index per output column.
+/// first hit in the winning chunk ([`arg_chunked`]), or the one-pass row kernel `fast`
+/// where the CPU has one for `T` ([`super::arg_avx512`]). Columns: a running best value
+/// and index per output column.
+#[allow(clippy::too_many_arguments)]
 fn arg_layout<T, R>(
     a: &ArrayViewD<'_, T>,
     axis: usize,
@@ -1300,6 +1291,7 @@ fn arg_layout<T, R>(
     key: impl Fn(T) -> R::Acc + Copy + Sync,
     gt: impl Fn(R::Acc, R::Acc) -> bool + Copy + Sync,
     nan: impl Fn(R::Acc) -> bool + Copy + Sync,
+    fast: Option<RowArg<T>>,
 ) -> Result<ArrayData>
 where
     T: Copy + Send + Sync,
@@ -1341,13 +1333,23 @@ where
                 }
             }
         }
-        // The row kernel is compute-bound (a compare-select and a NaN check an element).
-        let par_min = crate::hostmem::PAR_MIN;
+        let rows = |o: &mut [i64], xs: &[T]| match fast {
+            Some(f) => {
+                for (slot, c) in o.iter_mut().zip(xs.chunks_exact(r)) {
+                    *slot = f(c) as i64;
+                }
+            }
+            None => arg_rows(o, xs, r, ext, hit, gt, nan),
+        };
+        // The portable row kernel is compute-bound (a compare-select and a NaN check an
+        // element); the one-pass kernel runs at memory speed, so threads pay later.
+        let par_min = match fast {
+            Some(_) => PAR_MIN_MEM,
+            None => crate::hostmem::PAR_MIN,
+        };
         if x.len() >= par_min && k >= 2 {
             let per = (par_min / r).max(1);
-            par_rows(&mut out, 1, &x, r, per, |_, o, xs| {
-                arg_rows(o, xs, r, ext, hit, gt, nan)
-            });
+            par_rows(&mut out, 1, &x, r, per, |_, o, xs| rows(o, xs));
         } else if k == 1 && x.len() >= par_min {
             // One long row: each thread's pieces give (extreme, position), combined in order
             // by `first_best`. Equal pieces of a multiple of the chunk length, the calling
@@ -1363,7 +1365,13 @@ where
             let mut pieces = vec![(ext.init(), 0usize); x.len().div_ceil(piece)];
             par_rows(&mut pieces, 1, &x, piece, 1, |_, o, xs| {
                 for (slot, c) in o.iter_mut().zip(xs.chunks(piece)) {
-                    *slot = arg_piece(c, ext, hit, gt, nan);
+                    *slot = match fast {
+                        Some(f) => {
+                            let p = f(c);
+                            (ext.step(ext.init(), c[p]), p)
+                        }
+                        None => arg_piece(c, ext, hit, gt, nan),
+                    };
                 }
             });
             let found = pieces
@@ -1372,7 +1380,7 @@ where
                 .map(|(i, &(m, p))| (m, i * piece + p));
             out[0] = first_best(found, gt, nan).map_or(0, |b| b.1) as i64;
         } else {
-            arg_rows(&mut out, &x, r, ext, hit, gt, nan);
+            rows(&mut out, &x);
         }
     } else {
         simd::kernel! {
