@@ -22,6 +22,7 @@ mod nn;
 mod optim;
 mod reduce;
 mod simd;
+mod sort_avx512;
 pub(crate) mod vmath;
 
 use super::{
