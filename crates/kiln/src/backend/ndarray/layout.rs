@@ -771,12 +771,14 @@ fn sort_lane<T: SortKey>(lane: &[T], out_vals: &mut [T], out_idx: &mut [i64], in
     let n = lane.len();
     if !indices {
         let mut k: Vec<T::K> = lane.iter().map(|v| v.key()).collect();
-        if n <= NETWORK_MAX && T::K::network(&mut k) {
-        } else if n >= RADIX_MIN {
-            let mut tmp = Vec::with_capacity(n);
-            radix_sort(&mut k, &mut tmp, |x| *x);
-        } else {
-            k.sort_unstable();
+        // The network sorts short rows in registers where the CPU has AVX-512.
+        if !(n <= NETWORK_MAX && T::K::network(&mut k)) {
+            if n >= RADIX_MIN {
+                let mut tmp = Vec::with_capacity(n);
+                radix_sort(&mut k, &mut tmp, |x| *x);
+            } else {
+                k.sort_unstable();
+            }
         }
         for (o, kk) in out_vals.iter_mut().zip(k) {
             *o = T::from_key(kk);
