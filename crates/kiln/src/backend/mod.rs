@@ -430,6 +430,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Storage>> {
         Ok(None)
     }
+    /// `triu` (`upper`: elements with `j - i < k` zeroed) or `tril` (`j - i > k` zeroed) of
+    /// the last two axes (the input has at least two), or `Ok(None)` to have the frontend
+    /// compose it (`where` with a triangular mask).
+    fn triangle(&self, _s: &Storage, _k: isize, _upper: bool) -> Result<Option<Storage>> {
+        Ok(None)
+    }
     /// Fused softmax / log_softmax along `axis`, or `Ok(None)` to have the frontend compose
     /// it.
     fn normalize(&self, _op: Normalize, _s: &Storage, _axis: usize) -> Result<Option<Storage>> {

@@ -1,5 +1,5 @@
 //! The composed versions of the ops that engines may fuse (`Backend::activation`,
-//! `Backend::normalize`, `Backend::reduce_fused`): chains of primitives, each formula
+//! `Backend::normalize`, `Backend::reduce_fused`, `Backend::triangle`): chains of primitives, each formula
 //! written once. An engine without a fused kernel runs these, and they are the reference
 //! the fused kernels are property-tested against. Each takes its input already in the op's
 //! compute dtype (what the public op casts it to) and normalised axes.
@@ -147,4 +147,19 @@ pub fn logsumexp(x: &Tensor, axes: &[usize], keepdims: bool) -> Result<Tensor> {
 pub fn count_nonzero(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
     let nz = not_equal(x, 0)?;
     sum(&nz, Some(&iaxes(axes)), false)
+}
+
+/// `triu` (`upper`) or `tril` of the last two axes about diagonal `k` (`x` has at least two):
+/// `where(mask, x, 0)` with the `[m, n]` triangular mask, as NumPy's `triu`/`tril`.
+pub fn triangle(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
+    let zero = if x.dtype() == crate::dtype::DType::Bool {
+        crate::element::Scalar::Bool(false)
+    } else {
+        crate::element::Scalar::Int(0)
+    };
+    r#where(
+        &super::shape::tri_mask(x, k, upper)?,
+        x,
+        super::Operand::Scalar(zero),
+    )
 }

@@ -112,6 +112,8 @@ pub(crate) fn vjp(
             one(scatter_add(g, &idx, *ax, x.shape()[*ax])?)
         }
         Prim::ReduceFused(op, axes, keep) => one(fused_reduce(*op, x, out, g, axes, *keep)?),
+        // A mask: the gradient is the same triangle of g.
+        Prim::Triangle { k, upper } => one(super::shape::triangle(g, *k, *upper)?),
         Prim::Activation(act) => one(activation(*act, x, out, g)?),
         Prim::Normalize(Normalize::Softmax, ax) => {
             let a = [*ax as isize];

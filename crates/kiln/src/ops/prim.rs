@@ -53,6 +53,11 @@ pub enum Prim {
     Normalize(Normalize, usize),
     /// Integer indices to a one-hot `dtype` along a new last axis.
     OneHot(usize, DType),
+    /// `triu` (`upper`) or `tril` of the last two axes about diagonal `k`.
+    Triangle {
+        k: isize,
+        upper: bool,
+    },
     /// A copy to another device or engine (through the host, in the same dtype): not an
     /// engine call, recorded so that gradients flow back to where the value came from.
     Transfer,
@@ -86,6 +91,7 @@ impl Prim {
             Prim::Activation(_) => "activation",
             Prim::Normalize(..) => "normalize",
             Prim::OneHot(..) => "one_hot",
+            Prim::Triangle { .. } => "triangle",
             Prim::Transfer => "transfer",
         }
     }
@@ -140,6 +146,7 @@ fn run(prim: &Prim, inputs: &[&Tensor]) -> Result<Option<crate::backend::Storage
         Prim::Activation(act) => return be.activation(*act, s),
         Prim::Normalize(op, axis) => return be.normalize(*op, s, *axis),
         Prim::OneHot(n, d) => return be.one_hot(s, *n, *d),
+        Prim::Triangle { k, upper } => return be.triangle(s, *k, *upper),
         Prim::Transfer => {
             return Err(KilnError::invalid(
                 "transfer",

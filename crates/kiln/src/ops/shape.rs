@@ -607,7 +607,7 @@ pub fn one_hot(indices: &Tensor, num_classes: usize, dtype: Option<DType>) -> Re
     cast_internal(&hit, d, "one_hot")
 }
 
-fn tri_mask(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
+pub(crate) fn tri_mask(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
     if x.ndim() < 2 {
         return Err(KilnError::invalid(
             if upper { "triu" } else { "tril" },
@@ -657,12 +657,26 @@ fn zero_for(x: &Tensor) -> Scalar {
 
 /// Upper triangle (elements below diagonal `k` zeroed).
 pub fn triu(x: &Tensor, k: isize) -> Result<Tensor> {
-    r#where(&tri_mask(x, k, true)?, x, Operand::Scalar(zero_for(x)))
+    triangle(x, k, true)
 }
 
 /// Lower triangle (elements above diagonal `k` zeroed).
 pub fn tril(x: &Tensor, k: isize) -> Result<Tensor> {
-    r#where(&tri_mask(x, k, false)?, x, Operand::Scalar(zero_for(x)))
+    triangle(x, k, false)
+}
+
+/// `triu`/`tril` of the last two axes: the engine's fused kernel (one pass that copies each
+/// row's kept run and zero-fills the rest) where it has one, else [`composed::triangle`].
+pub(crate) fn triangle(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
+    if x.ndim() < 2 {
+        return Err(KilnError::invalid(
+            if upper { "triu" } else { "tril" },
+            format!("needs at least 2 axes, got a {}-d tensor", x.ndim()),
+        ));
+    }
+    super::prim::apply_fused(Prim::Triangle { k, upper }, x, |x| {
+        super::composed::triangle(x, k, upper)
+    })
 }
 
 /// Diagonal `k` of a matrix, or a matrix with a vector on diagonal `k`.
@@ -689,20 +703,41 @@ pub fn diag(x: &Tensor, k: isize) -> Result<Tensor> {
             r#where(&mask, &v, Operand::Scalar(zero_for(x)))
         }
         2 => {
-            let (m, n) = (x.shape()[0] as isize, x.shape()[1] as isize);
             let flat = reshape(x, &[-1])?;
-            let idx: Vec<usize> = (0..m)
-                .filter_map(|i| {
-                    let j = i + k;
-                    (j >= 0 && j < n).then_some((i * n + j) as usize)
-                })
-                .collect();
-            select(&flat, &idx, 0)
+            apply(
+                Prim::Slice(vec![diagonal_spec(x.shape()[0], x.shape()[1], k)]),
+                &[&flat],
+            )
         }
         d => Err(KilnError::invalid(
             "diag",
             format!("input must be 1-d or 2-d, got {d}-d"),
         )),
+    }
+}
+
+/// Diagonal `k` of an `[m, n]` matrix as one strided slice of its `m * n` flat elements
+/// (step `n + 1`): a copy of the diagonal alone, with no index list to build or gather.
+fn diagonal_spec(m: usize, n: usize, k: isize) -> SliceSpec {
+    let (row0, col0) = if k >= 0 {
+        (0, k.unsigned_abs())
+    } else {
+        (k.unsigned_abs(), 0)
+    };
+    let len = m.saturating_sub(row0).min(n.saturating_sub(col0));
+    if len == 0 {
+        return SliceSpec {
+            start: 0,
+            end: 0,
+            step: 1,
+        };
+    }
+    // In range: the last element, (row0 + len - 1) * n + col0 + len - 1, is below m * n.
+    let start = row0 * n + col0;
+    SliceSpec {
+        start,
+        end: start + (len - 1) * (n + 1) + 1,
+        step: (n + 1) as isize,
     }
 }
 
@@ -713,24 +748,31 @@ pub fn trace(x: &Tensor, offset: isize) -> Result<Tensor> {
     if x.ndim() < 2 {
         return Err(KilnError::invalid("trace", "needs at least 2 axes"));
     }
-    // NumPy's default axes are the first two; move them last.
-    let mut perm: Vec<usize> = (2..x.ndim()).collect();
-    perm.extend([0, 1]);
-    let t = transpose(x, Some(&perm))?;
-    let (m, n) = (x.shape()[0] as isize, x.shape()[1] as isize);
+    // NumPy's default axes are the first two; move them last (a matrix stays as it is).
+    let t = if x.ndim() == 2 {
+        x.clone()
+    } else {
+        let mut perm: Vec<usize> = (2..x.ndim()).collect();
+        perm.extend([0, 1]);
+        transpose(x, Some(&perm))?
+    };
+    let (m, n) = (x.shape()[0], x.shape()[1]);
     let mut s: Vec<isize> = t.shape()[..t.ndim() - 2]
         .iter()
         .map(|d| *d as isize)
         .collect();
-    s.push(m * n);
+    s.push((m * n) as isize);
     let flat = reshape(&t, &s)?;
-    let idx: Vec<usize> = (0..m)
-        .filter_map(|i| {
-            let j = i + offset;
-            (j >= 0 && j < n).then_some((i * n + j) as usize)
+    let mut specs: Vec<SliceSpec> = flat.shape()[..flat.ndim() - 1]
+        .iter()
+        .map(|d| SliceSpec {
+            start: 0,
+            end: *d,
+            step: 1,
         })
         .collect();
-    let d = select(&flat, &idx, flat.ndim() - 1)?;
+    specs.push(diagonal_spec(m, n, offset));
+    let d = apply(Prim::Slice(specs), &[&flat])?;
     super::reduce::sum(&d, Some(&[-1]), false)
 }
 

@@ -213,6 +213,47 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// `triu`/`tril` (the fused row-split pass) equal `where(mask, x, 0)` exactly, for every
+    /// float dtype plus bool and int32, 2 to 4 axes (empty ones included), offsets past both
+    /// edges, and a transposed (non-contiguous) input.
+    #[test]
+    fn triangles_equal_their_compositions(shape in prop::collection::vec(0usize..7, 2..5), seed in any::<u64>(), k in -8isize..8, transposed in any::<bool>()) {
+        for (engine, device) in targets() {
+            let _g = Scope::new().backend(Some(engine)).enter();
+            for dtype in FLOATS.into_iter().chain([DType::Bool, DType::Int32]) {
+                let x = if dtype.is_float() {
+                    tensor(&shape, dtype, seed, 4.0)
+                } else {
+                    // Integers from the same values (NaN and infinities as -1), then the dtype.
+                    let n: usize = shape.iter().product();
+                    let v: Vec<i32> = values(n, seed, 50.0).iter().map(|v| if v.is_finite() { *v as i32 } else { -1 }).collect();
+                    let t = kiln::convert_to_tensor(&ArrayData::from_shape_vec(&shape, v).unwrap(), None, &Device::Cpu).unwrap();
+                    ops::cast(&t, dtype).unwrap()
+                };
+                let Ok(mut x) = x.to_backend(engine).and_then(|x| x.to_device(device)) else { continue };
+                if transposed {
+                    x = ops::transpose(&x, None).unwrap();
+                }
+                for upper in [true, false] {
+                    let tag = format!("triangle upper={upper} k={k} {dtype} {engine}@{device} {:?}", x.shape());
+                    let a = if upper { ops::triu(&x, k) } else { ops::tril(&x, k) }.unwrap();
+                    let b = composed::triangle(&x, k, upper).unwrap();
+                    prop_assert_eq!(a.shape(), b.shape(), "{}", tag);
+                    prop_assert_eq!(a.dtype(), b.dtype(), "{}", tag);
+                    let (va, vb) = (a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap());
+                    for (i, (p, q)) in va.iter().zip(&vb).enumerate() {
+                        // Bit-equal, so -0.0 kept and NaN copied (not compared as values).
+                        prop_assert!(p.to_bits() == q.to_bits(), "{}: element {}: {} vs {}", tag, i, p, q);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_ndarray_engine_takes_the_fused_paths() {
     let be = kiln::backend::ndarray::NdarrayBackend;
@@ -259,6 +300,9 @@ fn the_ndarray_engine_takes_the_fused_paths() {
         )
         .unwrap()
         .is_some());
+    for upper in [true, false] {
+        assert!(be.triangle(&s, 0, upper).unwrap().is_some());
+    }
     // Integer activations compose (relu of int32 stays int32 through `maximum`).
     let i = be
         .upload(ArrayData::from_shape_vec(&[2], vec![-1i32, 2]).unwrap())

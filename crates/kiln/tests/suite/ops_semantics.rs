@@ -596,3 +596,52 @@ proptest! {
         prop_assert_eq!(got, want, "{:?}", dims);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    /// `diag` and `trace` (one strided slice of the flat matrix) and `triu`/`tril` against
+    /// NumPy's definitions walked index by index: element (i, j) is on diagonal `k` when
+    /// j - i == k, kept by `triu` when j - i >= k and by `tril` when j - i <= k; offsets past
+    /// either edge, empty matrices and a batch axis (trace's NumPy axes are the first two)
+    /// included.
+    #[test]
+    fn diagonals_and_triangles_match_their_index_definitions(
+        m in 0usize..7,
+        n in 0usize..7,
+        b in 1usize..4,
+        k in -8isize..8,
+    ) {
+        let v: Vec<f32> = (0..m * n).map(|i| (i * 7 % 11) as f32 - 5.0).collect();
+        let x = t(&[m, n], v.clone());
+        let on = |i: usize, j: usize| j as isize - i as isize == k;
+        let want_diag: Vec<f32> = (0..m)
+            .flat_map(|i| (0..n).map(move |j| (i, j)))
+            .filter(|&(i, j)| on(i, j))
+            .map(|(i, j)| v[i * n + j])
+            .collect();
+        prop_assert_eq!(f32s(&ops::diag(&x, k).unwrap()), want_diag.clone());
+        let tr: f32 = want_diag.iter().sum();
+        prop_assert_eq!(f32s(&ops::trace(&x, k).unwrap()), vec![tr]);
+        for (upper, got) in [(true, ops::triu(&x, k)), (false, ops::tril(&x, k))] {
+            let want: Vec<f32> = (0..m * n)
+                .map(|f| {
+                    let d = (f % n) as isize - (f / n) as isize;
+                    if (upper && d >= k) || (!upper && d <= k) { v[f] } else { 0.0 }
+                })
+                .collect();
+            prop_assert_eq!(f32s(&got.unwrap()), want, "upper {}", upper);
+        }
+        // [m, n, b]: trace over the first two axes, one sum per batch element.
+        let xb = t(&[m, n, b], (0..m * n * b).map(|i| (i % 13) as f32).collect());
+        let want_b: Vec<f32> = (0..b)
+            .map(|c| {
+                (0..m)
+                    .flat_map(|i| (0..n).map(move |j| (i, j)))
+                    .filter(|&(i, j)| on(i, j))
+                    .map(|(i, j)| (((i * n + j) * b + c) % 13) as f32)
+                    .sum()
+            })
+            .collect();
+        prop_assert_eq!(f32s(&ops::trace(&xb, k).unwrap()), want_b);
+    }
+}

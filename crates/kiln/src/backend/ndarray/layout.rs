@@ -45,6 +45,49 @@ pub(super) fn strided_copy<T: Element>(v: &ArrayViewD<'_, T>, op: &str) -> Resul
     shaped(v.shape(), out)
 }
 
+/// `triu` (`upper`) or `tril` of the last two axes about diagonal `k`, in one pass: row `i`
+/// of each matrix keeps columns `j` with `j - i >= k` (upper) or `j - i <= k` (lower), so
+/// each row is a zero run and a copied run split at one column. (NumPy builds an `[m, n]`
+/// bool mask and runs `where`: three streams where this reads and writes once.)
+pub(super) fn triangle<T: Element>(
+    v: &ArrayViewD<'_, T>,
+    k: isize,
+    upper: bool,
+) -> Result<ArrayD<T>> {
+    let op = if upper { "triu" } else { "tril" };
+    let nd = v.ndim();
+    let (m, n) = (v.shape()[nd - 2], v.shape()[nd - 1]);
+    let mut out = alloc_for::<T>(v.len(), op, v.shape())?;
+    for (r, row) in v.rows().into_iter().enumerate() {
+        // Rows come in C order, so r % m is the row within its matrix (m > 0 here).
+        let i = (r % m) as isize;
+        let split = i
+            .saturating_add(k)
+            .saturating_add(if upper { 0 } else { 1 });
+        let split = split.clamp(0, n as isize) as usize;
+        let (lo, hi) = (
+            row.slice(ndarray::s![..split]),
+            row.slice(ndarray::s![split..]),
+        );
+        let (keep, zero) = if upper { (hi, split) } else { (lo, n - split) };
+        if !upper {
+            extend_row(&mut out, &keep);
+            out.extend(std::iter::repeat_n(T::zero(), zero));
+        } else {
+            out.extend(std::iter::repeat_n(T::zero(), zero));
+            extend_row(&mut out, &keep);
+        }
+    }
+    shaped(v.shape(), out)
+}
+
+fn extend_row<T: Element>(out: &mut Vec<T>, row: &ndarray::ArrayView1<'_, T>) {
+    match row.as_slice() {
+        Some(s) => out.extend_from_slice(s),
+        None => out.extend(row.iter().copied()),
+    }
+}
+
 /// The output dims `(len, input stride)` of a permuted C-order array, with size-1 dims
 /// dropped and dims that stay adjacent in the input merged.
 fn coalesce(shape: &[usize], strides: &[isize]) -> Vec<(usize, usize)> {

@@ -640,6 +640,19 @@ impl Backend for NdarrayBackend {
         })
     }
 
+    fn triangle(&self, s: &Storage, k: isize, upper: bool) -> Result<Option<Storage>> {
+        guarded("triangle", || {
+            on(s, |st, v| {
+                if st.shape().len() < 2 {
+                    return Ok(None);
+                }
+                Ok(Some(wrap(with_view!(&v, a, T => {
+                    T::wrap(layout::triangle(a, k, upper)?)
+                }))))
+            })
+        })
+    }
+
     fn matmul(&self, a: &Storage, b: &Storage, ta: bool, tb: bool) -> Result<Storage> {
         guarded("matmul", || {
             let (va, vb) = (store(a)?.view()?, store(b)?.view()?);
