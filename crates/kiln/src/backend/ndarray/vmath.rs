@@ -110,28 +110,36 @@ fn flip_sign(v: f32, neg: u32) -> f32 {
 // Exponentials
 // ---------------------------------------------------------------------------------------------
 
+/// The Cody-Waite split x = n ln2 + r, |r| <= ln2/2 (+ a hair), for |x| <= 104: (r, n).
+/// ln2's high part has few bits, so n * LN2_HI is exact and r is exact to ~2^-35.
+#[inline(always)]
+fn split_ln2(x: f32) -> (f32, i32) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds a float to an integer (ties to even).
+    const MAGIC: f32 = 12_582_912.0;
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    // The integer n sits in t's low mantissa bits (bit trick: no float-to-int conversion).
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    ((x - n * LN2_HI) - n * LN2_LO, ni)
+}
+
+/// Cephes `expf`'s polynomial: e^r = 1 + r + r^2 p(r) for |r| <= ln2/2.
+#[inline(always)]
+fn exp_poly(r: f32) -> f32 {
+    horner!(r; 0.5, 1.666_666_6e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4)
+}
+
 /// e^x. Cephes-style f32 evaluation, clamped so that n in [-150, 128].
 /// Worst case measured: 1 ulp (first at x = 5.9604645e-8).
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4; // 0.693359375 exactly: few bits, so n * LN2_HI is exact
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5 * 2^23: adding it rounds a float to an integer (ties to even).
-    const MAGIC: f32 = 12_582_912.0;
     // clamp (unlike f32::max/min) passes NaN through unchanged.
     let xc = x.clamp(-104.0, 88.8);
-    let t = xc * LOG2E + MAGIC;
-    let n = t - MAGIC;
-    // The integer n sits in t's low mantissa bits (bit trick: no float-to-int conversion).
-    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_6e-1;
-    p = p * r + 0.5;
+    let (r, ni) = split_ln2(xc);
+    let p = exp_poly(r);
     let y = p * r * r + r + 1.0;
     // 2^n in two halves so that n in [-150, 128] never leaves the normal range.
     let n1 = ni >> 1;
@@ -150,17 +158,10 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// pattern and the dense sweeps; the test's bound is 2.
 #[inline(always)]
 pub(crate) fn expm1(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0;
     // expm1 rounds to -1 below -17.4; 88.8 overflows (n <= 128). clamp passes NaN.
     let xc = x.clamp(-80.0, 88.8);
-    let t = xc * LOG2E + MAGIC;
-    let n = t - MAGIC;
-    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let p = horner!(r; 0.5, 1.666_666_6e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4);
+    let (r, ni) = split_ln2(xc);
+    let p = exp_poly(r);
     let q = p * (r * r);
     let h = f32::from_bits((ni.wrapping_add(126) as u32) << 23);
     let a = h - 0.5;
@@ -185,14 +186,7 @@ pub(crate) fn expm1(x: f32) -> f32 {
 /// Returns (u, v, w, s1, s2): e^a / 2 = s1 s2 (1 + u), e^-a / 2 = s1 s2 w (1 + v).
 #[inline(always)]
 fn exp_pm_f32(a: f32) -> (f32, f32, f32, f32, f32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const MAGIC: f32 = 12_582_912.0;
-    let t = a * LOG2E + MAGIC;
-    let n = t - MAGIC;
-    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = (a - n * LN2_HI) - n * LN2_LO;
+    let (r, ni) = split_ln2(a);
     let z = r * r;
     // exp's p(r) = E(z) + r O(z).
     let e = horner!(z; 0.5, 4.166_579_6e-2, 1.398_199_9e-3);
