@@ -74,6 +74,13 @@ mod x86 {
                 let ld = |a: usize| unsafe { $load(p.add(a * L) as *const _) };
                 let st = |a: usize, x| unsafe { $store(p.add(a * L) as *mut _, x) };
                 let lanes = $lanes;
+                // Per in-vector distance j = 2^i: the partner permutation and the upper lanes.
+                let mut inner = [($xor(lanes, lanes), 0u32); 4];
+                let mut i = 0;
+                while (1 << i) < L {
+                    inner[i] = ($xor(lanes, $set1(1 << i)), lanes_with(1 << i, L));
+                    i += 1;
+                }
                 let mut k = 2;
                 while k <= size {
                     let mut j = k / 2;
@@ -94,11 +101,12 @@ mod x86 {
                                 }
                             }
                         } else {
-                            // Partners within a vector (lane t ^ j): a lane keeps the
-                            // larger where it is the upper partner of an ascending pair or
-                            // the lower of a descending one.
-                            let partner = $xor(lanes, $set1(j as _));
-                            let upper = lanes_with(j, L);
+                            // Partners within a vector (lane t ^ j), for this j and every
+                            // smaller one: those steps stay inside each vector, so a vector
+                            // runs all of them in registers (one load and one store, not
+                            // one per step; the steps had been store-to-load bound). A lane
+                            // keeps the larger where it is the upper partner of an
+                            // ascending pair or the lower of a descending one.
                             let desc_lanes = if k < L { lanes_with(k, L) } else { 0 };
                             for a in 0..nv {
                                 let desc = if k < L {
@@ -108,11 +116,18 @@ mod x86 {
                                 } else {
                                     0
                                 };
-                                let x = ld(a);
-                                let y = $perm(partner, x);
-                                let take_max = (upper ^ desc) as $mask;
-                                st(a, $blend(take_max, $min(x, y), $max(x, y)));
+                                let mut x = ld(a);
+                                let mut jj = j;
+                                while jj > 0 {
+                                    let (partner, upper) = inner[jj.trailing_zeros() as usize];
+                                    let y = $perm(partner, x);
+                                    let take_max = (upper ^ desc) as $mask;
+                                    x = $blend(take_max, $min(x, y), $max(x, y));
+                                    jj /= 2;
+                                }
+                                st(a, x);
                             }
+                            break;
                         }
                         j /= 2;
                     }
