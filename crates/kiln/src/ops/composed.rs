@@ -152,14 +152,9 @@ pub fn count_nonzero(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
 /// `triu` (`upper`) or `tril` of the last two axes about diagonal `k` (`x` has at least two):
 /// `where(mask, x, 0)` with the `[m, n]` triangular mask, as NumPy's `triu`/`tril`.
 pub fn triangle(x: &Tensor, k: isize, upper: bool) -> Result<Tensor> {
-    let zero = if x.dtype() == crate::dtype::DType::Bool {
-        crate::element::Scalar::Bool(false)
-    } else {
-        crate::element::Scalar::Int(0)
-    };
     r#where(
         &super::shape::tri_mask(x, k, upper)?,
         x,
-        super::Operand::Scalar(zero),
+        super::Operand::Scalar(super::shape::zero_for(x)),
     )
 }

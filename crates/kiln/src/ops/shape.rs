@@ -647,7 +647,7 @@ fn diag_mask(x: &Tensor, m: usize, k: isize) -> Result<Tensor> {
     x.upload_like(ArrayData::from_shape_vec(&[m, m], v)?)
 }
 
-fn zero_for(x: &Tensor) -> Scalar {
+pub(crate) fn zero_for(x: &Tensor) -> Scalar {
     if x.dtype() == DType::Bool {
         Scalar::Bool(false)
     } else {

@@ -65,17 +65,12 @@ pub(super) fn triangle<T: Element>(
             .saturating_add(k)
             .saturating_add(if upper { 0 } else { 1 });
         let split = split.clamp(0, n as isize) as usize;
-        let (lo, hi) = (
-            row.slice(ndarray::s![..split]),
-            row.slice(ndarray::s![split..]),
-        );
-        let (keep, zero) = if upper { (hi, split) } else { (lo, n - split) };
-        if !upper {
-            extend_row(&mut out, &keep);
-            out.extend(std::iter::repeat_n(T::zero(), zero));
+        if upper {
+            out.extend(std::iter::repeat_n(T::zero(), split));
+            extend_row(&mut out, &row.slice(ndarray::s![split..]));
         } else {
-            out.extend(std::iter::repeat_n(T::zero(), zero));
-            extend_row(&mut out, &keep);
+            extend_row(&mut out, &row.slice(ndarray::s![..split]));
+            out.extend(std::iter::repeat_n(T::zero(), n - split));
         }
     }
     shaped(v.shape(), out)

@@ -126,10 +126,26 @@ fn split_ln2(x: f32) -> (f32, i32) {
     ((x - n * LN2_HI) - n * LN2_LO, ni)
 }
 
-/// Cephes `expf`'s polynomial: e^r = 1 + r + r^2 p(r) for |r| <= ln2/2.
+/// Cephes `expf`'s polynomial p, lowest degree first: e^r = 1 + r + r^2 p(r), |r| <= ln2/2.
+const EXP_P: [f32; 6] = [
+    0.5,
+    1.666_666_6e-1,
+    4.166_579_6e-2,
+    8.333_452e-3,
+    1.398_199_9e-3,
+    1.987_569_1e-4,
+];
+
 #[inline(always)]
 fn exp_poly(r: f32) -> f32 {
-    horner!(r; 0.5, 1.666_666_6e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4)
+    let c = EXP_P;
+    horner!(r; c[0], c[1], c[2], c[3], c[4], c[5])
+}
+
+/// 2^n for integer n in [-126, 127] (built from its exponent bits).
+#[inline(always)]
+fn pow2_f32(n: i32) -> f32 {
+    f32::from_bits((n.wrapping_add(127) as u32) << 23)
 }
 
 /// e^x. Cephes-style f32 evaluation, clamped so that n in [-150, 128].
@@ -143,10 +159,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let y = p * r * r + r + 1.0;
     // 2^n in two halves so that n in [-150, 128] never leaves the normal range.
     let n1 = ni >> 1;
-    let n2 = ni.wrapping_sub(n1);
-    let s1 = f32::from_bits((n1.wrapping_add(127) as u32) << 23);
-    let s2 = f32::from_bits((n2.wrapping_add(127) as u32) << 23);
-    y * s1 * s2
+    y * pow2_f32(n1) * pow2_f32(ni.wrapping_sub(n1))
 }
 
 /// e^x - 1 in f32 lanes (16 per zmm): x = n ln2 + r as in [`exp`], and
@@ -163,7 +176,7 @@ pub(crate) fn expm1(x: f32) -> f32 {
     let (r, ni) = split_ln2(xc);
     let p = exp_poly(r);
     let q = p * (r * r);
-    let h = f32::from_bits((ni.wrapping_add(126) as u32) << 23);
+    let h = pow2_f32(ni.wrapping_sub(1));
     let a = h - 0.5;
     let b = h * r;
     let hi = a + b;
@@ -189,18 +202,16 @@ fn exp_pm_f32(a: f32) -> (f32, f32, f32, f32, f32) {
     let (r, ni) = split_ln2(a);
     let z = r * r;
     // exp's p(r) = E(z) + r O(z).
-    let e = horner!(z; 0.5, 4.166_579_6e-2, 1.398_199_9e-3);
-    let o = horner!(z; 1.666_666_6e-1, 8.333_452e-3, 1.987_569_1e-4);
+    let c = EXP_P;
+    let e = horner!(z; c[0], c[2], c[4]);
+    let o = horner!(z; c[1], c[3], c[5]);
     let ro = r * o;
     let u = z * (e + ro) + r;
     let v = z * (e - ro) - r;
     let m = ni.wrapping_sub(1);
     let m1 = m >> 1;
-    let s1 = f32::from_bits((m1.wrapping_add(127) as u32) << 23);
-    let s2 = f32::from_bits((m.wrapping_sub(m1).wrapping_add(127) as u32) << 23);
-    let w2 = (ni.wrapping_add(ni)).clamp(0, 126);
-    let w = f32::from_bits(((127 - w2) as u32) << 23);
-    (u, v, w, s1, s2)
+    let w = pow2_f32(-(ni.wrapping_add(ni)).clamp(0, 126));
+    (u, v, w, pow2_f32(m1), pow2_f32(m.wrapping_sub(m1)))
 }
 
 /// sinh(x) in f32 lanes: a + a^3 P(a^2) (Taylor to a^11, truncation < 2^-32 relative) below
