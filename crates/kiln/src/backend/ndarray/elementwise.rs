@@ -20,7 +20,7 @@ use crate::array::{ArrayData, HostElement};
 use crate::dtype::DType;
 use crate::element::{cast_elem, Element};
 use crate::error::{KilnError, Result};
-use crate::hostmem::{alloc_for, par_fill};
+use crate::hostmem::{alloc_for, par_fill, par_fill_from};
 use crate::with_dtype;
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use std::mem::MaybeUninit;
@@ -207,6 +207,39 @@ pub(super) fn unary_f32_rare(
     Ok(Some(shaped(a.shape(), v)?))
 }
 
+/// float32 `power` of two contiguous operands of the output's size by the AVX-512 kernel
+/// (`pow_avx512`, bit-identical to mapping `vmath::pow`); `None` for other layouts or CPUs.
+pub(super) fn pow_f32_contiguous(
+    x: &ArrayViewD<'_, f32>,
+    y: &ArrayViewD<'_, f32>,
+    shape: &[usize],
+) -> Result<Option<ArrayD<f32>>> {
+    if simd::level() != simd::Level::Avx512 {
+        return Ok(None);
+    }
+    let n = crate::array::checked_numel(shape, "power")?;
+    let (Some(sx), Some(sy)) = (x.as_slice(), y.as_slice()) else {
+        return Ok(None);
+    };
+    if sx.len() != n || sy.len() != n {
+        return Ok(None);
+    }
+    let v = par_fill_from(
+        crate::hostmem::PAR_MIN,
+        n,
+        CHUNK,
+        64,
+        "power",
+        shape,
+        |off, o: &mut [MaybeUninit<f32>]| {
+            let end = off + o.len();
+            let done = super::pow_avx512::pow_f32(o, &sx[off..end], &sy[off..end]);
+            debug_assert!(done, "simd::level() said AVX-512");
+        },
+    )?;
+    Ok(Some(shaped(shape, v)?))
+}
+
 /// Runs a unary element function of [`Arith`] over an array.
 pub(super) struct MapV<'a, 'v, T> {
     pub a: &'a ArrayViewD<'v, T>,
@@ -228,12 +261,14 @@ pub(super) struct ZipV<'a, 'v, T> {
     pub b: &'a ArrayViewD<'v, T>,
     pub shape: &'a [usize],
     pub op: &'a str,
+    /// Elements from which the zip splits across threads.
+    pub par_min: usize,
 }
 
 impl<T: Element> BinaryVisitor<T> for ZipV<'_, '_, T> {
     type Out = Result<ArrayD<T>>;
     fn visit<F: Fn(T, T) -> T + Copy + Send + Sync>(self, f: F) -> Result<ArrayD<T>> {
-        zip2(self.a, self.b, self.shape, self.op, f)
+        zip2_from(self.par_min, self.a, self.b, self.shape, self.op, f)
     }
 }
 
@@ -276,6 +311,12 @@ pub(super) fn binary_arith<'v, T: Arith + HostElement>(
     shape: &[usize],
 ) -> Result<ArrayData> {
     let name = op.name();
+    // pow and arctan2 are compute-bound (tens of instructions an element): threads pay off
+    // from PAR_MIN, as for the unary transcendentals; at [256, 784] they ran on one thread.
+    let par_min = match op {
+        crate::backend::BinaryOp::Pow | crate::backend::BinaryOp::Atan2 => crate::hostmem::PAR_MIN,
+        _ => crate::hostmem::PAR_MIN_MEM,
+    };
     match T::binary(
         op,
         ZipV {
@@ -283,6 +324,7 @@ pub(super) fn binary_arith<'v, T: Arith + HostElement>(
             b,
             shape,
             op: name,
+            par_min,
         },
     ) {
         Some(r) => Ok(T::wrap(r?)),
@@ -321,8 +363,10 @@ pub(super) fn leading_block(b: &[usize], shape: &[usize]) -> Option<usize> {
     (run > 1).then_some(run)
 }
 
-/// `f(a, b)` elementwise into a new array of `shape`, if the layout has a fast path.
+/// `f(a, b)` elementwise into a new array of `shape`, if the layout has a fast path; in
+/// parallel from `min` elements.
 pub(super) fn zip2_fast<T, U>(
+    min: usize,
     a: &ArrayViewD<'_, T>,
     b: &ArrayViewD<'_, T>,
     shape: &[usize],
@@ -336,9 +380,15 @@ where
     let n: usize = shape.iter().product();
     let (sa, sb) = (a.as_slice()?, b.as_slice()?);
     let v = if sa.len() == n && sb.len() == n {
-        par_fill(n, CHUNK, 64, op, shape, |off, o: &mut [MaybeUninit<U>]| {
-            zip_chunk(o, &sa[off..], &sb[off..], f)
-        })
+        par_fill_from(
+            min,
+            n,
+            CHUNK,
+            64,
+            op,
+            shape,
+            |off, o: &mut [MaybeUninit<U>]| zip_chunk(o, &sa[off..], &sb[off..], f),
+        )
     } else if sa.len() == n || sb.len() == n {
         // One operand is full; the other repeats as a trailing or a leading block.
         let swap = sb.len() == n;
@@ -351,16 +401,22 @@ where
         if let Some(l) = trailing_block(part_shape, shape) {
             if l == 1 {
                 let y = part[0];
-                par_fill(n, CHUNK, 64, op, shape, |off, o: &mut [MaybeUninit<U>]| {
-                    map_chunk(o, &full[off..], move |x| g(x, y))
-                })
+                par_fill_from(
+                    min,
+                    n,
+                    CHUNK,
+                    64,
+                    op,
+                    shape,
+                    |off, o: &mut [MaybeUninit<U>]| map_chunk(o, &full[off..], move |x| g(x, y)),
+                )
             } else {
-                block_fill(n, l, op, shape, |off, o| {
+                block_fill(min, n, l, op, shape, |off, o| {
                     rows_chunk(o, &full[off..], part, l, g)
                 })
             }
         } else if let Some(l) = leading_block(part_shape, shape) {
-            block_fill(n, l, op, shape, |off, o| {
+            block_fill(min, n, l, op, shape, |off, o| {
                 cols_chunk(o, &full[off..], &part[off / l..], l, g)
             })
         } else {
@@ -374,6 +430,7 @@ where
 
 /// `par_fill` with chunks that are whole multiples of the block length `l`.
 fn block_fill<U: Element>(
+    min: usize,
     n: usize,
     l: usize,
     op: &str,
@@ -382,7 +439,7 @@ fn block_fill<U: Element>(
 ) -> Result<Vec<U>> {
     let l = l.max(1);
     let chunk = CHUNK.div_ceil(l) * l;
-    par_fill(n, chunk, l, op, shape, f)
+    par_fill_from(min, n, chunk, l, op, shape, f)
 }
 
 /// `f(a, b)` elementwise with broadcasting to `shape`: the fast paths, else the general
@@ -398,7 +455,23 @@ where
     T: Copy + Send + Sync,
     U: Element,
 {
-    if let Some(r) = zip2_fast(a, b, shape, op, f) {
+    zip2_from(crate::hostmem::PAR_MIN_MEM, a, b, shape, op, f)
+}
+
+/// [`zip2`] whose fast paths go parallel from `min` elements.
+fn zip2_from<T, U>(
+    min: usize,
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+    shape: &[usize],
+    op: &str,
+    f: impl Fn(T, T) -> U + Copy + Sync,
+) -> Result<ArrayD<U>>
+where
+    T: Copy + Send + Sync,
+    U: Element,
+{
+    if let Some(r) = zip2_fast(min, a, b, shape, op, f) {
         return r;
     }
     zip2_general(a, b, shape, op, f)
@@ -695,18 +768,22 @@ mod tests {
     fn the_fast_path_is_taken_for_rows_columns_and_scalars() {
         let a = arr(&[300, 7], 1);
         let add = |p: f32, q: f32| p + q;
-        assert!(zip2_fast(&a.view(), &arr(&[7], 2).view(), &[300, 7], "t", add).is_some());
-        assert!(zip2_fast(&arr(&[], 3).view(), &a.view(), &[300, 7], "t", add).is_some());
-        assert!(zip2_fast(&a.view(), &arr(&[300, 1], 2).view(), &[300, 7], "t", add).is_some());
-        assert!(zip2_fast(&a.view(), &arr(&[1, 7], 2).view(), &[300, 7], "t", add).is_some());
-        assert!(zip2_fast(
-            &arr(&[300, 1], 1).view(),
-            &arr(&[1, 7], 2).view(),
-            &[300, 7],
-            "t",
-            add
-        )
-        .is_none());
+        let fast = |x: &ArrayD<f32>, y: &ArrayD<f32>| {
+            zip2_fast(
+                crate::hostmem::PAR_MIN_MEM,
+                &x.view(),
+                &y.view(),
+                &[300, 7],
+                "t",
+                add,
+            )
+            .is_some()
+        };
+        assert!(fast(&a, &arr(&[7], 2)));
+        assert!(fast(&arr(&[], 3), &a));
+        assert!(fast(&a, &arr(&[300, 1], 2)));
+        assert!(fast(&a, &arr(&[1, 7], 2)));
+        assert!(!fast(&arr(&[300, 1], 1), &arr(&[1, 7], 2)));
     }
 
     #[test]
@@ -722,5 +799,36 @@ mod tests {
         assert_eq!(leading_block(&[3, 4, 1], &[3, 4, 5]), Some(5));
         assert_eq!(leading_block(&[1, 4], &[3, 4]), None);
         assert_eq!(leading_block(&[3, 4], &[3, 4]), None);
+    }
+
+    #[test]
+    fn threaded_contiguous_pow_equals_mapping_vmath_pow() {
+        // Past PAR_MIN (two threads, several chunks, a ragged tail), against the portable
+        // element function the broadcasting paths map.
+        let n = 3 * crate::hostmem::PAR_MIN + 13;
+        let x: Vec<f32> = (0..n).map(|i| (i % 1999) as f32 * 0.0071 - 3.0).collect();
+        let y: Vec<f32> = (0..n).map(|i| (i % 211) as f32 * 0.37 - 40.0).collect();
+        let (xa, ya) = (
+            ArrayD::from_shape_vec(IxDyn(&[n]), x.clone()).unwrap(),
+            ArrayD::from_shape_vec(IxDyn(&[n]), y.clone()).unwrap(),
+        );
+        let Some(got) = pow_f32_contiguous(&xa.view(), &ya.view(), &[n]).unwrap() else {
+            eprintln!("no AVX-512 on this CPU: the contiguous pow kernel is not used here");
+            return;
+        };
+        for (i, g) in got.iter().enumerate() {
+            let want = super::super::vmath::pow(x[i], y[i]);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "pow({}, {}) at {i}: {g:e} vs {want:e}",
+                x[i],
+                y[i]
+            );
+        }
+        // A broadcast exponent is not contiguous at the output's size: the portable path.
+        let y1 = ArrayD::from_shape_vec(IxDyn(&[1]), vec![2.5f32]).unwrap();
+        assert!(pow_f32_contiguous(&xa.view(), &y1.view(), &[n])
+            .unwrap()
+            .is_none());
     }
 }

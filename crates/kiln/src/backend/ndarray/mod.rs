@@ -20,6 +20,7 @@ mod layout;
 mod matmul;
 mod nn;
 mod optim;
+mod pow_avx512;
 mod reduce;
 mod simd;
 mod sort_avx512;
@@ -473,6 +474,11 @@ impl Backend for NdarrayBackend {
                         &[d],
                         "integers to negative integer powers are not allowed (as in NumPy); cast the base to a float dtype first",
                     ));
+                }
+            }
+            if let (BinaryOp::Pow, ArrView::F32(x), ArrView::F32(y)) = (op, &va, &vb) {
+                if let Some(r) = elementwise::pow_f32_contiguous(x, y, shape)? {
+                    return Ok(wrap(ArrayData::F32(r)));
                 }
             }
             Ok(wrap(with_view!(&va, x, T => {

@@ -6,9 +6,10 @@
 //! `1.5 * 2^k` magic-number trick (no `round`/`floor`, which are libm calls without SSE4.1).
 //! Mapped over a slice inside an `#[target_feature(enable = "avx512f,...")]` or
 //! `#[target_feature(enable = "avx2,fma")]` function, LLVM turns each into zmm/ymm code; without
-//! target features they still vectorise with SSE2. No function uses `mul_add`: without the `fma`
-//! feature that is a libm call, and plain `a * b + c` is never contracted by rustc, so results
-//! are bit-identical on every instruction set.
+//! target features they still vectorise with SSE2. Only `pow`'s f64 core uses `mul_add` (a
+//! fused multiply-add is exactly defined, so results stay bit-identical on every instruction
+//! set; without the `fma` feature it is a libm call, correct but slow, and only the baseline
+//! variant pays it); elsewhere plain `a * b + c`, which rustc never contracts.
 //!
 //! Accuracy is measured against the correctly rounded result (std's f64 function, libm's for
 //! erf/erfc, rounded to f32) by the tests at the bottom. The worst case stated on each function
@@ -857,23 +858,71 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
 // pow
 // ---------------------------------------------------------------------------------------------
 
-/// log2(a) in f64 for f32 a >= 0: k + log2(e) (2s + s R(s^2)) with the FreeBSD kernel's
-/// coefficients scaled by log2(e) (absolute error < 2^-36 in log2(1+f), relative < 2^-34.5
-/// overall). -inf at 0, +inf at inf, NaN for NaN.
+// pow's tables (scripts/vmath/pow_tables.py; the shape of ARM optimized-routines' powf).
+// The log2 side splits |x| (as f64) into 2^k z, z in [OFF, 2 OFF), OFF = 0.69921875; the top
+// four bits of bits(z) - bits(OFF) pick subinterval i, POW_INVC[i] ~ 1 / its centre (1.0 for
+// the one holding 1, so the log2 of a power of two is exact) and POW_LOGC[i] = -log2(invc).
+pub(crate) const POW_OFF: u64 = 0x3FE6_6000_0000_0000;
+#[rustfmt::skip]
+pub(crate) const POW_INVC: [u64; 16] = [
+    0x3FF661EC6A5122F9, 0x3FF571ED3C506B3A, 0x3FF49539E3B2D067, 0x3FF3C995A47BABE7,
+    0x3FF30D190130D190, 0x3FF25E22708092F1, 0x3FF1BB4A4046ED29, 0x3FF12358E75D3033,
+    0x3FF0953F39010954, 0x3FF0000000000000, 0x3FEE573AC901E574, 0x3FECA4B3055EE191,
+    0x3FEB2036406C80D9, 0x3FE9C2D14EE4A102, 0x3FE886E5F0ABB04A, 0x3FE767DCE434A9B1,
+];
+#[rustfmt::skip]
+pub(crate) const POW_LOGC: [u64; 16] = [
+    0xBFDEFEC61B011F85, 0xBFDB0B67F4F46812, 0xBFD7418ACEBBF18F, 0xBFD39DE8E1559F6E,
+    0xBFD01D9BBCFA61D4, 0xBFC97C1CB13C7EC0, 0xBFC2F9E32D5BFDD1, 0xBFB960CAF9ABB7C1,
+    0xBFAA6F9C377DD31D, 0x0000000000000000, 0x3FB3AA2FDD27F1BF, 0x3FC476A9F983F74D,
+    0x3FCE840BE74E6A4D, 0x3FD406463B1B0448, 0x3FD88E9C72E0B224, 0x3FDCE0A4923A587D,
+];
+/// 2^(j/16), j = 0..16, rounded to f64.
+#[rustfmt::skip]
+pub(crate) const POW_EXP2: [u64; 16] = [
+    0x3FF0000000000000, 0x3FF0B5586CF9890F, 0x3FF172B83C7D517B, 0x3FF2387A6E756238,
+    0x3FF306FE0A31B715, 0x3FF3DEA64C123422, 0x3FF4BFDAD5362A27, 0x3FF5AB07DD485429,
+    0x3FF6A09E667F3BCD, 0x3FF7A11473EB0187, 0x3FF8ACE5422AA0DB, 0x3FF9C49182A3F090,
+    0x3FFAE89F995AD3AD, 0x3FFC199BDD85529C, 0x3FFD5818DCFBA487, 0x3FFEA4AFA2A490DA,
+];
+/// log2(1 + r) = r P(r), |r| <= 0.02963 (Remez, relative error < 2^-38.2).
+pub(crate) const POW_L: [f64; 6] = [
+    1.442_695_040_893_352_8,
+    -0.721_347_520_456_554_7,
+    0.480_898_257_158_013_65,
+    -0.360_673_644_207_713_75,
+    0.288_811_174_532_019_54,
+    -0.240_721_366_950_357_56,
+];
+/// 2^r = 1 + r Q(r), |r| <= 1/32 (Remez, relative error < 2^-37.6).
+pub(crate) const POW_E: [f64; 4] = [
+    0.693_147_179_924_141_1,
+    0.240_226_506_885_650_03,
+    0.055_506_061_848_209_11,
+    0.009_618_354_747_486_308,
+];
+/// 1.5 * 2^48: adding it rounds an f64 of magnitude < 2^47 to a multiple of 1/16.
+pub(crate) const POW_SHIFT: f64 = 422_212_465_065_984.0;
+
+/// log2(a) in f64 for f32 a >= 0: k + logc + r P(r) by the table above (absolute error
+/// < 2^-38 near 1, relative < 2^-37 elsewhere); exact for powers of two. -inf at 0, +inf at
+/// inf, NaN for NaN. Fused multiply-adds (`mul_add`): the AVX-512 kernel
+/// (`pow_avx512.rs`) runs the same operations in the same order, so both give the same bits.
 #[inline(always)]
-fn log2_f64(a: f32) -> f64 {
-    const C0: f64 = 2.0 * LOG2_E;
-    const C1: f64 = LG1 as f64 * LOG2_E;
-    const C2: f64 = LG2 as f64 * LOG2_E;
-    const C3: f64 = LG3 as f64 * LOG2_E;
-    const C4: f64 = LG4 as f64 * LOG2_E;
-    let (k, f) = log_reduce(a);
-    let f = f as f64;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let z2 = z * z;
-    // Estrin form: shorter dependency chain than Horner.
-    let l = k as f64 + s * ((C0 + C1 * z) + z2 * ((C2 + C3 * z) + z2 * C4));
+pub(crate) fn pow_log2(a: f32) -> f64 {
+    let ix = (a as f64).to_bits();
+    let tmp = ix.wrapping_sub(POW_OFF);
+    let i = ((tmp >> 48) & 15) as usize;
+    let k = ((tmp as i64) >> 52) as f64;
+    let z = f64::from_bits(ix.wrapping_sub(tmp & 0xFFF0_0000_0000_0000));
+    let r = z.mul_add(f64::from_bits(POW_INVC[i]), -1.0);
+    let y0 = f64::from_bits(POW_LOGC[i]) + k;
+    let r2 = r * r;
+    let p01 = r.mul_add(POW_L[1], POW_L[0]);
+    let p23 = r.mul_add(POW_L[3], POW_L[2]);
+    let p45 = r.mul_add(POW_L[5], POW_L[4]);
+    let p = r2.mul_add(r2.mul_add(p45, p23), p01);
+    let l = r.mul_add(p, y0);
     let l = if a == 0.0 { f64::NEG_INFINITY } else { l };
     let l = if a == f32::INFINITY { f64::INFINITY } else { l };
     if a.is_nan() {
@@ -883,33 +932,46 @@ fn log2_f64(a: f32) -> f64 {
     }
 }
 
-/// 2^t in f64 for the f32 results of `pow`: t clamped to [-200, 200], 2^r on |r| <= 1/2 by a
-/// degree-6 minimax fit (Remez, relative error < 2^-27.9) in Estrin form (short dependency
-/// chain: `pow` is latency-bound).
+/// 2^t in f64 for the f32 results of `pow`: t clamped to [-200, 200] (NaN kept), t = K/16 + r
+/// with K = round(16 t), 2^(K/16) from the table, 2^r by Q (relative error < 2^-37).
 #[inline(always)]
-fn exp2_f64(t: f64) -> f64 {
-    const P1: f64 = 0.693_147_225_395_011_1;
-    const P2: f64 = 0.240_226_510_841_172_94;
-    const P3: f64 = 0.055_502_973_141_993_25;
-    const P4: f64 = 0.009_618_030_782_505_154;
-    const P5: f64 = 0.001_341_000_096_610_015_7;
-    const P6: f64 = 0.000_154_697_319_774_755_48;
-    let t = t.clamp(-200.0, 200.0);
-    let (n, ni) = round_magic(t);
-    let r = t - n;
+pub(crate) fn pow_exp2(t: f64) -> f64 {
+    let t = if t < -200.0 { -200.0 } else { t };
+    let t = if t > 200.0 { 200.0 } else { t };
+    let s = t + POW_SHIFT;
+    // Same exponent as POW_SHIFT for |t| <= 200: the bit difference is K.
+    let kk = s.to_bits().wrapping_sub(POW_SHIFT.to_bits());
+    let r = t - (s - POW_SHIFT);
+    let n = ((kk as i64) >> 4) as u64;
+    let sc = f64::from_bits(POW_EXP2[(kk & 15) as usize].wrapping_add(n << 52));
     let r2 = r * r;
-    let q = (P1 + P2 * r) + r2 * ((P3 + P4 * r) + r2 * (P5 + P6 * r));
-    pow2(ni) * (1.0 + r * q)
+    let q = r * r2.mul_add(r.mul_add(POW_E[3], POW_E[2]), r.mul_add(POW_E[1], POW_E[0]));
+    sc.mul_add(q, sc)
 }
 
-/// x^y with C99/NumPy `powf` semantics: 2^(y log2|x|) in f64 (error < 2^-27 relative before
-/// over/underflow), sign from odd integer y, and all special cases: pow(x, +-0) = 1 and
-/// pow(1, y) = 1 even for NaN, pow(-1, +-inf) = 1, NaN for negative finite x with non-integer
-/// finite y, the signed zeros and infinities of pow(+-0, y) and pow(-inf, y).
-/// Worst case measured: 1 ulp over 1.6 * 10^7 random and structured pairs (first at
-/// (x, y) = (-9.940968, 7)).
+/// x^y with C99/NumPy `powf` semantics: 2^(y log2|x|) in f64 ([`pow_log2`], [`pow_exp2`]:
+/// relative error < 2^-36 before over/underflow), sign from odd integer y, and all special
+/// cases: pow(x, +-0) = 1 and pow(1, y) = 1 even for NaN, pow(-1, +-inf) = 1, NaN for
+/// negative finite x with non-integer finite y, the signed zeros and infinities of
+/// pow(+-0, y) and pow(-inf, y). Worst case measured: 1 ulp over 2.4 * 10^7 random and
+/// structured pairs (`VMATH_DENSE=4000000`; first at (x, y) = (0.9970536, 17936.084)).
 #[inline(always)]
 pub(crate) fn pow(x: f32, y: f32) -> f32 {
+    pow_finish(x, y, pow_core(x.abs(), y))
+}
+
+/// |x|^y before the sign and the special cases: `pow_exp2(y log2 |x|)` rounded to f32. The
+/// AVX-512 kernel computes this part with intrinsics (same operations) and then runs
+/// [`pow_finish`] itself.
+#[inline(always)]
+pub(crate) fn pow_core(ax: f32, y: f32) -> f32 {
+    pow_exp2(y as f64 * pow_log2(ax)) as f32
+}
+
+/// [`pow`] from `m` = [`pow_core`]`(|x|, y)`: the sign of odd integer powers and the special
+/// cases.
+#[inline(always)]
+pub(crate) fn pow_finish(x: f32, y: f32, m: f32) -> f32 {
     const TWO23: f32 = 8_388_608.0;
     let ax = x.abs();
     let ay = y.abs();
@@ -923,7 +985,6 @@ pub(crate) fn pow(x: f32, y: f32) -> f32 {
         ay.to_bits()
     } & 1;
     let yodd = yint && ay < 16_777_216.0 && par == 1;
-    let m = exp2_f64(y as f64 * log2_f64(ax)) as f32;
     // Negative x (or -0, -inf) with odd integer y: negative result.
     let neg = if yodd { x.to_bits() } else { 0 };
     let v = flip_sign(m, neg);
