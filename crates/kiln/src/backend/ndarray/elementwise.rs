@@ -233,8 +233,11 @@ pub(super) fn pow_f32_contiguous(
         shape,
         |off, o: &mut [MaybeUninit<f32>]| {
             let end = off + o.len();
-            let done = super::pow_avx512::pow_f32(o, &sx[off..end], &sy[off..end]);
-            debug_assert!(done, "simd::level() said AVX-512");
+            let (xs, ys) = (&sx[off..end], &sy[off..end]);
+            // Always taken where simd::level() said AVX-512; the map keeps `o` written if not.
+            if !super::pow_avx512::pow_f32(o, xs, ys) {
+                zip_chunk(o, xs, ys, super::vmath::pow);
+            }
         },
     )?;
     Ok(Some(shaped(shape, v)?))

@@ -909,7 +909,7 @@ pub(crate) const POW_SHIFT: f64 = 422_212_465_065_984.0;
 /// inf, NaN for NaN. Fused multiply-adds (`mul_add`): the AVX-512 kernel
 /// (`pow_avx512.rs`) runs the same operations in the same order, so both give the same bits.
 #[inline(always)]
-pub(crate) fn pow_log2(a: f32) -> f64 {
+fn pow_log2(a: f32) -> f64 {
     let ix = (a as f64).to_bits();
     let tmp = ix.wrapping_sub(POW_OFF);
     let i = ((tmp >> 48) & 15) as usize;
@@ -935,7 +935,7 @@ pub(crate) fn pow_log2(a: f32) -> f64 {
 /// 2^t in f64 for the f32 results of `pow`: t clamped to [-200, 200] (NaN kept), t = K/16 + r
 /// with K = round(16 t), 2^(K/16) from the table, 2^r by Q (relative error < 2^-37).
 #[inline(always)]
-pub(crate) fn pow_exp2(t: f64) -> f64 {
+fn pow_exp2(t: f64) -> f64 {
     let t = if t < -200.0 { -200.0 } else { t };
     let t = if t > 200.0 { 200.0 } else { t };
     let s = t + POW_SHIFT;
