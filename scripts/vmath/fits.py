@@ -1,12 +1,11 @@
-# Regenerates the minimax fits used in src/vmath.rs (Remez exchange in mpmath, see remez.py).
+# Regenerates the minimax fits used in src/vmath.rs (Remez exchange in mpmath, see remez.py);
+# pow's tables and fits: pow_tables.py.
 from remez import *
 mp.mp.dps = 50
 L = mp.log(2) / 2
 c, e = remez(lambda r: mp.expm1(r) - r, -L, L, list(range(2, 9)),
              w=lambda r: 1 / abs(mp.expm1(r)) if r != 0 else mp.mpf(1), grid=1500)
 show("expm1_poly: expm1(r) = r + sum c r^k, |r| <= ln2/2, relative", c, e, list(range(2, 9)))
-c, e = remez(lambda r: mp.mpf(2) ** r - 1, -0.5, 0.5, list(range(1, 7)), w=lambda r: 2 ** -r, grid=1000)
-show("exp2_f64: 2^r = 1 + sum c r^k, |r| <= 1/2, relative", c, e, list(range(1, 7)))
 T = mp.tan(mp.pi / 8)
 g = lambda u: mp.atan(mp.sqrt(u)) / mp.sqrt(u) if u > 0 else mp.mpf(1)
 c, e = remez(lambda u: g(u) - 1, 0, T * T, list(range(1, 7)), w=lambda u: 1 / g(u), grid=800)

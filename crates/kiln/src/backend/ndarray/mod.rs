@@ -891,6 +891,17 @@ fn sort_any(
     })
 }
 
+/// A xorshift64 generator for the kernel tests (deterministic, no dependency).
+#[cfg(test)]
+fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 /// A deterministic float32 test array with values in [-5, 5).
 #[cfg(test)]
 fn test_arr(shape: &[usize], seed: u64) -> ArrayD<f32> {

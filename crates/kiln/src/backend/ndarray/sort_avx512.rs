@@ -158,13 +158,7 @@ mod tests {
     /// keys, sorts as `sort_unstable` does (u32 and u64).
     #[test]
     fn network_sorts_like_the_standard_sort() {
-        let mut s = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = super::super::xorshift(0x9e37_79b9_7f4a_7c15);
         for n in 0..=NETWORK_MAX {
             for round in 0..3 {
                 let v: Vec<u64> = (0..n)
