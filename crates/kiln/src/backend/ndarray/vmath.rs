@@ -6,10 +6,11 @@
 //! `1.5 * 2^k` magic-number trick (no `round`/`floor`, which are libm calls without SSE4.1).
 //! Mapped over a slice inside an `#[target_feature(enable = "avx512f,...")]` or
 //! `#[target_feature(enable = "avx2,fma")]` function, LLVM turns each into zmm/ymm code; without
-//! target features they still vectorise with SSE2. Only `pow`'s f64 core uses `mul_add` (a
-//! fused multiply-add is exactly defined, so results stay bit-identical on every instruction
-//! set; without the `fma` feature it is a libm call, correct but slow, and only the baseline
-//! variant pays it); elsewhere plain `a * b + c`, which rustc never contracts.
+//! target features they still vectorise with SSE2. `pow`'s f64 core and the logarithms
+//! (`log`, `log2`, `log10`) use `mul_add` (a fused multiply-add is exactly defined, so results
+//! stay bit-identical on every instruction set; without the `fma` feature it is a libm call,
+//! correct but slow, and only the baseline variant pays it); elsewhere plain `a * b + c`,
+//! which rustc never contracts.
 //!
 //! Accuracy is measured against the correctly rounded result (std's f64 function, libm's for
 //! erf/erfc, rounded to f32) by the tests at the bottom. The worst case stated on each function
@@ -38,10 +39,10 @@
 //! }
 //! ```
 //!
-//! Polynomial sources: FreeBSD/musl (logf, log10f, log1pf, asinf, acosf, atanf and the
-//! `__sindf`/`__cosdf` kernels), Cephes (log2f and the existing kiln `exp`), and minimax fits
-//! computed with a Remez exchange in mpmath (50 digits) where a polynomial is evaluated in f64;
-//! each states its interval and error.
+//! Polynomial sources: FreeBSD/musl (log1pf, asinf, acosf, atanf and the
+//! `__sindf`/`__cosdf` kernels), Cephes (the existing kiln `exp`), and minimax fits
+//! computed with a Remez exchange in mpmath (50 digits) where a polynomial is evaluated in f64
+//! and for the logarithms (`scripts/vmath/`); each states its interval and error.
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -51,6 +52,13 @@
 macro_rules! horner {
     ($x:expr; $c:expr) => { $c };
     ($x:expr; $c:expr, $($rest:expr),+) => { $c + $x * horner!($x; $($rest),+) };
+}
+
+/// [`horner!`] with a fused multiply-add a step (one rounding a step; bit-identical on every
+/// instruction set, a libm call where the CPU has no FMA).
+macro_rules! horner_fma {
+    ($x:expr; $c:expr) => { $c };
+    ($x:expr; $c:expr, $($rest:expr),+) => { horner_fma!($x; $($rest),+).mul_add($x, $c) };
 }
 
 /// 1.5 * 2^52: adding it rounds an f64 of magnitude < 2^51 to an integer (ties to even), and the
@@ -358,25 +366,6 @@ fn log_special(x: f32, v: f32) -> f32 {
     }
 }
 
-/// Cephes `logf`/`log2f` polynomial: log(1+f) = f - f^2/2 + f^3 P(f) on
-/// [sqrt(1/2)-1, sqrt(2)-1] (no division, unlike the FreeBSD kernel). Returns f^3 P(f) - f^2/2.
-#[inline(always)]
-fn cephes_log_tail(f: f32) -> f32 {
-    let z = f * f;
-    let p = horner!(f;
-        3.333_333e-1,
-        -2.499_999_4e-1,
-        2.000_071_4e-1,
-        -1.666_805_7e-1,
-        1.424_932_3e-1,
-        -1.242_014_1e-1,
-        1.167_699_84e-1,
-        -1.151_461e-1,
-        7.037_683_6e-2
-    );
-    f * z * p - 0.5 * z
-}
-
 /// Splits a positive normal finite x as [`log_reduce`] does, without its subnormal scaling
 /// (identical results there): the `*_fast` logarithms' reduction.
 #[inline(always)]
@@ -397,14 +386,62 @@ pub(crate) fn log_rare(x: f32) -> bool {
     x.to_bits().wrapping_sub(0x0080_0000) >= 0x7F00_0000
 }
 
+/// log_b(1 + f) = f C + f^2 Q(f) on [sqrt(1/2) - 1, sqrt(2) - 1): C = log_b(e) as an f32
+/// head and tail, Q of degree 9 (Remez fit from `scripts/vmath/log_fits.py`, error 2^-30.4
+/// relative to log_b(1 + f)). Returns f C + f^2 Q rounded once by a fused multiply-add
+/// (f C_hi exact inside it), plus `tail`, which the caller uses for k log_b(2)'s low part.
 #[inline(always)]
-fn log_body(k: f32, f: f32) -> f32 {
-    let (hfsq, r) = k_log1pf(f);
-    r + k * LN2_LO_F - hfsq + f + k * LN2_HI_F
+fn log_b_1p(f: f32, c_hi: f32, c_lo: f32, q: &[f32; 10], tail: f32) -> f32 {
+    let p = horner_fma!(f; q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9]);
+    f.mul_add(c_hi, f.mul_add(p, c_lo).mul_add(f, tail))
 }
 
-/// Natural logarithm (FreeBSD/musl `logf`, f32). Worst case measured: 1 ulp
-/// (first at x = 9.14e-43).
+const LOG2_Q: [f32; 10] = [
+    -0.721_347_5,
+    0.480_898_02,
+    -0.360_674_14,
+    0.288_571_06,
+    -0.240_463_94,
+    0.205_117_3,
+    -0.178_999_41,
+    0.171_697_6,
+    -0.168_455_56,
+    0.097_022_11,
+];
+const LOG10_Q: [f32; 10] = [
+    -0.217_147_25,
+    0.144_764_74,
+    -0.108_573_735,
+    0.086_868_55,
+    -0.072_386_86,
+    0.061_746_46,
+    -0.053_884_19,
+    0.051_686_13,
+    -0.050_710_175,
+    0.029_206_565,
+];
+
+const LN_Q: [f32; 10] = [
+    -0.5,
+    0.333_333_1,
+    -0.250_000_27,
+    0.200_022_22,
+    -0.166_676_9,
+    0.142_176_48,
+    -0.124_072_93,
+    0.119_011_71,
+    -0.116_764_49,
+    0.067_250_6,
+];
+
+#[inline(always)]
+fn log_body(k: f32, f: f32) -> f32 {
+    // k LN2_HI_F is exact for |k| <= 128; the low part rides in the polynomial's tail.
+    k.mul_add(LN2_HI_F, log_b_1p(f, 1.0, 0.0, &LN_Q, k * LN2_LO_F))
+}
+
+/// Natural logarithm (f32: musl's `logf` reduction, then log(1+f) = f + f^2 Q(f) and
+/// k ln 2 by fused multiply-adds, no division). Worst case measured: 1 ulp.
 #[inline(always)]
 pub(crate) fn log(x: f32) -> f32 {
     let (k, f) = log_reduce(x);
@@ -420,14 +457,14 @@ pub(crate) fn log_fast(x: f32) -> f32 {
 
 #[inline(always)]
 fn log2_body(k: f32, f: f32) -> f32 {
-    const LOG2EA: f32 = 0.442_695_05; // log2(e) - 1
-    let y = cephes_log_tail(f);
-    y * LOG2EA + f * LOG2EA + y + f + k
+    const C_HI: f32 = std::f32::consts::LOG2_E; // log2(e) rounded to f32
+    const C_LO: f32 = 1.925_963e-8; // log2(e) - C_HI
+                                    // |log2(1 + f)| <= 1/2 and k is an integer: one rounding of its own, then the add's.
+    k + log_b_1p(f, C_HI, C_LO, &LOG2_Q, 0.0)
 }
 
-/// Base-2 logarithm (Cephes `log2f`, f32: log2(e) - 1 is applied to the small terms so that
-/// f and k add exactly; exact for powers of two). Worst case measured: 1 ulp
-/// (first at x = 8.48e-43).
+/// Base-2 logarithm (f32: as [`log`], with log2(e) split in two; exact for powers of two).
+/// Worst case measured: 1 ulp.
 #[inline(always)]
 pub(crate) fn log2(x: f32) -> f32 {
     let (k, f) = log_reduce(x);
@@ -443,19 +480,16 @@ pub(crate) fn log2_fast(x: f32) -> f32 {
 
 #[inline(always)]
 fn log10_body(k: f32, f: f32) -> f32 {
-    const IVLN10HI: f32 = f32::from_bits(0x3EDE_6000); // 4.3432617188e-01
-    const IVLN10LO: f32 = f32::from_bits(0xB804_EAD9); // -3.1689971365e-05
-    const LOG10_2HI: f32 = f32::from_bits(0x3E9A_2080); // 3.0102920532e-01
+    const C_HI: f32 = std::f32::consts::LOG10_E; // log10(e) rounded to f32
+    const C_LO: f32 = -1.010_305e-8; // log10(e) - C_HI
+    const LOG10_2HI: f32 = f32::from_bits(0x3E9A_2080); // 3.0102920532e-01, 17 bits
     const LOG10_2LO: f32 = f32::from_bits(0x3554_27DB); // 7.9034151668e-07
-    let (hfsq, r) = k_log1pf(f);
-    let hi = f32::from_bits((f - hfsq).to_bits() & 0xFFFF_F000);
-    let lo = (f - hi) - hfsq + r;
-    k * LOG10_2LO + (lo + hi) * IVLN10LO + lo * IVLN10HI + hi * IVLN10HI + k * LOG10_2HI
+                                                        // k LOG10_2HI is exact for |k| <= 128; the low part rides in the polynomial's tail.
+    k.mul_add(LOG10_2HI, log_b_1p(f, C_HI, C_LO, &LOG10_Q, k * LOG10_2LO))
 }
 
-/// Base-10 logarithm (FreeBSD `log10f`, f32: log(1+f) as hi + lo with hi's low 12 bits clear,
-/// so that the products with the split log10(e) and log10(2) are exact; Cephes' `log10f` is
-/// 2 ulp). Worst case measured: 1 ulp (first at x = 4.51e-43).
+/// Base-10 logarithm (f32: as [`log`], with log10(e) and log10(2) split in two; exact at
+/// 10^0..10^10). Worst case measured: 1 ulp.
 #[inline(always)]
 pub(crate) fn log10(x: f32) -> f32 {
     let (k, f) = log_reduce(x);
