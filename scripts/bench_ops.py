@@ -61,9 +61,14 @@ NN_ROW = ["softmax", "log_softmax", "logsumexp"]
 SHAPED = ["conv", "max_pool", "average_pool"]
 
 
-def registry():
+def bench_cmd(binary):
+    # A prebuilt bench binary (--bin, --baseline) or cargo's, which rebuilds where sources changed.
+    return [binary] if binary else ["cargo", "bench", "-q", "-p", "kiln", "--bench", "ops", "--"]
+
+
+def registry(binary=None):
     # The op names as kiln's registry lists them (family macros and the table together).
-    out = subprocess.run(["cargo", "bench", "-q", "-p", "kiln", "--bench", "ops", "--", "--registry"],
+    out = subprocess.run(bench_cmd(binary) + ["--registry"],
                          cwd=ROOT, check=True, capture_output=True, text=True).stdout
     names = json.loads(out)
     return names["unary"], names["binary"]
@@ -280,11 +285,15 @@ def main():
     ap.add_argument("--pivot", default=None,
                     help="markdown: one row per op and dtype, NumPy/kiln per size (misses bold)")
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--bin", default=None, help="a prebuilt benches/ops binary to time (no cargo)")
+    ap.add_argument("--baseline", default=None,
+                    help="a second ops binary (an older commit's) timed right after, in the same run: "
+                         "adds its time and baseline/kiln")
     ap.add_argument("--numpy-once", action="store_true", help="time NumPy once (faster, noisier)")
     args = ap.parse_args()
-    if not args.skip_build:
+    if not args.skip_build and not args.bin:
         subprocess.run(["cargo", "bench", "-p", "kiln", "--bench", "ops", "--no-run"], cwd=ROOT, check=True)
-    unary, binary = registry()
+    unary, binary = registry(args.bin)
     cs = cases(unary, binary, args.only)
     tmp = tempfile.mkdtemp()
     spec = os.path.join(tmp, "cases.json")
@@ -292,8 +301,16 @@ def main():
         json.dump(cs, f)
     before = numpy_times(cs)
     out = os.path.join(tmp, "kiln.jsonl")
-    subprocess.run(["cargo", "bench", "-q", "-p", "kiln", "--bench", "ops", "--", "--cases", spec,
-                    "--out", out, "--engine", args.engine], cwd=ROOT, check=True)
+    subprocess.run(bench_cmd(args.bin) + ["--cases", spec, "--out", out, "--engine", args.engine],
+                   cwd=ROOT, check=True)
+    base = {}
+    if args.baseline:
+        bout = os.path.join(tmp, "base.jsonl")
+        subprocess.run([args.baseline, "--cases", spec, "--out", bout, "--engine", args.engine],
+                       cwd=ROOT, check=True)
+        for line in open(bout):
+            r = json.loads(line)
+            base[r["id"]] = r.get("seconds")
     after = before if args.numpy_once else numpy_times(cs)
     kiln = {}
     for line in open(out):
@@ -328,6 +345,9 @@ def main():
         elif ratio is not None and b is not None and ratio < b:
             note = f"MISS(<{b})"
             misses.append(c["id"])
+        bt = base.get(c["id"])
+        if bt and kt:
+            note = (note + "  " if note else "") + f"baseline {bt*1e6:.2f} us, {bt/kt:.2f}x"
         rows.append((c["id"], kt, nt, ratio, b, note))
     print(f"\nnumpy {np.__version__}, engine {args.engine}; best batch means (see the script's doc)")
     hdr = f"{'case':<40}{'kiln us':>11}{'numpy us':>11}{'np/kiln':>9}{'bar':>6}  note"

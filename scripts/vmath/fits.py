@@ -23,3 +23,10 @@ g = lambda z: (mp.tanh(mp.sqrt(z)) - mp.sqrt(z)) / mp.sqrt(z) ** 3 if z > 0 else
 c, e = remez(g, 0, T * T, list(range(0, 5)),
              w=lambda z: z * mp.sqrt(z) / mp.tanh(mp.sqrt(z)) if z > 0 else mp.mpf("1e-40"))
 show("tanh small: tanh(a) = a + a^3 sum c z^k, z = a^2 <= (9/16)^2, relative", c, e, list(range(0, 5)))
+# tan in f32 lanes (vmath::TAN_P): tan(r) = r + r^3 P(z), z = r^2 <= (pi/4 + 1e-3)^2 (the f32
+# reduction's n may overshoot pi/4 a little); the weight makes the error relative to tan(r).
+T = mp.pi / 4 + mp.mpf('0.001')
+g = lambda z: (mp.tan(mp.sqrt(z)) - mp.sqrt(z)) / mp.sqrt(z) ** 3 if z > 0 else mp.mpf(1) / 3
+c, e = remez(g, 0, T * T, list(range(0, 7)),
+             w=lambda z: z * mp.sqrt(z) / mp.tan(mp.sqrt(z)) if z > 0 else mp.mpf("1e-40"), grid=1500)
+show("tan: tan(r) = r + r^3 sum c z^k, z = r^2 <= (pi/4 + 1e-3)^2, relative", c, e, list(range(0, 7)), fmt='f32')

@@ -160,14 +160,16 @@ simd::kernel! {
 
 /// float32 `op` by a fast element function without the special cases, the rare special
 /// lanes recomputed by the full one (bit-identical to mapping the full function; the
-/// logarithms' special cases were a third of their instructions). `None` for other ops.
+/// logarithms' special cases were a third of their instructions, and sin/cos/tan reduce in
+/// f32 lanes up to 2^17 where the full path reduces in f64). Trig lanes beyond 2^30 take
+/// std's f64 function, as `fix_huge_trig` does on the other paths. `None` for other ops.
 pub(super) fn unary_f32_rare(
     op: crate::backend::UnaryOp,
     a: &ArrayViewD<'_, f32>,
 ) -> Result<Option<ArrayD<f32>>> {
     use super::vmath;
     use crate::backend::UnaryOp::*;
-    if !matches!(op, Log | Log2 | Log10 | Log1p) {
+    if !matches!(op, Log | Log2 | Log10 | Log1p | Sin | Cos | Tan) {
         return Ok(None);
     }
     let Some(s) = a.as_slice() else {
@@ -202,10 +204,30 @@ pub(super) fn unary_f32_rare(
         Log => go!(vmath::log_fast, vmath::log_rare, vmath::log),
         Log2 => go!(vmath::log2_fast, vmath::log_rare, vmath::log2),
         Log10 => go!(vmath::log10_fast, vmath::log_rare, vmath::log10),
-        _ => go!(vmath::log1p_fast, vmath::log1p_rare, vmath::log1p),
+        Log1p => go!(vmath::log1p_fast, vmath::log1p_rare, vmath::log1p),
+        Sin => go!(vmath::sin_fast, vmath::trig_rare, sin_full),
+        Cos => go!(vmath::cos_fast, vmath::trig_rare, cos_full),
+        _ => go!(vmath::tan_fast, vmath::trig_rare, tan_full),
     };
     Ok(Some(shaped(a.shape(), v)?))
 }
+
+/// The rare trig lanes: `vmath`'s f64 reduction, std's f64 function beyond 2^30.
+macro_rules! trig_full {
+    ($name:ident, $f:ident) => {
+        #[inline(always)]
+        fn $name(x: f32) -> f32 {
+            if super::vmath::needs_scalar_trig(x) {
+                (x as f64).$f() as f32
+            } else {
+                super::vmath::$f(x)
+            }
+        }
+    };
+}
+trig_full!(sin_full, sin);
+trig_full!(cos_full, cos);
+trig_full!(tan_full, tan);
 
 /// float32 `power` of two contiguous operands of the output's size: the AVX-512 kernel
 /// (`pow_avx512`) where the CPU has it, else the map of `vmath::pow` (the same bits either

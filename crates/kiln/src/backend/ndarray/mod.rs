@@ -1076,11 +1076,11 @@ mod tests {
         }
     }
 
-    /// float32 log, log2, log10 and log1p (fast lanes, rare special lanes recomputed per
-    /// block) equal the full element function bit for bit, contiguous and transposed, with
+    /// float32 log, log2, log10, log1p, sin, cos and tan (fast lanes, rare special lanes
+    /// recomputed per block) equal the full element function bit for bit, contiguous and transposed, with
     /// special values in some blocks (across threads: 40,000 elements) and none in others.
     #[test]
-    fn f32_logarithms_with_rare_lanes_equal_the_element_function() {
+    fn f32_ops_with_rare_lanes_equal_the_element_function() {
         let n = 40_000usize;
         let mut v: Vec<f32> = (0..n)
             .map(|i| ((i * 7919) % 4001) as f32 * 1e-3 - 0.9)
@@ -1095,17 +1095,32 @@ mod tests {
             f32::INFINITY,
             f32::NAN,
             f32::NEG_INFINITY,
+            // Trig lanes past the f32 reduction (2^17) and past the f64 one (2^30).
+            2.0e5,
+            -1.0e10,
+            3.0e38,
         ];
         for (j, x) in specials.iter().enumerate() {
             v[j * 3001 + 17] = *x;
         }
         v[n - 1] = f32::NAN;
         type F = fn(f32) -> f32;
-        let full: [(UnaryOp, F); 4] = [
+        // The trig functions as fix_huge_trig completes them beyond 2^30.
+        fn huge(x: f32, f: fn(f32) -> f32, g: fn(f64) -> f64) -> f32 {
+            if vmath::needs_scalar_trig(x) {
+                g(x as f64) as f32
+            } else {
+                f(x)
+            }
+        }
+        let full: [(UnaryOp, F); 7] = [
             (UnaryOp::Log, vmath::log),
             (UnaryOp::Log2, vmath::log2),
             (UnaryOp::Log10, vmath::log10),
             (UnaryOp::Log1p, vmath::log1p),
+            (UnaryOp::Sin, |x| huge(x, vmath::sin, f64::sin)),
+            (UnaryOp::Cos, |x| huge(x, vmath::cos, f64::cos)),
+            (UnaryOp::Tan, |x| huge(x, vmath::tan, f64::tan)),
         ];
         let s = up(v.clone(), &[200, 200]);
         let t = NdarrayBackend.permute(&s, &[1, 0]).unwrap();
