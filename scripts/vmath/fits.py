@@ -30,3 +30,10 @@ g = lambda z: (mp.tan(mp.sqrt(z)) - mp.sqrt(z)) / mp.sqrt(z) ** 3 if z > 0 else 
 c, e = remez(g, 0, T * T, list(range(0, 7)),
              w=lambda z: z * mp.sqrt(z) / mp.tan(mp.sqrt(z)) if z > 0 else mp.mpf("1e-40"), grid=1500)
 show("tan: tan(r) = r + r^3 sum c z^k, z = r^2 <= (pi/4 + 1e-3)^2, relative", c, e, list(range(0, 7)), fmt='f32')
+# asin/acos in f32 lanes (vmath::ASIN_P): asin(s) = s + s^3 P(z), z = s^2 <= 1/4 (musl's
+# reduction: |x| >= 1/2 goes through z = (1 - |x|) / 2); the weight makes the error relative
+# to asin(s).
+g = lambda z: (mp.asin(mp.sqrt(z)) - mp.sqrt(z)) / mp.sqrt(z) ** 3 if z > 0 else mp.mpf(1) / 6
+c, e = remez(g, 0, mp.mpf(1) / 4, list(range(0, 6)),
+             w=lambda z: z * mp.sqrt(z) / mp.asin(mp.sqrt(z)) if z > 0 else mp.mpf("1e-40"), grid=1500)
+show("asin: asin(s) = s + s^3 sum c z^k, z = s^2 <= 1/4, relative", c, e, list(range(0, 6)), fmt='f32')

@@ -41,10 +41,10 @@
 //! }
 //! ```
 //!
-//! Polynomial sources: FreeBSD/musl (log1pf, asinf, acosf, atanf and the
+//! Polynomial sources: FreeBSD/musl (log1pf, atanf, the asinf/acosf reduction and the
 //! `__sindf`/`__cosdf` kernels), Cephes (the existing kiln `exp`), and minimax fits
 //! computed with a Remez exchange in mpmath (50 digits) where a polynomial is evaluated in f64
-//! and for the logarithms (`scripts/vmath/`); each states its interval and error.
+//! and for the logarithms and asin (`scripts/vmath/`); each states its interval and error.
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -763,50 +763,72 @@ pub(crate) fn tan(x: f32) -> f32 {
     tan_quadrant(rh, rl, q, x)
 }
 
-/// musl `asinf`/`acosf` rational R(z) ~ (asin(sqrt z) / sqrt z - 1), z in [0, 0.25], in f32.
+/// asin(s) / s - 1 = z P(z), z = s^2 <= 1/4: a degree-5 fit in z (`scripts/vmath/fits.py`,
+/// 2^-30.9 relative to asin), so no division (musl's rational had one).
+const ASIN_P: [f32; 6] = [
+    0.166_666_63,
+    0.075_004_295,
+    0.044_523_615,
+    0.031_799_506,
+    0.014_335_053,
+    0.037_806_362,
+];
+
+/// The shared reduction of asin/acos in f32 lanes: for |x| < 0.5, z = x^2; else
+/// z = (1 - |x|) / 2 (exact) and asin(|x|) = pi/2 - 2 asin(sqrt z). Returns z P(z), and
+/// 2 sqrt(z) as q + ql (ql from the exact residual z - s^2, so the reflection keeps 1 ulp).
 #[inline(always)]
-fn asin_r(z: f32) -> f32 {
-    const PS0: f32 = 1.666_658_7e-1;
-    const PS1: f32 = -4.274_342_2e-2;
-    const PS2: f32 = -8.656_363e-3;
-    const QS1: f32 = -7.066_296_3e-1;
-    let p = z * (PS0 + z * (PS1 + z * PS2));
-    let q = 1.0 + z * QS1;
-    p / q
+fn asin_reduce(a: f32) -> (bool, f32, f32, f32) {
+    let big = a >= 0.5;
+    let z = if big { (1.0 - a) * 0.5 } else { a * a };
+    let c = ASIN_P;
+    let p = z * horner!(z; c[0], c[1], c[2], c[3], c[4], c[5]);
+    let s = z.sqrt(); // NaN for |x| > 1
+                      // 2 (sqrt z - s) = (z - s^2) / s; the tiny addend keeps z = 0 (|x| = 1) from 0 / 0.
+    let ql = s.mul_add(-s, z) / (s + f32::MIN_POSITIVE);
+    (big, p, s + s, ql)
 }
 
-/// asin(x) (musl `asinf`, the |x| >= 0.5 branch assembled in f64). Worst case measured: 1 ulp
-/// (first at x = 4.4363295e-4).
+/// pi/2 and pi as f32 head + tail.
+const PIO2_HI: f32 = f32::from_bits(0x3FC9_0FDB);
+const PIO2_LO: f32 = f32::from_bits(0xB33B_BD2E);
+const PI_HI: f32 = f32::from_bits(0x4049_0FDB);
+const PI_LO: f32 = f32::from_bits(0xB3BB_BD2E);
+
+/// hi - v + lo - t with hi - v by Fast2Sum (|hi| >= |v|), so the cancellation is exact.
+#[inline(always)]
+fn reflect(hi: f32, lo: f32, v: f32, t: f32) -> f32 {
+    let h = hi - v;
+    let e = (hi - h) - v;
+    h + ((e + lo) - t)
+}
+
+/// asin(x) in f32 lanes (musl `asinf`'s reduction; the reflection for |x| >= 0.5 kept exact
+/// by Fast2Sum and a sqrt residual). Worst case measured: 1 ulp (first at x = 4.4363295e-4).
 #[inline(always)]
 pub(crate) fn asin(x: f32) -> f32 {
     let a = x.abs();
-    let big = a >= 0.5;
-    // asin(a) = pi/2 - 2 asin(sqrt((1 - a) / 2)); (1 - a) * 0.5 is exact.
-    let z = if big { (1.0 - a) * 0.5 } else { a * a };
-    let rz = asin_r(z);
-    let small = a + a * rz;
-    let s = (z as f64).sqrt(); // NaN for |x| > 1
-    let large = (std::f64::consts::FRAC_PI_2 - 2.0 * (s + s * rz as f64)) as f32;
+    let (big, p, q, ql) = asin_reduce(a);
+    let small = a.mul_add(p, a);
+    let large = reflect(PIO2_HI, PIO2_LO, q, q.mul_add(p, ql));
     let v = if big { large } else { small };
     v.copysign(x)
 }
 
-/// acos(x) (musl `acosf`'s reduction, assembled in f64). Worst case measured: 1 ulp
-/// (first at x = 3.2361848e-3).
+/// acos(x) in f32 lanes: pi/2 - asin(x) for |x| < 0.5, 2 asin(sqrt z) (reflected about pi
+/// for x < 0) above. Worst case measured: 1 ulp (first at x = 2.4880568e-4).
 #[inline(always)]
 pub(crate) fn acos(x: f32) -> f32 {
-    let a = x.abs();
-    let big = a >= 0.5;
-    let z = if big { (1.0 - a) * 0.5 } else { a * a };
-    let rz = asin_r(z) as f64;
-    let xd = x as f64;
-    // |x| < 0.5: pi/2 - asin(x).
-    let small = std::f64::consts::FRAC_PI_2 - (xd + xd * rz);
-    // |x| >= 0.5: 2 asin(sqrt z), reflected for x < 0.
-    let s = (z as f64).sqrt();
-    let p = 2.0 * (s + s * rz);
-    let large = if x > 0.0 { p } else { std::f64::consts::PI - p };
-    (if big { large } else { small }) as f32
+    let (big, p, q, ql) = asin_reduce(x.abs());
+    let small = reflect(PIO2_HI, PIO2_LO, x, x * p);
+    let pos = q + q.mul_add(p, ql);
+    let neg = reflect(PI_HI, PI_LO, q, q.mul_add(p, ql));
+    let large = if x > 0.0 { pos } else { neg };
+    if big {
+        large
+    } else {
+        small
+    }
 }
 
 /// atan(x) (musl `atanf`, f32: five ranges selected branch-free, one division).
@@ -1657,13 +1679,17 @@ mod tests {
             ("acos", acos, f64::acos),
             ("atan", atan, f64::atan),
         ] {
-            check(name, f, r, all_bits(), 4);
-            check(name, f, r, linear(-1.0, 1.0), 4);
-            check(name, f, r, span(TINY, 1.0), 4);
+            check(name, f, r, all_bits(), 1);
+            check(name, f, r, linear(-1.0, 1.0), 1);
+            check(name, f, r, span(TINY, 1.0), 1);
             exact(name, f, &[(NAN, NAN)]);
         }
-        check("atan", atan, f64::atan, span(1.0, f32::MAX), 4);
-        check("atan", atan, f64::atan, linear(-10.0, 10.0), 4);
+        // The reflection's cancellation is worst next to |x| = 1/2.
+        check("asin", asin, f64::asin, linear(0.49, 0.51), 1);
+        check("acos", acos, f64::acos, linear(-0.51, -0.49), 1);
+        check("acos", acos, f64::acos, linear(0.49, 0.51), 1);
+        check("atan", atan, f64::atan, span(1.0, f32::MAX), 1);
+        check("atan", atan, f64::atan, linear(-10.0, 10.0), 1);
         let pio2 = std::f32::consts::FRAC_PI_2;
         exact(
             "asin",
